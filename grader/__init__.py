@@ -1,0 +1,1 @@
+"""Grader: check library, engine, evidence, reports, standards data."""

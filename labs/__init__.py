@@ -1,0 +1,1 @@
+"""Lab definitions (data) and the loader."""

@@ -1,0 +1,144 @@
+"""Where a plant lives: its loopback /24 block, its ports, its state directory, and the registry of plants.
+
+Linux routes all of 127.0.0.0/8 to lo, so each plant gets 127.A.B.0/24 (A = 64 + slot // 256, B = slot % 256)
+and every device its own address in it: many candidates' plants side by side, each on standard ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAX_SLOTS = 64 * 256
+CANDIDATE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def home() -> Path:
+    return Path(os.environ.get("AIOTLAB_HOME", Path.home() / ".local" / "state" / "aiotlab"))
+
+
+def plants_dir() -> Path:
+    return home() / "plants"
+
+
+def validate_candidate(candidate: str) -> str:
+    if not CANDIDATE_RE.match(candidate):
+        raise ValueError(f"candidate id {candidate!r} must be 1-64 of A-Z a-z 0-9 _ . - (starting alphanumeric)")
+    return candidate
+
+
+def plant_dir(candidate: str) -> Path:
+    return plants_dir() / validate_candidate(candidate)
+
+
+def block(slot: int) -> str:
+    if not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"slot {slot} out of range")
+    return f"127.{64 + slot // 256}.{slot % 256}"
+
+
+def may_bind_privileged() -> bool:
+    if os.geteuid() == 0:
+        return True
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) <= 502
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Addresses:
+    slot: int
+    hosts: dict[str, str]
+    ports: dict[str, int]
+
+    @classmethod
+    def for_slot(cls, slot: int, spec_addressing: dict[str, Any]) -> Addresses:
+        prefix = block(slot)
+        hosts = {name: f"{prefix}.{int(h)}" for name, h in spec_addressing["hosts"].items()}
+        offset = 0 if may_bind_privileged() else int(spec_addressing.get("privileged_port_offset", 10000))
+        ports = {name: (p + offset if p < 1024 else p) for name, p in spec_addressing["ports"].items()}
+        return cls(slot, hosts, ports)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"slot": self.slot, "hosts": self.hosts, "ports": self.ports}
+
+
+@contextlib.contextmanager
+def registry_lock() -> Iterator[None]:
+    plants_dir().mkdir(parents=True, exist_ok=True)
+    with open(plants_dir() / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_state(candidate: str) -> dict[str, Any] | None:
+    path = plant_dir(candidate) / "plant.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_state(candidate: str, state: dict[str, Any]) -> None:
+    d = plant_dir(candidate)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / "plant.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2, default=str))
+    os.replace(tmp, d / "plant.json")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie or a recycled pid is not our plant
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def all_states() -> list[dict[str, Any]]:
+    out = []
+    if not plants_dir().is_dir():
+        return out
+    for d in sorted(plants_dir().iterdir()):
+        if d.is_dir():
+            st = read_state(d.name)
+            if st:
+                out.append(st)
+    return out
+
+
+def allocate_slot(candidate: str) -> int:
+    """Reuse the candidate's previous slot if free, else the lowest slot no live plant holds. Call under the lock."""
+    taken: dict[int, str] = {}
+    mine = None
+    for st in all_states():
+        if st.get("candidate") == candidate:
+            mine = st.get("slot")
+            continue
+        if pid_alive(st.get("pid")) and st.get("slot") is not None:
+            taken[int(st["slot"])] = st["candidate"]
+    if mine is not None and int(mine) not in taken:
+        return int(mine)
+    for slot in range(MAX_SLOTS):
+        if slot not in taken:
+            return slot
+    raise RuntimeError("no free plant slot")

@@ -1,0 +1,191 @@
+"""The grader-only control plane: truth, direct PLC state, faults, process events, reload.
+
+Bound to the plant's control address (not a candidate-facing endpoint) and protected by a bearer token kept in
+the plant's state directory with mode 0600. Nothing here is reachable through Modbus, OPC UA or MQTT.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .process.model import EVENTS
+from .truth import TruthReader
+from .yamlconf import ConfigError
+
+if TYPE_CHECKING:
+    from .runtime import Plant
+
+MAX_BODY = 64 * 1024
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_jsonable, allow_nan=False))
+
+
+def _jsonable(o: Any) -> Any:
+    return str(o)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class ControlApi:
+    def __init__(self, plant: Plant, host: str, port: int, token: str) -> None:
+        self.plant = plant
+        self.host, self.port, self.token = host, port, token
+        self.runner: web.AppRunner | None = None
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY)
+        r = app.router
+        r.add_get("/v1/health", self.health)
+        r.add_get("/v1/info", self.info)
+        r.add_get("/v1/status", self.status)
+        r.add_get("/v1/values", self.values)
+        r.add_get("/v1/truth", self.truth)
+        r.add_get("/v1/emissions", self.emissions)
+        r.add_get("/v1/events", self.events)
+        r.add_get("/v1/registers/{device}", self.registers)
+        r.add_post("/v1/tags", self.write_tags)
+        r.add_get("/v1/faults", self.list_faults)
+        r.add_post("/v1/faults", self.add_fault)
+        r.add_delete("/v1/faults", self.clear_faults)
+        r.add_delete("/v1/faults/{id}", self.clear_faults)
+        r.add_post("/v1/process-events", self.trigger)
+        r.add_post("/v1/reload/{device}", self.reload)
+        self.app = app
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != "/v1/health":
+            supplied = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
+                return _error(401, "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            return _error(400, f"{type(exc).__name__}: {exc}")
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _json({"ok": True})
+
+    async def info(self, request: web.Request) -> web.Response:
+        p = self.plant
+        return _json({"candidate": p.identity.candidate, "seed": p.identity.seed, "params": p.params,
+                      "addresses": p.addr.as_dict(), "endpoints": p.endpoints(), "state_dir": str(p.dir),
+                      "tags": sorted(p.model.values), "events": EVENTS})
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(self.plant.status())
+
+    async def values(self, request: web.Request) -> web.Response:
+        return _json({"t": self.plant.model.t, "values": {k: _clean(v) for k, v in self.plant.model.values.items()}})
+
+    def _range(self, request: web.Request) -> tuple[float, float]:
+        now = self.plant.clock.now()
+        start = float(request.query.get("start", now - 60))
+        end = float(request.query.get("end", now))
+        return start, end
+
+    async def truth(self, request: web.Request) -> web.Response:
+        self.plant.truth.flush()
+        start, end = self._range(request)
+        tags = [t for t in request.query.get("tags", "").split(",") if t]
+        if not tags:
+            return _error(400, "give tags=a,b,...")
+        reader = TruthReader(self.plant.truth.path)
+        try:
+            series = reader.series(tags, start, end)
+        finally:
+            reader.close()
+        return _json({k: [_clean(x) for x in v] for k, v in series.items()})
+
+    async def emissions(self, request: web.Request) -> web.Response:
+        self.plant.truth.flush()
+        start, end = self._range(request)
+        reader = TruthReader(self.plant.truth.path)
+        try:
+            return _json(reader.emissions(start, end, request.query.get("node")))
+        finally:
+            reader.close()
+
+    async def events(self, request: web.Request) -> web.Response:
+        self.plant.truth.flush()
+        start, end = self._range(request)
+        reader = TruthReader(self.plant.truth.path)
+        try:
+            return _json(reader.events(start, end))
+        finally:
+            reader.close()
+
+    async def registers(self, request: web.Request) -> web.Response:
+        """Raw register words as the device would serve them (read directly, not over the network)."""
+        device = request.match_info["device"]
+        dev = {"plc1": self.plant.plc1, "em1": self.plant.em1}.get(device)
+        if dev is None:
+            return _error(404, "device must be plc1 or em1")
+        words = dev.encode(self.plant.model.plc1_image if device == "plc1" else self.plant.model.values)
+        return _json({table: {str(a): w for a, w in sorted(m.items())} for table, m in words.items()})
+
+    async def write_tags(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if not isinstance(body, dict) or not body:
+            return _error(400, "body must be a JSON object {tag: value}")
+        for tag, value in body.items():
+            self.plant.model.write(tag, value)
+            self.plant.event("control_write", tag=tag, value=value)
+        return _json({"written": sorted(body)})
+
+    async def list_faults(self, request: web.Request) -> web.Response:
+        return _json(self.plant.model.faults.listing())
+
+    async def add_fault(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        f = self.plant.model.faults.add(str(body["kind"]), str(body["target"]), self.plant.clock.now(),
+                                        body.get("duration_s"), body.get("params") or {})
+        self.plant.event("fault", **f.as_dict())
+        return _json(f.as_dict(), 201)
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        fid = request.match_info.get("id")
+        n = self.plant.model.faults.clear(int(fid) if fid else None)
+        self.plant.event("fault_clear", id=fid, cleared=n)
+        return _json({"cleared": n})
+
+    async def trigger(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        event = str(body["event"])
+        duration = float(body.get("duration_s", 60.0))
+        self.plant.model.trigger(event, duration)
+        self.plant.event("process_event", event=event, duration_s=duration)
+        return _json({"event": event, "until": self.plant.model.active_events().get(event)}, 201)
+
+    async def reload(self, request: web.Request) -> web.Response:
+        device = request.match_info["device"]
+        try:
+            return _json(await self.plant.reload(device))
+        except ConfigError as exc:
+            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)

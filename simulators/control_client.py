@@ -1,0 +1,55 @@
+"""A small synchronous client of a plant's control plane (for the CLI and the grader's scripts)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import addressing as ad
+
+
+class ControlError(Exception):
+    pass
+
+
+class ControlClient:
+    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def for_candidate(cls, candidate: str) -> ControlClient:
+        st = ad.read_state(candidate)
+        if not st or st.get("status") != "running" or not ad.pid_alive(st.get("pid")):
+            raise ControlError(f"no running plant for candidate {candidate!r} (aiotlab plant up --candidate {candidate})")
+        ctl = st["control"]
+        return cls(ctl["url"], Path(ctl["token_file"]).read_text().strip())
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - our own loopback API
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("error")
+            except (ValueError, AttributeError):
+                detail = exc.reason
+            raise ControlError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise ControlError(f"{method} {path}: {exc}") from None
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self._call("POST", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self._call("DELETE", path)

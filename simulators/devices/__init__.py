@@ -1,0 +1,1 @@
+"""Simulated devices: PLCs, meter, firewall, sensors, HMI, each speaking its real protocol."""

@@ -1,0 +1,89 @@
+"""The HMI: a legitimate operator panel polling PLC-1 through FW-1 and now and then writing a setpoint.
+
+It connects from its own fixed source address, so it is the normal-traffic baseline and the "legitimate user"
+that hardening must keep working. Every operation is logged as a JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from .register_map import RegisterMap
+
+log = logging.getLogger(__name__)
+
+
+class Hmi:
+    def __init__(self, host: str, port: int, source: str, unit: int, regmap: RegisterMap, poll_s: float,
+                 write_every_s: float, log_path: Path, rng: random.Random) -> None:
+        self.host, self.port, self.source, self.unit = host, port, source, unit
+        self.regmap = regmap
+        self.poll_s = poll_s
+        self.write_every_s = write_every_s
+        self.log_path = log_path
+        self.rng = rng
+        self.stats = {"reads_ok": 0, "reads_failed": 0, "writes_ok": 0, "writes_failed": 0}
+        self.last_values: dict[str, float] = {}
+
+    def _log(self, **rec: Any) -> None:
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"ts": time.time(), **rec}) + "\n")
+
+    async def run(self) -> None:
+        level = self.regmap.tag("level")
+        sp = self.regmap.tag("level_setpoint")
+        loop = asyncio.get_running_loop()
+        next_write = loop.time() + self.write_every_s
+        while True:
+            client = AsyncModbusTcpClient(self.host, port=self.port, source_address=(self.source, 0), timeout=2,
+                                          retries=0)
+            try:
+                await client.connect()
+                while client.connected:
+                    await self._read(client, level.address, sp.address)
+                    if loop.time() >= next_write:
+                        next_write = loop.time() + self.write_every_s
+                        await self._write_setpoint(client, sp)
+                    await asyncio.sleep(self.poll_s)
+                self.stats["reads_failed"] += 1
+                self._log(op="connect", ok=False)
+            finally:
+                client.close()
+            await asyncio.sleep(2.0)
+
+    async def _read(self, client: AsyncModbusTcpClient, level_addr: int, sp_addr: int) -> None:
+        try:
+            ir = await client.read_input_registers(level_addr, count=1, device_id=self.unit)
+            hr = await client.read_holding_registers(sp_addr, count=2, device_id=self.unit)
+            ok = not ir.isError() and not hr.isError()
+        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+            ok = False
+            self._log(op="read", ok=False, error=str(exc)[:200])
+        if ok:
+            self.stats["reads_ok"] += 1
+            raw = ir.registers[0]
+            self.last_values["level"] = (raw - 0x10000 if raw & 0x8000 else raw) / self.regmap.tag("level").scale
+        else:
+            self.stats["reads_failed"] += 1
+
+    async def _write_setpoint(self, client: AsyncModbusTcpClient, sp: Any) -> None:
+        lo, hi = max(sp.min, 1.3), min(sp.max, 2.2)
+        value = round(self.rng.uniform(lo, hi), 2)
+        raw = int(round(value * sp.scale)) & 0xFFFF
+        try:
+            rr = await client.write_register(sp.address, raw, device_id=self.unit)
+            ok = not rr.isError()
+        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+            ok = False
+            self._log(op="write", tag="level_setpoint", value=value, ok=False, error=str(exc)[:200])
+        self.stats["writes_ok" if ok else "writes_failed"] += 1
+        self._log(op="write", tag="level_setpoint", value=value, ok=ok)

@@ -1,0 +1,1 @@
+"""Protocol codecs shared by devices (Modbus frames, value encodings)."""

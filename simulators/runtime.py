@@ -1,0 +1,349 @@
+"""A running plant: the model on its clock, every device on its address, ground truth, supervisor, control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import statistics
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from .addressing import Addresses
+from .broker import BrokerError, MosquittoBroker
+from .clock import Clock, RealClock
+from .configs import ensure_configs
+from .devices.firewall import Conduit, Firewall
+from .devices.hmi import Hmi
+from .devices.modbus_device import ModbusDevice
+from .devices.opcua_plc import OpcUaPlc
+from .devices.opcua_security import load_security_config
+from .devices.register_map import RegisterMap
+from .devices.sensors import SensorNode, load_link
+from .params import PlantIdentity, params_digest
+from .process.model import PlantModel
+from .supervisor import Supervisor
+from .truth import TruthRecorder
+from .yamlconf import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("broker", "plc1", "em1", "fw1", "plc2", "sensors", "hmi", "control")
+RELOADABLE = ("broker", "plc1", "em1", "fw1", "plc2", "sensors", "hmi")
+
+
+class PlantStartError(Exception):
+    """A device could not start; names the device and why. Nothing of the plant is left running."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"{device}: {reason}")
+        self.device = device
+        self.reason = reason
+
+
+class Plant:
+    def __init__(self, identity: PlantIdentity, spec: dict[str, Any], params: dict[str, Any], addresses: Addresses,
+                 state_dir: Path, clock: Clock | None = None, *, with_hmi: bool = True, with_sensors: bool = True,
+                 with_control: bool = True) -> None:
+        self.identity = identity
+        self.spec = spec
+        self.params = params
+        self.addr = addresses
+        self.dir = state_dir
+        self.clock = clock or RealClock()
+        self.with_hmi, self.with_sensors, self.with_control = with_hmi, with_sensors, with_control
+        for sub in ("config", "logs", "pki"):
+            (state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.config_dir = state_dir / "config"
+        self.logs = state_dir / "logs"
+        ensure_configs(self.config_dir, params, addresses.hosts, addresses.ports)
+        self.model = PlantModel(params, identity.physics_seed, self.clock.now())
+        self.truth = TruthRecorder(state_dir / "truth.db")
+        self.supervisor = Supervisor(self.event)
+        self.token = self._token()
+        devs = params["devices"]
+        self.plc1_map = RegisterMap(devs["plc1"]["tables"])
+        self.em1_map = RegisterMap(devs["em1"]["tables"])
+        self.plc1: ModbusDevice | None = None
+        self.em1: ModbusDevice | None = None
+        self.fw1: Firewall | None = None
+        self.plc2: OpcUaPlc | None = None
+        self.broker: MosquittoBroker | None = None
+        self.sensors: list[SensorNode] = []
+        self.hmi: Hmi | None = None
+        self.control: Any = None
+        self.started_at: float | None = None
+        self.jitter: deque[float] = deque(maxlen=3000)
+        self.ticks = 0
+        self.device_errors: dict[str, str] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _token(self) -> str:
+        path = self.dir / "control.token"
+        if path.exists():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(token)
+        return token
+
+    def event(self, kind: str, **detail: Any) -> None:
+        self.truth.event(self.clock.now(), kind, **detail)
+
+    def fault_state(self, device: str) -> tuple[bool, float]:
+        return self.model.faults.device_fault(device, self.clock.now())
+
+    def model_write(self, source: str, value: Any, via: str) -> None:
+        self.model.write(source, value)
+        self.event("write", tag=source, value=value, via=via)
+
+    @property
+    def h(self) -> dict[str, str]:
+        return self.addr.hosts
+
+    @property
+    def p(self) -> dict[str, int]:
+        return self.addr.ports
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every device; on the first failure stop what started and raise PlantStartError."""
+        self.truth.set_meta(candidate=self.identity.candidate, seed=self.identity.seed, params_digest=params_digest(self.params),
+                            identity_digest=self.identity.digest(), tick_s=self.spec["clock"]["tick_s"],
+                            addresses=self.addr.as_dict())
+        self.started_at = self.clock.now()
+        steps = [("broker", self._start_broker), ("plc1", self._start_plc1), ("em1", self._start_em1),
+                 ("fw1", self._start_fw1), ("plc2", self._start_plc2)]
+        if self.with_control:
+            steps.append(("control", self._start_control))
+        try:
+            for name, step in steps:
+                try:
+                    await step()
+                except PlantStartError:
+                    raise
+                except ConfigError as exc:
+                    raise PlantStartError(name, str(exc)) from exc
+                except BrokerError as exc:
+                    raise PlantStartError(name, str(exc)) from exc
+                except OSError as exc:
+                    raise PlantStartError(name, _explain_oserror(exc)) from exc
+        except BaseException:
+            await self.stop()
+            raise
+        self.supervisor.run("physics", self._physics)
+        self.supervisor.run("broker-watch", self._watch_broker)
+        if self.with_sensors:
+            self._start_sensors()
+        if self.with_hmi:
+            self._start_hmi()
+        self.event("plant_start", candidate=self.identity.candidate)
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        for dev in (self.control, self.plc2, self.fw1, self.plc1, self.em1, self.broker):
+            if dev is not None:
+                try:
+                    await dev.stop()
+                except Exception as exc:  # noqa: BLE001 - stopping must go on whatever one device does
+                    log.warning("stop %r: %r", dev, exc)
+        self.control = self.plc2 = self.fw1 = self.plc1 = self.em1 = self.broker = None
+        try:
+            self.event("plant_stop")
+            self.truth.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def close(self) -> None:
+        self.truth.close()
+
+    async def _start_broker(self) -> None:
+        self.broker = MosquittoBroker(self.config_dir / "mosquitto.conf", self.logs / "mosquitto.log",
+                                      self.h["broker"], self.p["mqtt"])
+        if self.broker.binary is None:
+            self.event("broker_fallback", reason="mosquitto not installed")
+        await self.broker.start()
+
+    async def _start_plc1(self) -> None:
+        d = self.params["devices"]["plc1"]
+        self.plc1 = ModbusDevice(
+            "plc1", int(d["unit_id"]), self.plc1_map, lambda: self.model.plc1_image,
+            lambda tag, v: self.model_write(tag, v, "plc1"), lambda: self.fault_state("plc1"),
+            {self.h["fw1_field"]}, {0: "aiotlab", 1: "PLC-1 TANK", 2: "1.4.2"}, float(d["load_window_s"]),
+        )
+        await self.plc1.start(self.h["plc1_field"], self.p["modbus"])
+
+    async def _start_em1(self) -> None:
+        d = self.params["devices"]["em1"]
+        self.em1 = ModbusDevice(
+            "em1", int(d["unit_id"]), self.em1_map, lambda: self.model.values,
+            lambda tag, v: self.model_write(tag, v, "em1"), lambda: self.fault_state("em1"),
+            {self.h["fw1_field"]}, {0: "aiotlab", 1: "EM-1 METER", 2: "2.0.7"},
+        )
+        await self.em1.start(self.h["em1_field"], self.p["modbus"])
+
+    async def _start_fw1(self) -> None:
+        conduits = [Conduit(name, (self.h[name], self.p["modbus"]), (self.h[f"{name}_field"], self.p["modbus"]))
+                    for name in self.params["devices"]["fw1"]["conduits"]]
+        self.fw1 = Firewall(self.config_dir / "fw1.yaml", self.logs / "fw1.jsonl", self.h["fw1_field"], conduits)
+        await self.fw1.start()
+
+    async def _start_plc2(self) -> None:
+        cfg = load_security_config(self.config_dir / "plc2.yaml")
+        d = self.params["devices"]["plc2"]
+        self.plc2 = OpcUaPlc(
+            d, cfg, f"opc.tcp://{self.h['plc2']}:{self.p['opcua']}{d['path']}", self.dir / "pki",
+            self.logs / "plc2-audit.jsonl", lambda: self.model.values,
+            lambda tag, v: self.model_write(tag, v, "plc2"), self._call, lambda: self.fault_state("plc2"),
+            self.clock.now, self.event,
+        )
+        await self.plc2.start()
+
+    def _call(self, method: str) -> bool:
+        ok = self.model.call(method)
+        self.event("call", method=method, result=ok)
+        return ok
+
+    async def _start_control(self) -> None:
+        from .control_api import ControlApi
+
+        self.control = ControlApi(self, self.h["control"], self.p["control"], self.token)
+        await self.control.start()
+
+    def _start_sensors(self) -> None:
+        d = self.params["devices"]["sensors"]
+        link_path = self.config_dir / "sensors.yaml"
+        link = load_link(link_path, self.p["mqtt"])
+        self.sensors = []
+        for node in d["nodes"]:
+            s = SensorNode(node, d["topic_root"], tuple(d["period_limits_s"]), self.params["process"]["wireless"],
+                           self.h["broker"], self.h["sensors"], lambda: link, lambda: self.model.values,
+                           self.clock.now, self.truth.emission, self.fault_state, self.event)
+            self.sensors.append(s)
+            self.supervisor.run(f"sensor:{s.id}", s.run)
+
+    def _start_hmi(self) -> None:
+        d = self.params["devices"]["hmi"]
+        self.hmi = Hmi(self.h["plc1"], self.p["modbus"], self.h["hmi"], int(self.params["devices"]["plc1"]["unit_id"]),
+                       self.plc1_map, float(d["poll_period_s"]), float(d["write_every_s"]), self.logs / "hmi.jsonl",
+                       self.identity.rng("hmi"))
+        self.supervisor.run("hmi", self.hmi.run)
+
+    # -- the physics loop ------------------------------------------------------------------------
+    async def _physics(self) -> None:
+        tick = float(self.spec["clock"]["tick_s"])
+        next_t = self.model.t + tick
+        while True:
+            await self.clock.sleep_until(next_t)
+            self.jitter.append(max(0.0, self.clock.now() - next_t))
+            self.model.scan.load_rps = self.plc1.load.rate() if self.plc1 else 0.0
+            while self.model.t + tick <= self.clock.now() + 1e-9:  # catch up after a stall, one fixed step at a time
+                values = self.model.step(tick)
+                self.truth.sample(self.model.t, values)
+                self.ticks += 1
+                if self.ticks % 10 == 0:
+                    self.truth.flush()
+            if self.plc2 is not None:
+                await self.plc2.sync()
+            next_t = self.model.t + tick
+
+    async def _watch_broker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.broker is not None and not self.broker.alive() and "broker" not in self.device_errors:
+                self.event("device_restart", device="broker", error="mosquitto exited")
+                log.warning("broker exited; restarting")
+                try:
+                    await self.broker.restart()
+                except BrokerError as exc:
+                    self.device_errors["broker"] = str(exc)
+
+    # -- reload ----------------------------------------------------------------------------------
+    async def reload(self, device: str) -> dict[str, Any]:
+        """Apply an edited device config. A bad file raises ConfigError and leaves the running device as it was."""
+        if device not in RELOADABLE:
+            raise KeyError(f"unknown device {device!r}; reloadable: {', '.join(RELOADABLE)}")
+        if device == "fw1" and self.fw1:
+            self.fw1.reload()
+        elif device == "plc2":
+            load_security_config(self.config_dir / "plc2.yaml")  # validate before touching the running server
+            if self.plc2:
+                await self.plc2.stop()
+            await self._start_plc2()
+        elif device == "broker" and self.broker:
+            self.device_errors.pop("broker", None)
+            try:
+                await self.broker.restart()
+            except BrokerError as exc:
+                self.device_errors["broker"] = str(exc)
+                raise ConfigError(self.config_dir / "mosquitto.conf", str(exc)) from None
+        elif device == "sensors":
+            load_link(self.config_dir / "sensors.yaml", self.p["mqtt"])
+            for s in self.sensors:
+                await self.supervisor.stop(f"sensor:{s.id}")
+            self._start_sensors()
+        elif device == "hmi":
+            await self.supervisor.stop("hmi")
+            self._start_hmi()
+        elif device in ("plc1", "em1"):
+            dev = getattr(self, device)
+            if dev:
+                await dev.stop()
+            await (self._start_plc1() if device == "plc1" else self._start_em1())
+        self.event("reload", device=device)
+        return {"device": device, "reloaded": True}
+
+    # -- status ----------------------------------------------------------------------------------
+    def endpoints(self) -> list[dict[str, Any]]:
+        h, p = self.h, self.p
+        d = self.params["devices"]
+        return [
+            {"device": "plc1", "protocol": "modbus-tcp", "endpoint": f"{h['plc1']}:{p['modbus']}", "unit_id": d["plc1"]["unit_id"], "via": "fw1"},
+            {"device": "em1", "protocol": "modbus-tcp", "endpoint": f"{h['em1']}:{p['modbus']}", "unit_id": d["em1"]["unit_id"], "via": "fw1"},
+            {"device": "plc2", "protocol": "opc-ua", "endpoint": f"opc.tcp://{h['plc2']}:{p['opcua']}{d['plc2']['path']}"},
+            {"device": "broker", "protocol": "mqtt", "endpoint": f"mqtt://{h['broker']}:{p['mqtt']}"},
+            {"device": "hmi", "protocol": "client", "endpoint": h["hmi"]},
+            {"device": "workstation", "protocol": "client", "endpoint": h["workstation"]},
+        ]
+
+    def status(self) -> dict[str, Any]:
+        jit = sorted(self.jitter)
+        def pct(q: float) -> float | None:
+            return round(jit[min(len(jit) - 1, int(q * len(jit)))] * 1000, 2) if jit else None
+        return {
+            "candidate": self.identity.candidate,
+            "time": self.clock.now(),
+            "started_at": self.started_at,
+            "ticks": self.ticks,
+            "tick_jitter_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(jit[-1] * 1000, 2) if jit else None,
+                               "mean": round(statistics.fmean(jit) * 1000, 3) if jit else None},
+            "plc1": {"scan_time_ms": self.model.scan.scan_time_ms, "load_rps": self.model.scan.load_rps,
+                     "budget_rps": self.model.scan.budget, **(self.plc1.stats if self.plc1 else {})},
+            "em1": self.em1.stats if self.em1 else None,
+            "fw1": self.fw1.stats if self.fw1 else None,
+            "broker": {"alive": self.broker.alive() if self.broker else False,
+                       "embedded": bool(self.broker and self.broker.binary is None),
+                       "restarts": self.broker.restarts if self.broker else 0, "error": self.device_errors.get("broker")},
+            "sensors": {s.id: {"connected": s.connected, "published": s.published, "seq": s.seq,
+                               "report_period_s": s.period, "battery_pct": round(s.battery.percent, 2)} for s in self.sensors},
+            "hmi": self.hmi.stats if self.hmi else None,
+            "supervised": self.supervisor.status(),
+            "faults": self.model.faults.listing(),
+            "events": self.model.active_events(),
+        }
+
+
+def _explain_oserror(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return f"address already in use ({exc})"
+    if exc.errno == errno.EACCES:
+        return f"permission denied binding a port ({exc}); run as root or lower net.ipv4.ip_unprivileged_port_start"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"address not available ({exc}); loopback 127.0.0.0/8 must be routed to lo"
+    return str(exc)
+
+
