@@ -23,7 +23,9 @@ Candidate = Annotated[str, typer.Option("--candidate", "-c", help="Candidate id 
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -56,8 +58,13 @@ def plant_up(
     from aiotlab.simulators.yamlconf import ConfigError
 
     def show(state: dict[str, Any]) -> None:
+        from rich.markup import escape
+
+        for w in state.get("warnings") or []:
+            err.print(f"[bold yellow]WARNING:[/] {escape(w)}")
         if as_json:
-            print(json.dumps({k: state.get(k) for k in ("candidate", "status", "slot", "pid", "endpoints", "control", "error")}, indent=2))
+            keys = ("candidate", "status", "slot", "pid", "endpoints", "control", "warnings", "error")
+            print(json.dumps({k: state.get(k) for k in keys}, indent=2))
         else:
             console.print(endpoint_table(state.get("endpoints") or [], f"plant of {candidate} (slot {state.get('slot')})"))
             console.print(f"datasheet: aiotlab plant datasheet --candidate {candidate}")
@@ -200,3 +207,7 @@ def _version(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -166,7 +166,7 @@ class ControlApi:
         body = await request.json()
         f = self.plant.model.faults.add(str(body["kind"]), str(body["target"]), self.plant.clock.now(),
                                         body.get("duration_s"), body.get("params") or {})
-        self.plant.event("fault", **f.as_dict())
+        self.plant.event("fault", fault=f.as_dict())
         return _json(f.as_dict(), 201)
 
     async def clear_faults(self, request: web.Request) -> web.Response:

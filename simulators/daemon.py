@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("asyncua", "aiohttp.access"):
+    for noisy in ("asyncua", "aiohttp.access", "transitions", "amqtt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         asyncio.run(serve(args.candidate, args.seed))

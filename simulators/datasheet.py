@@ -27,8 +27,10 @@ def labels(lang: str) -> dict[str, Any]:
 
 def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
     """The datasheet as data (also the JSON form): language-neutral facts, descriptions in both languages."""
-    identity, spec, params = plant_params(candidate, seed)
     st = ad.read_state(candidate)
+    if seed is None and st and st.get("seed") is not None:
+        seed = int(st["seed"])  # describe the plant as it was started
+    identity, spec, params = plant_params(candidate, seed)
     slot = int(st["slot"]) if st and st.get("slot") is not None else 0
     addr = ad.Addresses.for_slot(slot, spec["addressing"])
     h, p = addr.hosts, addr.ports

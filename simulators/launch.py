@@ -76,7 +76,11 @@ async def serve(candidate: str, seed: int | None = None, on_ready: Callable[[Pla
         _mark(candidate, status="failed", error=str(exc), pid=None)
         plant.close()
         raise
-    _mark(candidate, status="running", endpoints=plant.endpoints(),
+    warnings = []
+    if plant.broker is not None and plant.broker.binary is None:
+        warnings.append("mosquitto is not installed: the broker is the embedded Python FALLBACK (amqtt); it ignores "
+                        "config/mosquitto.conf and cannot be hardened. Install mosquitto (apt-get install mosquitto).")
+    _mark(candidate, status="running", endpoints=plant.endpoints(), warnings=warnings,
           control={"url": f"http://{plant.h['control']}:{plant.p['control']}", "token_file": str(plant.dir / "control.token")},
           mosquitto_pid=plant.broker.proc.pid if plant.broker and plant.broker.proc else None)
     if on_ready:

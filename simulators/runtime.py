@@ -220,7 +220,8 @@ class Plant:
         for node in d["nodes"]:
             s = SensorNode(node, d["topic_root"], tuple(d["period_limits_s"]), self.params["process"]["wireless"],
                            self.h["broker"], self.h["sensors"], lambda: link, lambda: self.model.values,
-                           self.clock.now, self.truth.emission, self.fault_state, self.event)
+                           self.clock.now, self.truth.emission, self.fault_state, self.event,
+                           phase=self.identity.rng(f"sensor-phase:{node['id']}").random())
             self.sensors.append(s)
             self.supervisor.run(f"sensor:{s.id}", s.run)
 

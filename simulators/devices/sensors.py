@@ -61,7 +61,8 @@ class SensorNode:
     def __init__(self, spec: dict[str, Any], root: str, limits: tuple[float, float], wireless_params: dict[str, Any],
                  host: str, source: str, link: Callable[[], SensorLink], values: Callable[[], dict[str, Any]],
                  clock: Callable[[], float], record: Callable[[str, int, float, str, str], None],
-                 fault_state: Callable[[str], tuple[bool, float]], on_event: Callable[..., None]) -> None:
+                 fault_state: Callable[[str], tuple[bool, float]], on_event: Callable[..., None],
+                 phase: float = 0.0) -> None:
         self.spec = spec
         self.id = spec["id"]
         self.base = f"{root}/{self.id}"
@@ -72,6 +73,7 @@ class SensorNode:
         self._link, self._values, self._clock = link, values, clock
         self._record, self._fault_state, self._on_event = record, fault_state, on_event
         self.seq = 0
+        self.phase = phase
         self.published = 0
         self.connected = False
         self._last_t: float | None = None
@@ -122,7 +124,7 @@ class SensorNode:
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at = loop.time() - self.period + self.phase * self.period  # nodes are not synchronised
         while True:
             next_at += self.period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
