@@ -1,2 +1,3 @@
 """aiotlab: AIoT / ICS-security practical-exam harness."""
+
 __version__ = "0.1.0"

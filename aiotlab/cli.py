@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="aiotlab: practical-exam harness for AIoT and ICS security.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="aiotlab: practical-exam harness for AIoT and ICS security.", no_args_is_help=True, add_completion=False
+)
 plant_app = typer.Typer(help="The candidate's virtual plant.", no_args_is_help=True)
 app.add_typer(plant_app, name="plant")
 console = Console()
@@ -66,11 +67,16 @@ def plant_up(
             keys = ("candidate", "status", "slot", "pid", "endpoints", "control", "warnings", "error")
             print(json.dumps({k: state.get(k) for k in keys}, indent=2))
         else:
-            console.print(endpoint_table(state.get("endpoints") or [], f"plant of {candidate} (slot {state.get('slot')})"))
+            console.print(
+                endpoint_table(state.get("endpoints") or [], f"plant of {candidate} (slot {state.get('slot')})")
+            )
             console.print(f"datasheet: aiotlab plant datasheet --candidate {candidate}")
 
     if detach:
-        state = launch.detach(candidate, seed)
+        try:
+            state = launch.detach(candidate, seed)
+        except ValueError as exc:
+            _fail(str(exc))
         if state.get("status") != "running":
             _fail(f"plant did not start: {state.get('error')}")
         show(state)
@@ -121,7 +127,10 @@ def plant_status(
         live = e.get("live") or {}
         sensors = live.get("sensors") or {}
         table.add_row(
-            e.get("candidate", "?"), e.get("status", "?"), str(e.get("slot")), str(e.get("pid") or "-"),
+            e.get("candidate", "?"),
+            e.get("status", "?"),
+            str(e.get("slot")),
+            str(e.get("pid") or "-"),
             f"{live['plc1']['scan_time_ms']:.1f}" if live else "-",
             str((live.get("tick_jitter_ms") or {}).get("p99", "-")) if live else "-",
             ", ".join(f"{k}:{v['published']}" for k, v in sensors.items()) or "-",
@@ -206,6 +215,11 @@ def _version(
 
 
 def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("asyncua", "transitions", "amqtt"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     app()
 
 

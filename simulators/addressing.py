@@ -126,8 +126,26 @@ def all_states() -> list[dict[str, Any]]:
     return out
 
 
-def allocate_slot(candidate: str) -> int:
-    """Reuse the candidate's previous slot if free, else the lowest slot no live plant holds. Call under the lock."""
+def block_free(slot: int, spec_addressing: dict[str, Any]) -> bool:
+    """True when nothing on this machine (another registry, another user) holds the slot's key endpoints."""
+    import socket
+
+    # Only the control endpoint is probed: every plant holds it, and nothing else binds it. (A wildcard listener,
+    # e.g. a system Mosquitto on 0.0.0.0:1883, must surface as "broker: address in use", not as "no free slot".)
+    addrs = Addresses.for_slot(slot, spec_addressing)
+    with socket.socket() as s:
+        try:
+            s.bind((addrs.hosts["control"], addrs.ports["control"]))
+        except OSError:
+            return False
+    return True
+
+
+def allocate_slot(candidate: str, spec_addressing: dict[str, Any] | None = None) -> int:
+    """Reuse the candidate's previous slot if free, else the lowest free slot. Call under the lock.
+
+    A slot is free when no live plant of this registry holds it and (given the spec's addressing) its endpoints
+    can be bound, so plants of different registries on one machine do not collide."""
     taken: dict[int, str] = {}
     mine = None
     for st in all_states():
@@ -136,9 +154,13 @@ def allocate_slot(candidate: str) -> int:
             continue
         if pid_alive(st.get("pid")) and st.get("slot") is not None:
             taken[int(st["slot"])] = st["candidate"]
-    if mine is not None and int(mine) not in taken:
+
+    def usable(slot: int) -> bool:
+        return slot not in taken and (spec_addressing is None or block_free(slot, spec_addressing))
+
+    if mine is not None and usable(int(mine)):
         return int(mine)
     for slot in range(MAX_SLOTS):
-        if slot not in taken:
+        if usable(slot):
             return slot
     raise RuntimeError("no free plant slot")

@@ -84,7 +84,12 @@ class MosquittoBroker:
         logf = self.log_path.open("ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                self.binary, "-c", str(self.config_path), stdout=logf, stderr=logf, stdin=asyncio.subprocess.DEVNULL,
+                self.binary,
+                "-c",
+                str(self.config_path),
+                stdout=logf,
+                stderr=logf,
+                stdin=asyncio.subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
             )
         finally:
@@ -151,9 +156,12 @@ class MosquittoBroker:
             ) from None
         log.warning(
             "WARNING: mosquitto not found; using the embedded Python broker (amqtt) as a FALLBACK. It ignores %s, "
-            "has no TLS/ACL hardening and is not what labs are graded on. Install mosquitto.", self.config_path
+            "has no TLS/ACL hardening and is not what labs are graded on. Install mosquitto.",
+            self.config_path,
         )
-        config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
         self.embedded = Broker(config)
         await self.embedded.start()

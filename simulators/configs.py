@@ -79,7 +79,9 @@ def ensure_configs(config_dir: Path, params: dict[str, Any], hosts: dict[str, st
     files = {
         "fw1.yaml": lambda: fw1_default(),
         "plc2.yaml": lambda: plc2_default(devices["plc2"]["default_users"]),
-        "mosquitto.conf": lambda: default_config(hosts["broker"], ports["mqtt"], int(devices["broker"]["max_queued_messages"])),
+        "mosquitto.conf": lambda: default_config(
+            hosts["broker"], ports["mqtt"], int(devices["broker"]["max_queued_messages"])
+        ),
         "sensors.yaml": lambda: sensors_default(ports["mqtt"], [n["id"] for n in devices["sensors"]["nodes"]]),
     }
     for name, make in files.items():

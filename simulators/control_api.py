@@ -94,9 +94,18 @@ class ControlApi:
 
     async def info(self, request: web.Request) -> web.Response:
         p = self.plant
-        return _json({"candidate": p.identity.candidate, "seed": p.identity.seed, "params": p.params,
-                      "addresses": p.addr.as_dict(), "endpoints": p.endpoints(), "state_dir": str(p.dir),
-                      "tags": sorted(p.model.values), "events": EVENTS})
+        return _json(
+            {
+                "candidate": p.identity.candidate,
+                "seed": p.identity.seed,
+                "params": p.params,
+                "addresses": p.addr.as_dict(),
+                "endpoints": p.endpoints(),
+                "state_dir": str(p.dir),
+                "tags": sorted(p.model.values),
+                "events": EVENTS,
+            }
+        )
 
     async def status(self, request: web.Request) -> web.Response:
         return _json(self.plant.status())
@@ -164,8 +173,13 @@ class ControlApi:
 
     async def add_fault(self, request: web.Request) -> web.Response:
         body = await request.json()
-        f = self.plant.model.faults.add(str(body["kind"]), str(body["target"]), self.plant.clock.now(),
-                                        body.get("duration_s"), body.get("params") or {})
+        f = self.plant.model.faults.add(
+            str(body["kind"]),
+            str(body["target"]),
+            self.plant.clock.now(),
+            body.get("duration_s"),
+            body.get("params") or {},
+        )
         self.plant.event("fault", fault=f.as_dict())
         return _json(f.as_dict(), 201)
 

@@ -25,14 +25,20 @@ class ControlClient:
     def for_candidate(cls, candidate: str) -> ControlClient:
         st = ad.read_state(candidate)
         if not st or st.get("status") != "running" or not ad.pid_alive(st.get("pid")):
-            raise ControlError(f"no running plant for candidate {candidate!r} (aiotlab plant up --candidate {candidate})")
+            raise ControlError(
+                f"no running plant for candidate {candidate!r} (aiotlab plant up --candidate {candidate})"
+            )
         ctl = st["control"]
         return cls(ctl["url"], Path(ctl["token_file"]).read_text().strip())
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - our own loopback API
                 return json.loads(resp.read() or b"null")

@@ -39,10 +39,19 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
     def modbus(name: str) -> dict[str, Any]:
         d = devs[name]
         rm = RegisterMap(d["tables"])
-        return {"title": d["title"], "endpoint": f"{h[name]}:{p['modbus']}", "host": h[name], "port": p["modbus"],
-                "unit_id": d["unit_id"], "via": "fw1",
-                "tables": {t: [tag.as_dict() | {"reference": REF_BASE[t] + tag.address} for tag in rm.tags if tag.table == t]
-                           for t in TABLE_ORDER if any(tag.table == t for tag in rm.tags)}}
+        return {
+            "title": d["title"],
+            "endpoint": f"{h[name]}:{p['modbus']}",
+            "host": h[name],
+            "port": p["modbus"],
+            "unit_id": d["unit_id"],
+            "via": "fw1",
+            "tables": {
+                t: [tag.as_dict() | {"reference": REF_BASE[t] + tag.address} for tag in rm.tags if tag.table == t]
+                for t in TABLE_ORDER
+                if any(tag.table == t for tag in rm.tags)
+            },
+        }
 
     plc2 = devs["plc2"]
     return {
@@ -59,25 +68,43 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
             "namespace_uri": plc2["namespace"],
             "application_uri": plc2["application_uri"],
             "default_security": {"policies": ["None"], "identity_tokens": ["anonymous", "username"]},
-            "default_users": {n: {"password": u["password"], "role": u["role"]} for n, u in plc2["default_users"].items()},
+            "default_users": {
+                n: {"password": u["password"], "role": u["role"]} for n, u in plc2["default_users"].items()
+            },
             "nodes": [
-                {"node_id": f"Plant.{o['name']}.{v['name']}", "type": v["type"], "unit": v.get("unit"),
-                 "eu_range": v.get("eu_range"), "writable": bool(v.get("writable")), "description": v["desc"]}
-                for o in plc2["objects"] for v in o["variables"]
+                {
+                    "node_id": f"Plant.{o['name']}.{v['name']}",
+                    "type": v["type"],
+                    "unit": v.get("unit"),
+                    "eu_range": v.get("eu_range"),
+                    "writable": bool(v.get("writable")),
+                    "description": v["desc"],
+                }
+                for o in plc2["objects"]
+                for v in o["variables"]
             ],
             "methods": [f"Plant.{o['name']}.{m}" for o in plc2["objects"] for m in o.get("methods", [])],
         },
         "mqtt": {
             "broker": f"mqtt://{h['broker']}:{p['mqtt']}",
-            "host": h["broker"], "port": p["mqtt"], "tls_port": p["mqtts"],
+            "host": h["broker"],
+            "port": p["mqtt"],
+            "tls_port": p["mqtts"],
             "topic_root": devs["sensors"]["topic_root"],
             "period_limits_s": devs["sensors"]["period_limits_s"],
             "nodes": [
-                {"id": n["id"], "description": n["desc"], "default_report_period_s": n["report_period_s"],
-                 "data_topic": f"{devs['sensors']['topic_root']}/{n['id']}/data",
-                 "config_topic": f"{devs['sensors']['topic_root']}/{n['id']}/config",
-                 "status_topic": f"{devs['sensors']['topic_root']}/{n['id']}/status",
-                 "fields": [{"name": f["name"], "type": "number", "unit": f["unit"], "description": f["desc"]} for f in n["fields"]]}
+                {
+                    "id": n["id"],
+                    "description": n["desc"],
+                    "default_report_period_s": n["report_period_s"],
+                    "data_topic": f"{devs['sensors']['topic_root']}/{n['id']}/data",
+                    "config_topic": f"{devs['sensors']['topic_root']}/{n['id']}/config",
+                    "status_topic": f"{devs['sensors']['topic_root']}/{n['id']}/status",
+                    "fields": [
+                        {"name": f["name"], "type": "number", "unit": f["unit"], "description": f["desc"]}
+                        for f in n["fields"]
+                    ],
+                }
                 for n in devs["sensors"]["nodes"]
             ],
         },
@@ -95,13 +122,25 @@ def sections(ds: dict[str, Any], lang: str) -> tuple[str, list[dict[str, Any]]]:
     rows = []
     for name in ("plc1", "em1"):
         d = ds[name]
-        rows.append([name.upper().replace("PLC", "PLC-").replace("EM", "EM-"), "Modbus TCP", d["endpoint"],
-                     f"{L['unit_id']} {d['unit_id']}, {L['through_fw1']}"])
+        rows.append(
+            [
+                name.upper().replace("PLC", "PLC-").replace("EM", "EM-"),
+                "Modbus TCP",
+                d["endpoint"],
+                f"{L['unit_id']} {d['unit_id']}, {L['through_fw1']}",
+            ]
+        )
     rows.append(["PLC-2", "OPC UA", ds["plc2"]["endpoint"], ""])
     rows.append(["Broker", "MQTT", ds["mqtt"]["broker"], ""])
     rows.append(["HMI", "-", net["hmi"], L["source_address"]])
     rows.append(["Workstation", "-", net["workstation"], L["source_address"]])
-    out.append({"title": L["endpoints"], "paragraphs": [], "tables": [{"caption": "", "columns": L["cols_endpoints"], "rows": rows}]})
+    out.append(
+        {
+            "title": L["endpoints"],
+            "paragraphs": [],
+            "tables": [{"caption": "", "columns": L["cols_endpoints"], "rows": rows}],
+        }
+    )
     out.append({"title": L["modbus_common"], "paragraphs": L["modbus_text"], "tables": []})
     for name in ("plc1", "em1"):
         d = ds[name]
@@ -115,30 +154,75 @@ def sections(ds: dict[str, Any], lang: str) -> tuple[str, list[dict[str, Any]]]:
                 access = L["read_write"] if t["writable"] else L["read_only"]
                 if t.get("range"):
                     access += f" ({L['range']} {t['range'][0]}..{t['range'][1]})"
-                trows.append([t["name"], t["address"], t["reference"], t["type"], t["registers"],
-                              t.get("scale", "-") if t["type"] not in ("bool", "float32") else "-",
-                              t.get("word_order", "-"), t.get("unit") or "-", access, loc(t["description"])])
+                trows.append(
+                    [
+                        t["name"],
+                        t["address"],
+                        t["reference"],
+                        t["type"],
+                        t["registers"],
+                        t.get("scale", "-") if t["type"] not in ("bool", "float32") else "-",
+                        t.get("word_order", "-"),
+                        t.get("unit") or "-",
+                        access,
+                        loc(t["description"]),
+                    ]
+                )
             tables.append({"caption": L[table], "columns": L["cols_registers"], "rows": trows})
         out.append({"title": loc(d["title"]), "paragraphs": paras, "tables": tables})
     u = ds["plc2"]
     users = ", ".join(f"{n} / {x['password']} ({x['role']})" for n, x in u["default_users"].items())
-    node_rows = [[f"ns=<{u['namespace_uri']}>;s={n['node_id']}", n["type"], n["unit"] or "-",
-                  f"{n['eu_range'][0]}..{n['eu_range'][1]}" if n["eu_range"] else "-",
-                  L["read_write"] if n["writable"] else L["read_only"], loc(n["description"])] for n in u["nodes"]]
-    out.append({"title": L["opcua"], "paragraphs": [s.format(endpoint=u["endpoint"], namespace=u["namespace_uri"], users=users) for s in L["opcua_text"]],
-                "tables": [{"caption": "", "columns": L["cols_nodes"], "rows": node_rows}]})
+    node_rows = [
+        [
+            f"ns=<{u['namespace_uri']}>;s={n['node_id']}",
+            n["type"],
+            n["unit"] or "-",
+            f"{n['eu_range'][0]}..{n['eu_range'][1]}" if n["eu_range"] else "-",
+            L["read_write"] if n["writable"] else L["read_only"],
+            loc(n["description"]),
+        ]
+        for n in u["nodes"]
+    ]
+    out.append(
+        {
+            "title": L["opcua"],
+            "paragraphs": [
+                s.format(endpoint=u["endpoint"], namespace=u["namespace_uri"], users=users) for s in L["opcua_text"]
+            ],
+            "tables": [{"caption": "", "columns": L["cols_nodes"], "rows": node_rows}],
+        }
+    )
     m = ds["mqtt"]
     lo, hi = m["period_limits_s"]
     topic_rows = [[n["id"], n["data_topic"], n["default_report_period_s"], loc(n["description"])] for n in m["nodes"]]
     tables = [{"caption": "", "columns": L["cols_topics"], "rows": topic_rows}]
     pc = L["payload_common"]
     for n in m["nodes"]:
-        prow = [["node", "string", "-", pc["node"]], ["seq", "integer", "-", pc["seq"]], ["ts", "string", "-", pc["ts"]]]
+        prow = [
+            ["node", "string", "-", pc["node"]],
+            ["seq", "integer", "-", pc["seq"]],
+            ["ts", "string", "-", pc["ts"]],
+        ]
         prow += [[f["name"], "number", f["unit"], loc(f["description"])] for f in n["fields"]]
-        prow += [["battery_pct", "number", "%", pc["battery_pct"]], ["report_period_s", "number", "s", pc["report_period_s"]]]
+        prow += [
+            ["battery_pct", "number", "%", pc["battery_pct"]],
+            ["report_period_s", "number", "s", pc["report_period_s"]],
+        ]
         tables.append({"caption": f"{L['payload']}: {n['id']}", "columns": L["cols_payload"], "rows": prow})
-    out.append({"title": L["mqtt"], "paragraphs": [s.format(broker=m["broker"], lo=lo, hi=hi) for s in L["mqtt_text"]], "tables": tables})
-    out.append({"title": L["configs"], "paragraphs": [L["configs_text"].format(config_dir=ds["config_dir"], candidate=ds["candidate"])], "tables": []})
+    out.append(
+        {
+            "title": L["mqtt"],
+            "paragraphs": [s.format(broker=m["broker"], lo=lo, hi=hi) for s in L["mqtt_text"]],
+            "tables": tables,
+        }
+    )
+    out.append(
+        {
+            "title": L["configs"],
+            "paragraphs": [L["configs_text"].format(config_dir=ds["config_dir"], candidate=ds["candidate"])],
+            "tables": [],
+        }
+    )
     title = f"{L['title']} · {L['candidate']} {ds['candidate']} · {L['fingerprint']} {ds['parameter_fingerprint']}"
     return title, out
 
@@ -162,11 +246,13 @@ def to_markdown(title: str, secs: list[dict[str, Any]]) -> str:
 
 def to_html(title: str, secs: list[dict[str, Any]], lang: str) -> str:
     e = html.escape
-    parts = [f"<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>",
-             "<style>body{font-family:system-ui,'Noto Sans TC',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left}"
-             "th{background:#eef}caption{text-align:left;font-weight:600;padding:.3em 0}code{background:#f4f4f4}</style></head><body>",
-             f"<h1>{e(title)}</h1>"]
+    parts = [
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{e(title)}</title>',
+        "<style>body{font-family:system-ui,'Noto Sans TC',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left}"
+        "th{background:#eef}caption{text-align:left;font-weight:600;padding:.3em 0}code{background:#f4f4f4}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+    ]
     for s in secs:
         parts.append(f"<h2>{e(s['title'])}</h2>")
         parts += [f"<p>{e(p)}</p>" for p in s["paragraphs"]]

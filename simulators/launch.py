@@ -36,8 +36,9 @@ def load_spec(path: str | Path | None = None) -> dict[str, Any]:
     return spec
 
 
-def plant_params(candidate: str, seed: int | None = None, secret: str | None = None,
-                 spec: dict[str, Any] | None = None) -> tuple[PlantIdentity, dict[str, Any], dict[str, Any]]:
+def plant_params(
+    candidate: str, seed: int | None = None, secret: str | None = None, spec: dict[str, Any] | None = None
+) -> tuple[PlantIdentity, dict[str, Any], dict[str, Any]]:
     spec = spec or load_spec()
     identity = PlantIdentity.for_candidate(ad.validate_candidate(candidate), secret=secret, seed=seed)
     return identity, spec, resolve(spec, identity)
@@ -48,17 +49,33 @@ def build_plant(candidate: str, seed: int | None = None, secret: str | None = No
     with ad.registry_lock():
         previous = ad.read_state(candidate)
         if previous and ad.pid_alive(previous.get("pid")) and previous.get("pid") != os.getpid():
-            raise PlantStartError("plant", f"candidate {candidate!r} already has a running plant (pid {previous['pid']})")
-        slot = ad.allocate_slot(candidate)
+            raise PlantStartError(
+                "plant", f"candidate {candidate!r} already has a running plant (pid {previous['pid']})"
+            )
+        slot = ad.allocate_slot(candidate, spec["addressing"])
         addresses = ad.Addresses.for_slot(slot, spec["addressing"])
-        ad.write_state(candidate, {"candidate": candidate, "seed": seed, "slot": slot, "pid": os.getpid(),
-                                   "status": "starting", "state_dir": str(ad.plant_dir(candidate)),
-                                   "addresses": addresses.as_dict(), "since": time.time()})
+        ad.write_state(
+            candidate,
+            {
+                "candidate": candidate,
+                "seed": seed,
+                "slot": slot,
+                "pid": os.getpid(),
+                "status": "starting",
+                "state_dir": str(ad.plant_dir(candidate)),
+                "addresses": addresses.as_dict(),
+                "since": time.time(),
+            },
+        )
     return Plant(identity, spec, params, addresses, ad.plant_dir(candidate), **kw)
 
 
-async def serve(candidate: str, seed: int | None = None, on_ready: Callable[[Plant], None] | None = None,
-                stop_event: asyncio.Event | None = None) -> None:
+async def serve(
+    candidate: str,
+    seed: int | None = None,
+    on_ready: Callable[[Plant], None] | None = None,
+    stop_event: asyncio.Event | None = None,
+) -> None:
     """Run a plant until SIGINT/SIGTERM (or stop_event); record its state for `plant status` / `plant down`."""
     try:
         plant = build_plant(candidate, seed)
@@ -78,11 +95,21 @@ async def serve(candidate: str, seed: int | None = None, on_ready: Callable[[Pla
         raise
     warnings = []
     if plant.broker is not None and plant.broker.binary is None:
-        warnings.append("mosquitto is not installed: the broker is the embedded Python FALLBACK (amqtt); it ignores "
-                        "config/mosquitto.conf and cannot be hardened. Install mosquitto (apt-get install mosquitto).")
-    _mark(candidate, status="running", endpoints=plant.endpoints(), warnings=warnings,
-          control={"url": f"http://{plant.h['control']}:{plant.p['control']}", "token_file": str(plant.dir / "control.token")},
-          mosquitto_pid=plant.broker.proc.pid if plant.broker and plant.broker.proc else None)
+        warnings.append(
+            "mosquitto is not installed: the broker is the embedded Python FALLBACK (amqtt); it ignores "
+            "config/mosquitto.conf and cannot be hardened. Install mosquitto (apt-get install mosquitto)."
+        )
+    _mark(
+        candidate,
+        status="running",
+        endpoints=plant.endpoints(),
+        warnings=warnings,
+        control={
+            "url": f"http://{plant.h['control']}:{plant.p['control']}",
+            "token_file": str(plant.dir / "control.token"),
+        },
+        mosquitto_pid=plant.broker.proc.pid if plant.broker and plant.broker.proc else None,
+    )
     if on_ready:
         on_ready(plant)
     try:
@@ -109,8 +136,9 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
     if seed is not None:
         cmd += ["--seed", str(seed)]
     with open(d / "logs" / "plant.log", "ab") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = ad.read_state(candidate) or {}
@@ -121,11 +149,19 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
         if proc.poll() is not None:
             st = ad.read_state(candidate) or {}
             if st.get("status") != "failed":
-                st = {**st, "status": "failed", "error": f"plant process exited with {proc.returncode}; see {d / 'logs' / 'plant.log'}"}
+                st = {
+                    **st,
+                    "status": "failed",
+                    "error": f"plant process exited with {proc.returncode}; see {d / 'logs' / 'plant.log'}",
+                }
             return st
         time.sleep(0.05)
     proc.terminate()
-    return {"candidate": candidate, "status": "failed", "error": f"not running after {timeout:.0f} s; see {d / 'logs' / 'plant.log'}"}
+    return {
+        "candidate": candidate,
+        "status": "failed",
+        "error": f"not running after {timeout:.0f} s; see {d / 'logs' / 'plant.log'}",
+    }
 
 
 def down(candidate: str, timeout: float = 10.0) -> str:

@@ -68,8 +68,8 @@ class PlantIdentity:
 
 
 def _is_variation(node: Any) -> bool:
-    return isinstance(node, dict) and set(node) <= {"choices", "range", "round"} and (
-        "choices" in node or "range" in node
+    return (
+        isinstance(node, dict) and set(node) <= {"choices", "range", "round"} and ("choices" in node or "range" in node)
     )
 
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import secrets
 import statistics
-
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,19 @@ class PlantStartError(Exception):
 
 
 class Plant:
-    def __init__(self, identity: PlantIdentity, spec: dict[str, Any], params: dict[str, Any], addresses: Addresses,
-                 state_dir: Path, clock: Clock | None = None, *, with_hmi: bool = True, with_sensors: bool = True,
-                 with_control: bool = True) -> None:
+    def __init__(
+        self,
+        identity: PlantIdentity,
+        spec: dict[str, Any],
+        params: dict[str, Any],
+        addresses: Addresses,
+        state_dir: Path,
+        clock: Clock | None = None,
+        *,
+        with_hmi: bool = True,
+        with_sensors: bool = True,
+        with_control: bool = True,
+    ) -> None:
         self.identity = identity
         self.spec = spec
         self.params = params
@@ -110,12 +119,22 @@ class Plant:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start every device; on the first failure stop what started and raise PlantStartError."""
-        self.truth.set_meta(candidate=self.identity.candidate, seed=self.identity.seed, params_digest=params_digest(self.params),
-                            identity_digest=self.identity.digest(), tick_s=self.spec["clock"]["tick_s"],
-                            addresses=self.addr.as_dict())
+        self.truth.set_meta(
+            candidate=self.identity.candidate,
+            seed=self.identity.seed,
+            params_digest=params_digest(self.params),
+            identity_digest=self.identity.digest(),
+            tick_s=self.spec["clock"]["tick_s"],
+            addresses=self.addr.as_dict(),
+        )
         self.started_at = self.clock.now()
-        steps = [("broker", self._start_broker), ("plc1", self._start_plc1), ("em1", self._start_em1),
-                 ("fw1", self._start_fw1), ("plc2", self._start_plc2)]
+        steps = [
+            ("broker", self._start_broker),
+            ("plc1", self._start_plc1),
+            ("em1", self._start_em1),
+            ("fw1", self._start_fw1),
+            ("plc2", self._start_plc2),
+        ]
         if self.with_control:
             steps.append(("control", self._start_control))
         try:
@@ -160,8 +179,9 @@ class Plant:
         self.truth.close()
 
     async def _start_broker(self) -> None:
-        self.broker = MosquittoBroker(self.config_dir / "mosquitto.conf", self.logs / "mosquitto.log",
-                                      self.h["broker"], self.p["mqtt"])
+        self.broker = MosquittoBroker(
+            self.config_dir / "mosquitto.conf", self.logs / "mosquitto.log", self.h["broker"], self.p["mqtt"]
+        )
         if self.broker.binary is None:
             self.event("broker_fallback", reason="mosquitto not installed")
         await self.broker.start()
@@ -169,24 +189,37 @@ class Plant:
     async def _start_plc1(self) -> None:
         d = self.params["devices"]["plc1"]
         self.plc1 = ModbusDevice(
-            "plc1", int(d["unit_id"]), self.plc1_map, lambda: self.model.plc1_image,
-            lambda tag, v: self.model_write(tag, v, "plc1"), lambda: self.fault_state("plc1"),
-            {self.h["fw1_field"]}, {0: "aiotlab", 1: "PLC-1 TANK", 2: "1.4.2"}, float(d["load_window_s"]),
+            "plc1",
+            int(d["unit_id"]),
+            self.plc1_map,
+            lambda: self.model.plc1_image,
+            lambda tag, v: self.model_write(tag, v, "plc1"),
+            lambda: self.fault_state("plc1"),
+            {self.h["fw1_field"]},
+            {0: "aiotlab", 1: "PLC-1 TANK", 2: "1.4.2"},
+            float(d["load_window_s"]),
         )
         await self.plc1.start(self.h["plc1_field"], self.p["modbus"])
 
     async def _start_em1(self) -> None:
         d = self.params["devices"]["em1"]
         self.em1 = ModbusDevice(
-            "em1", int(d["unit_id"]), self.em1_map, lambda: self.model.values,
-            lambda tag, v: self.model_write(tag, v, "em1"), lambda: self.fault_state("em1"),
-            {self.h["fw1_field"]}, {0: "aiotlab", 1: "EM-1 METER", 2: "2.0.7"},
+            "em1",
+            int(d["unit_id"]),
+            self.em1_map,
+            lambda: self.model.values,
+            lambda tag, v: self.model_write(tag, v, "em1"),
+            lambda: self.fault_state("em1"),
+            {self.h["fw1_field"]},
+            {0: "aiotlab", 1: "EM-1 METER", 2: "2.0.7"},
         )
         await self.em1.start(self.h["em1_field"], self.p["modbus"])
 
     async def _start_fw1(self) -> None:
-        conduits = [Conduit(name, (self.h[name], self.p["modbus"]), (self.h[f"{name}_field"], self.p["modbus"]))
-                    for name in self.params["devices"]["fw1"]["conduits"]]
+        conduits = [
+            Conduit(name, (self.h[name], self.p["modbus"]), (self.h[f"{name}_field"], self.p["modbus"]))
+            for name in self.params["devices"]["fw1"]["conduits"]
+        ]
         self.fw1 = Firewall(self.config_dir / "fw1.yaml", self.logs / "fw1.jsonl", self.h["fw1_field"], conduits)
         await self.fw1.start()
 
@@ -194,10 +227,17 @@ class Plant:
         cfg = load_security_config(self.config_dir / "plc2.yaml")
         d = self.params["devices"]["plc2"]
         self.plc2 = OpcUaPlc(
-            d, cfg, f"opc.tcp://{self.h['plc2']}:{self.p['opcua']}{d['path']}", self.dir / "pki",
-            self.logs / "plc2-audit.jsonl", lambda: self.model.values,
-            lambda tag, v: self.model_write(tag, v, "plc2"), self._call, lambda: self.fault_state("plc2"),
-            self.clock.now, self.event,
+            d,
+            cfg,
+            f"opc.tcp://{self.h['plc2']}:{self.p['opcua']}{d['path']}",
+            self.dir / "pki",
+            self.logs / "plc2-audit.jsonl",
+            lambda: self.model.values,
+            lambda tag, v: self.model_write(tag, v, "plc2"),
+            self._call,
+            lambda: self.fault_state("plc2"),
+            self.clock.now,
+            self.event,
         )
         await self.plc2.start()
 
@@ -218,18 +258,37 @@ class Plant:
         link = load_link(link_path, self.p["mqtt"])
         self.sensors = []
         for node in d["nodes"]:
-            s = SensorNode(node, d["topic_root"], tuple(d["period_limits_s"]), self.params["process"]["wireless"],
-                           self.h["broker"], self.h["sensors"], lambda: link, lambda: self.model.values,
-                           self.clock.now, self.truth.emission, self.fault_state, self.event,
-                           phase=self.identity.rng(f"sensor-phase:{node['id']}").random())
+            s = SensorNode(
+                node,
+                d["topic_root"],
+                tuple(d["period_limits_s"]),
+                self.params["process"]["wireless"],
+                self.h["broker"],
+                self.h["sensors"],
+                lambda: link,
+                lambda: self.model.values,
+                self.clock.now,
+                self.truth.emission,
+                self.fault_state,
+                self.event,
+                phase=self.identity.rng(f"sensor-phase:{node['id']}").random(),
+            )
             self.sensors.append(s)
             self.supervisor.run(f"sensor:{s.id}", s.run)
 
     def _start_hmi(self) -> None:
         d = self.params["devices"]["hmi"]
-        self.hmi = Hmi(self.h["plc1"], self.p["modbus"], self.h["hmi"], int(self.params["devices"]["plc1"]["unit_id"]),
-                       self.plc1_map, float(d["poll_period_s"]), float(d["write_every_s"]), self.logs / "hmi.jsonl",
-                       self.identity.rng("hmi"))
+        self.hmi = Hmi(
+            self.h["plc1"],
+            self.p["modbus"],
+            self.h["hmi"],
+            int(self.params["devices"]["plc1"]["unit_id"]),
+            self.plc1_map,
+            float(d["poll_period_s"]),
+            float(d["write_every_s"]),
+            self.logs / "hmi.jsonl",
+            self.identity.rng("hmi"),
+        )
         self.supervisor.run("hmi", self.hmi.run)
 
     # -- the physics loop ------------------------------------------------------------------------
@@ -301,9 +360,25 @@ class Plant:
         h, p = self.h, self.p
         d = self.params["devices"]
         return [
-            {"device": "plc1", "protocol": "modbus-tcp", "endpoint": f"{h['plc1']}:{p['modbus']}", "unit_id": d["plc1"]["unit_id"], "via": "fw1"},
-            {"device": "em1", "protocol": "modbus-tcp", "endpoint": f"{h['em1']}:{p['modbus']}", "unit_id": d["em1"]["unit_id"], "via": "fw1"},
-            {"device": "plc2", "protocol": "opc-ua", "endpoint": f"opc.tcp://{h['plc2']}:{p['opcua']}{d['plc2']['path']}"},
+            {
+                "device": "plc1",
+                "protocol": "modbus-tcp",
+                "endpoint": f"{h['plc1']}:{p['modbus']}",
+                "unit_id": d["plc1"]["unit_id"],
+                "via": "fw1",
+            },
+            {
+                "device": "em1",
+                "protocol": "modbus-tcp",
+                "endpoint": f"{h['em1']}:{p['modbus']}",
+                "unit_id": d["em1"]["unit_id"],
+                "via": "fw1",
+            },
+            {
+                "device": "plc2",
+                "protocol": "opc-ua",
+                "endpoint": f"opc.tcp://{h['plc2']}:{p['opcua']}{d['plc2']['path']}",
+            },
             {"device": "broker", "protocol": "mqtt", "endpoint": f"mqtt://{h['broker']}:{p['mqtt']}"},
             {"device": "hmi", "protocol": "client", "endpoint": h["hmi"]},
             {"device": "workstation", "protocol": "client", "endpoint": h["workstation"]},
@@ -311,24 +386,45 @@ class Plant:
 
     def status(self) -> dict[str, Any]:
         jit = sorted(self.jitter)
+
         def pct(q: float) -> float | None:
             return round(jit[min(len(jit) - 1, int(q * len(jit)))] * 1000, 2) if jit else None
+
         return {
             "candidate": self.identity.candidate,
             "time": self.clock.now(),
             "started_at": self.started_at,
             "ticks": self.ticks,
-            "tick_jitter_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(jit[-1] * 1000, 2) if jit else None,
-                               "mean": round(statistics.fmean(jit) * 1000, 3) if jit else None},
-            "plc1": {"scan_time_ms": self.model.scan.scan_time_ms, "load_rps": self.model.scan.load_rps,
-                     "budget_rps": self.model.scan.budget, **(self.plc1.stats if self.plc1 else {})},
+            "tick_jitter_ms": {
+                "p50": pct(0.5),
+                "p99": pct(0.99),
+                "max": round(jit[-1] * 1000, 2) if jit else None,
+                "mean": round(statistics.fmean(jit) * 1000, 3) if jit else None,
+            },
+            "plc1": {
+                "scan_time_ms": self.model.scan.scan_time_ms,
+                "load_rps": self.model.scan.load_rps,
+                "budget_rps": self.model.scan.budget,
+                **(self.plc1.stats if self.plc1 else {}),
+            },
             "em1": self.em1.stats if self.em1 else None,
             "fw1": self.fw1.stats if self.fw1 else None,
-            "broker": {"alive": self.broker.alive() if self.broker else False,
-                       "embedded": bool(self.broker and self.broker.binary is None),
-                       "restarts": self.broker.restarts if self.broker else 0, "error": self.device_errors.get("broker")},
-            "sensors": {s.id: {"connected": s.connected, "published": s.published, "seq": s.seq,
-                               "report_period_s": s.period, "battery_pct": round(s.battery.percent, 2)} for s in self.sensors},
+            "broker": {
+                "alive": self.broker.alive() if self.broker else False,
+                "embedded": bool(self.broker and self.broker.binary is None),
+                "restarts": self.broker.restarts if self.broker else 0,
+                "error": self.device_errors.get("broker"),
+            },
+            "sensors": {
+                s.id: {
+                    "connected": s.connected,
+                    "published": s.published,
+                    "seq": s.seq,
+                    "report_period_s": s.period,
+                    "battery_pct": round(s.battery.percent, 2),
+                }
+                for s in self.sensors
+            },
             "hmi": self.hmi.stats if self.hmi else None,
             "supervised": self.supervisor.status(),
             "faults": self.model.faults.listing(),
@@ -346,5 +442,3 @@ def _explain_oserror(exc: OSError) -> str:
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"address not available ({exc}); loopback 127.0.0.0/8 must be routed to lo"
     return str(exc)
-
-

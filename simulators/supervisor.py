@@ -63,5 +63,7 @@ class Supervisor:
             await asyncio.wait(tasks, timeout=5.0)
 
     def status(self) -> dict[str, dict[str, object]]:
-        return {n: {"running": bool(i.task and not i.task.done()), "restarts": i.restarts, "last_error": i.last_error}
-                for n, i in self.items.items()}
+        return {
+            n: {"running": bool(i.task and not i.task.done()), "restarts": i.restarts, "last_error": i.last_error}
+            for n, i in self.items.items()
+        }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def plant(aiot_home: Path) -> Iterator[PlantHandle]:
 
 @pytest.fixture()
 def own_plant(aiot_home: Path, request: pytest.FixtureRequest) -> Iterator[PlantHandle]:
-    name = "t-" + request.node.name.replace("_", "-")[:40].strip("-")
+    name = "t-" + re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name.replace("test_", ""))[:48].strip("-")
     shutil.rmtree(aiot_home / "plants" / name, ignore_errors=True)
     handle = start_plant(name, aiot_home)
     yield handle

@@ -22,13 +22,26 @@ def decode(tag: dict[str, Any], words: list[int]) -> float:
     return decode_value(words, tag["type"], float(tag.get("scale", 1)), tag.get("word_order", "ABCD"))
 
 
-async def raw_request(host: str, port: int, payload: bytes, source: str | None = None, timeout: float = 3.0) -> bytes:
-    """Send raw bytes, return whatever comes back before close or timeout (b'' on close without reply)."""
-    r, w = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=(source, 0) if source else None), timeout)
+async def raw_request(
+    host: str, port: int, payload: bytes, source: str | None = None, timeout: float = 3.0, half_close: bool = False
+) -> bytes:
+    """Send raw bytes, return whatever comes back before close or timeout (b'' on close without reply).
+
+    half_close sends EOF after the payload, so a server waiting for the rest of a frame closes at once."""
+    r, w = await asyncio.wait_for(
+        asyncio.open_connection(host, port, local_addr=(source, 0) if source else None), timeout
+    )
     try:
-        w.write(payload)
-        await w.drain()
         try:
+            w.write(payload)
+            await w.drain()
+            if half_close:
+                w.write_eof()
+        except OSError:
+            return b""  # the peer closed first: that is an answer too
+        try:
+            if half_close:
+                return await asyncio.wait_for(r.read(), timeout)
             return await asyncio.wait_for(r.read(1024), timeout)
         except (ConnectionError, TimeoutError):
             return b""

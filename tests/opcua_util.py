@@ -16,14 +16,21 @@ CLIENT_URI = "urn:aiotlab:test-client"
 async def client_cert(directory: Path, name: str = "client") -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / f"{name}.der", directory / f"{name}.pem"
-    await setup_self_signed_certificate(key, cert, f"{CLIENT_URI}:{name}", "localhost",
-                                        [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name})
+    await setup_self_signed_certificate(
+        key, cert, f"{CLIENT_URI}:{name}", "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
+    )
     return cert, key
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, policy: str | None = None, cert: tuple[Path, Path] | None = None,
-                  user: str | None = None, password: str | None = None, name: str = "client") -> AsyncIterator[Client]:
+async def connect(
+    url: str,
+    policy: str | None = None,
+    cert: tuple[Path, Path] | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    name: str = "client",
+) -> AsyncIterator[Client]:
     c = Client(url, timeout=5)
     c.application_uri = f"{CLIENT_URI}:{name}"
     if user:
@@ -59,7 +66,9 @@ async def raw_none_session(url: str, username: str | None = "anyone", password: 
         await c.open_secure_channel()
         params = ua.CreateSessionParameters()
         params.ClientNonce = b"\x00" * 32
-        params.ClientDescription = c.application_description if hasattr(c, "application_description") else ua.ApplicationDescription()
+        params.ClientDescription = (
+            c.application_description if hasattr(c, "application_description") else ua.ApplicationDescription()
+        )
         params.EndpointUrl = url
         params.SessionName = "none-probe"
         params.RequestedSessionTimeout = 60000

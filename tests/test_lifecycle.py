@@ -16,6 +16,7 @@ import pytest
 
 from aiotlab.simulators import addressing as ad
 from aiotlab.simulators.supervisor import Supervisor
+
 from conftest import AIOTLAB, PlantHandle, cli, start_plant
 from modbus_util import client, decode
 
@@ -54,8 +55,14 @@ def test_same_seed_reproduces_the_same_plant(aiot_home: Path) -> None:
     for name in ("seed-a", "seed-b"):
         p = start_plant(name, aiot_home, seed=4242)
         truth = p.control.get(f"/v1/truth?tags=tank.level_m,heater.temp_c,energy.voltage_v&start=0&end={time.time()}")
-        first.append(({k: v[:5] for k, v in truth.items() if k != "t"}, p.info["params"], p.sheet["plc1"]["tables"],
-                      p.sheet["plc2"]["default_users"]))
+        first.append(
+            (
+                {k: v[:5] for k, v in truth.items() if k != "t"},
+                p.info["params"],
+                p.sheet["plc1"]["tables"],
+                p.sheet["plc2"]["default_users"],
+            )
+        )
         cli("plant", "down", "-c", name)
     assert first[0] == first[1]
 
@@ -84,7 +91,9 @@ def test_port_in_use_names_the_device_and_leaves_nothing_running(aiot_home: Path
 def test_bad_config_names_file_and_line(aiot_home: Path) -> None:
     p = start_plant("badcfg", aiot_home)
     cli("plant", "down", "-c", "badcfg")
-    p.config("plc2.yaml").write_text("security_policies: [None]\nidentity_tokens: [anonymous]\nroles:\n  viewer: read\n")
+    p.config("plc2.yaml").write_text(
+        "security_policies: [None]\nidentity_tokens: [anonymous]\nroles:\n  viewer: read\n"
+    )
     proc = cli("plant", "up", "-c", "badcfg", "--detach", check=False)
     assert proc.returncode != 0 and "plc2.yaml:4" in proc.stderr
     assert not listening(p.hosts["broker"], p.ports["mqtt"])
@@ -92,8 +101,13 @@ def test_bad_config_names_file_and_line(aiot_home: Path) -> None:
 
 def test_missing_mosquitto_falls_back_loudly(aiot_home: Path) -> None:
     env = {**os.environ, "AIOTLAB_MOSQUITTO": "/nonexistent/mosquitto"}
-    proc = subprocess.run([*AIOTLAB, "plant", "up", "-c", "nomosq", "--detach", "--json"], capture_output=True, text=True,
-                          timeout=60, env=env)
+    proc = subprocess.run(
+        [*AIOTLAB, "plant", "up", "-c", "nomosq", "--detach", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     try:
         assert proc.returncode == 0, proc.stderr
         assert "FALLBACK" in proc.stderr

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from aiotlab.simulators.control_client import ControlClient, ControlError
+
 from conftest import PlantHandle
 from modbus_util import client, decode
 
@@ -90,8 +91,12 @@ def test_device_offline_fault(own_plant: PlantHandle) -> None:
     async def go() -> bytes:
         from modbus_util import adu, raw_request
 
-        return await raw_request(p.sheet["plc1"]["host"], p.sheet["plc1"]["port"],
-                                 adu(bytes([4]) + first.to_bytes(2, "big") + b"\x00\x01"), source=p.workstation)
+        return await raw_request(
+            p.sheet["plc1"]["host"],
+            p.sheet["plc1"]["port"],
+            adu(bytes([4]) + first.to_bytes(2, "big") + b"\x00\x01"),
+            source=p.workstation,
+        )
 
     r = asyncio.run(go())
     assert r[7:9] in (bytes([0x84, 0x0A]), bytes([0x84, 0x0B]))  # FW-1: gateway path / target failed

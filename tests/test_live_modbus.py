@@ -25,8 +25,12 @@ async def read_tag(p: PlantHandle, device: str, name: str, source: str | None = 
 
 
 def test_plc1_values_match_truth(plant: PlantHandle) -> None:
-    for name, source, tol in [("level", "tank.level_m", 0.03), ("outflow", "tank.outflow_m3h", 0.5),
-                              ("pressure", "tank.pressure_bar", 0.05), ("pump_starts", "tank.pump_starts", 0)]:
+    for name, source, tol in [
+        ("level", "tank.level_m", 0.03),
+        ("outflow", "tank.outflow_m3h", 0.5),
+        ("pressure", "tank.pressure_bar", 0.05),
+        ("pump_starts", "tank.pump_starts", 0),
+    ]:
         got = asyncio.run(read_tag(plant, "plc1", name))
         truth = plant.value(source)
         assert abs(got - truth) <= tol + 1e-9, (name, got, truth)
@@ -34,8 +38,11 @@ def test_plc1_values_match_truth(plant: PlantHandle) -> None:
 
 def test_em1_cdab_floats_match_truth(plant: PlantHandle) -> None:
     assert plant.sheet["em1"]["unit_id"] != 1
-    for name, source, tol in [("voltage", "energy.voltage_v", 5.0), ("energy", "energy.energy_kwh", 0.05),
-                              ("frequency", "energy.frequency_hz", 0.1)]:
+    for name, source, tol in [
+        ("voltage", "energy.voltage_v", 5.0),
+        ("energy", "energy.energy_kwh", 0.05),
+        ("frequency", "energy.frequency_hz", 0.1),
+    ]:
         tag = plant.reg("em1", name)
         assert tag["word_order"] == "CDAB"
         got = asyncio.run(read_tag(plant, "em1", name))
@@ -52,15 +59,56 @@ def test_values_change_over_time(plant: PlantHandle) -> None:
 def test_mbpoll_reads_plc1_and_em1(plant: PlantHandle) -> None:
     mbpoll = need("mbpoll")
     level = plant.reg("plc1", "level")
-    out = subprocess.run([mbpoll, "-1", "-m", "tcp", "-a", "1", "-t", "3", "-r", str(level["address"]), "-c", "1", "-0",
-                          "-o", "2", plant.sheet["plc1"]["host"]], capture_output=True, text=True, timeout=10)
+    out = subprocess.run(
+        [
+            mbpoll,
+            "-1",
+            "-m",
+            "tcp",
+            "-a",
+            "1",
+            "-t",
+            "3",
+            "-r",
+            str(level["address"]),
+            "-c",
+            "1",
+            "-0",
+            "-o",
+            "2",
+            plant.sheet["plc1"]["host"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     raw = int(re.search(r"\[\d+\]:\s+(-?\d+)", out.stdout).group(1))
     assert abs(raw / level["scale"] - plant.value("tank.level_m")) < 0.03
     volt = plant.reg("em1", "voltage")
-    out = subprocess.run([mbpoll, "-1", "-m", "tcp", "-a", str(plant.sheet["em1"]["unit_id"]), "-t", "3:float",
-                          "-r", str(volt["address"]), "-c", "1", "-0", "-o", "2", plant.sheet["em1"]["host"]],
-                         capture_output=True, text=True, timeout=10)
+    out = subprocess.run(
+        [
+            mbpoll,
+            "-1",
+            "-m",
+            "tcp",
+            "-a",
+            str(plant.sheet["em1"]["unit_id"]),
+            "-t",
+            "3:float",
+            "-r",
+            str(volt["address"]),
+            "-c",
+            "1",
+            "-0",
+            "-o",
+            "2",
+            plant.sheet["em1"]["host"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     value = float(re.search(r"\[\d+\]:\s+(-?[\d.]+)", out.stdout).group(1))  # mbpoll's default float order is CDAB
     assert abs(value - plant.value("energy.voltage_v")) < 5
@@ -73,20 +121,20 @@ def test_exception_responses(plant: PlantHandle) -> None:
 
     async def go() -> None:
         r = await raw_request(host, port, adu(bytes([4]) + beyond.to_bytes(2, "big") + b"\x00\x01"))
-        assert r[7:] == bytes([0x84, 0x02])                                   # illegal address
+        assert r[7:] == bytes([0x84, 0x02])  # illegal address
         r = await raw_request(host, port, adu(bytes([8, 0, 0, 0x12, 0x34])))
-        assert r[7:] == bytes([0x88, 0x01])                                   # unsupported function
+        assert r[7:] == bytes([0x88, 0x01])  # unsupported function
         r = await raw_request(host, port, adu(bytes([4, 0, 0, 0, 1]), unit=99))
-        assert r[7:] == bytes([0x84, 0x0B])                                   # wrong unit id
+        assert r[7:] == bytes([0x84, 0x0B])  # wrong unit id
         sp = plant.reg("plc1", "level_setpoint")
         bad = int(9.99 * sp["scale"]) & 0xFFFF
         r = await raw_request(host, port, adu(bytes([6]) + sp["address"].to_bytes(2, "big") + bad.to_bytes(2, "big")))
-        assert r[7:] == bytes([0x86, 0x03])                                   # out of range
+        assert r[7:] == bytes([0x86, 0x03])  # out of range
         ro = plant.reg("plc1", "level")
         r = await raw_request(host, port, adu(bytes([6]) + ro["address"].to_bytes(2, "big") + b"\x00\x01"))
-        assert r[7:] == bytes([0x86, 0x02])                                   # input registers are not writable
+        assert r[7:] == bytes([0x86, 0x02])  # input registers are not writable
         r = await raw_request(host, port, adu(bytes([43, 0x0E, 0x01, 0x00])))
-        assert r[7] == 43 and b"PLC-1" in r                                   # device identification
+        assert r[7] == 43 and b"PLC-1" in r  # device identification
 
     asyncio.run(go())
 

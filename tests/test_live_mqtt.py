@@ -13,9 +13,27 @@ from conftest import PlantHandle, need
 
 def sub(p: PlantHandle, topic: str, count: int, timeout: float) -> list[tuple[str, str]]:
     binary = need("mosquitto_sub")
-    out = subprocess.run([binary, "-h", p.sheet["mqtt"]["host"], "-p", str(p.sheet["mqtt"]["port"]), "-t", topic, "-v",
-                          "-C", str(count), "-W", str(int(timeout)), "-A", p.workstation],
-                         capture_output=True, text=True, timeout=timeout + 5)
+    out = subprocess.run(
+        [
+            binary,
+            "-h",
+            p.sheet["mqtt"]["host"],
+            "-p",
+            str(p.sheet["mqtt"]["port"]),
+            "-t",
+            topic,
+            "-v",
+            "-C",
+            str(count),
+            "-W",
+            str(int(timeout)),
+            "-A",
+            p.workstation,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 5,
+    )
     return [tuple(line.split(" ", 1)) for line in out.stdout.splitlines() if " " in line]  # type: ignore[misc]
 
 
@@ -31,7 +49,9 @@ def test_mosquitto_sub_sees_live_readings_that_match_truth(plant: PlantHandle) -
         truth = emitted[(node, body["seq"])]
         assert json.loads(truth["payload"]) == body  # byte-for-byte what the plant recorded as emitted
         spec = next(n for n in plant.sheet["mqtt"]["nodes"] if n["id"] == node)
-        assert set(body) == {"node", "seq", "ts", "battery_pct", "report_period_s"} | {f["name"] for f in spec["fields"]}
+        assert set(body) == {"node", "seq", "ts", "battery_pct", "report_period_s"} | {
+            f["name"] for f in spec["fields"]
+        }
         assert body["ts"].endswith("Z") and abs(truth["t"] - now) < 30
 
 
@@ -45,11 +65,16 @@ def test_config_topic_changes_the_reporting_period(own_plant: PlantHandle) -> No
     pub = need("mosquitto_pub")
     node = p.sheet["mqtt"]["nodes"][0]
     host, port = p.sheet["mqtt"]["host"], str(p.sheet["mqtt"]["port"])
-    ack = subprocess.Popen([need("mosquitto_sub"), "-h", host, "-p", port, "-t", node["config_topic"] + "/ack", "-C", "2",
-                            "-W", "10"], stdout=subprocess.PIPE, text=True)
+    ack = subprocess.Popen(
+        [need("mosquitto_sub"), "-h", host, "-p", port, "-t", node["config_topic"] + "/ack", "-C", "2", "-W", "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)
     subprocess.run([pub, "-h", host, "-p", port, "-t", node["config_topic"], "-m", "not json"], check=True, timeout=5)
-    subprocess.run([pub, "-h", host, "-p", port, "-t", node["config_topic"], "-m", '{"report_period_s": 1}'], check=True, timeout=5)
+    subprocess.run(
+        [pub, "-h", host, "-p", port, "-t", node["config_topic"], "-m", '{"report_period_s": 1}'], check=True, timeout=5
+    )
     acks = [json.loads(x) for x in ack.communicate(timeout=15)[0].splitlines()]
     assert acks[0]["ok"] is False and acks[1] == {"ok": True, "report_period_s": 1.0}
     msgs = [json.loads(m[1]) for m in sub(p, node["data_topic"], 5, 12)]
@@ -77,7 +102,11 @@ def test_broker_crash_is_restarted_by_the_supervisor(own_plant: PlantHandle) -> 
     deadline = time.time() + 15
     while time.time() < deadline:
         st = p.control.get("/v1/status")
-        if st["broker"]["restarts"] >= 1 and st["broker"]["alive"] and all(s["connected"] for s in st["sensors"].values()):
+        if (
+            st["broker"]["restarts"] >= 1
+            and st["broker"]["alive"]
+            and all(s["connected"] for s in st["sensors"].values())
+        ):
             break
         time.sleep(0.3)
     else:

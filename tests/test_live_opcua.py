@@ -14,8 +14,14 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 from conftest import PlantHandle
 from opcua_util import client_cert, connect, node, raw_none_session
 
-POLICIES = ["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "Aes128Sha256RsaOaep_Sign",
-            "Aes128Sha256RsaOaep_SignAndEncrypt", "Aes256Sha256RsaPss_Sign", "Aes256Sha256RsaPss_SignAndEncrypt"]
+POLICIES = [
+    "Basic256Sha256_Sign",
+    "Basic256Sha256_SignAndEncrypt",
+    "Aes128Sha256RsaOaep_Sign",
+    "Aes128Sha256RsaOaep_SignAndEncrypt",
+    "Aes256Sha256RsaPss_Sign",
+    "Aes256Sha256RsaPss_SignAndEncrypt",
+]
 
 
 def test_address_space_units_ranges_timestamps(plant: PlantHandle) -> None:
@@ -34,7 +40,7 @@ def test_address_space_units_ranges_timestamps(plant: PlantHandle) -> None:
                     rng = await (await v.get_child("0:EURange")).read_value()
                     assert [rng.Low, rng.High] == [float(x) for x in n["eu_range"]]
             temp = await (await node(c, "Plant.Heater.Temperature")).read_data_value()
-            age = dt.datetime.now(dt.timezone.utc) - temp.SourceTimestamp.replace(tzinfo=dt.timezone.utc)
+            age = dt.datetime.now(dt.UTC) - temp.SourceTimestamp.replace(tzinfo=dt.UTC)
             assert abs(age.total_seconds()) < 1.0
             assert abs(temp.Value.Value - plant.value("heater.temp_c")) < 1.0
             good = await (await node(c, "Plant.FillingLine.GoodCount")).read_value()
@@ -132,7 +138,9 @@ def test_every_policy_works_and_the_rest_is_refused(own_plant: PlantHandle, tmp_
             assert exc.value.code == ua.StatusCodes.BadUserAccessDenied
         assert p.value("heater.setpoint_c") == before  # ground truth unchanged
         async with connect(url, POLICIES[1], cert, "eng1", "eng-pass") as c:
-            await (await node(c, "Plant.Heater.Setpoint")).write_value(ua.DataValue(ua.Variant(before + 1, ua.VariantType.Double)))
+            await (await node(c, "Plant.Heater.Setpoint")).write_value(
+                ua.DataValue(ua.Variant(before + 1, ua.VariantType.Double))
+            )
         assert p.value("heater.setpoint_c") == before + 1
 
     asyncio.run(go())
@@ -152,7 +160,9 @@ def test_unguarded_asyncua_accepts_a_none_session(tmp_path: Path, unused_loopbac
         await server.init()
         server.set_endpoint(f"opc.tcp://{unused_loopback}:48499/x")
         key, cert = tmp_path / "k.pem", tmp_path / "c.der"
-        await setup_self_signed_certificate(key, cert, "urn:x", "localhost", [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "x"})
+        await setup_self_signed_certificate(
+            key, cert, "urn:x", "localhost", [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "x"}
+        )
         await server.load_certificate(str(cert))
         await server.load_private_key(str(key))
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
@@ -190,7 +200,9 @@ def test_trust_list_rejects_rogue_client_certificates(own_plant: PlantHandle, tm
 
 def test_bad_config_is_refused_and_server_keeps_running(own_plant: PlantHandle) -> None:
     p = own_plant
-    p.config("plc2.yaml").write_text("security_policies: [None]\nidentity_tokens: [anonymous]\nusers:\n  bob: {role: ghost, password: x}\n")
+    p.config("plc2.yaml").write_text(
+        "security_policies: [None]\nidentity_tokens: [anonymous]\nusers:\n  bob: {role: ghost, password: x}\n"
+    )
     proc = p.reload("plc2", check=False)
     assert proc.returncode != 0 and "plc2.yaml:4" in proc.stdout + proc.stderr
     url = p.sheet["plc2"]["endpoint"]

@@ -42,15 +42,18 @@ def test_int16_saturates() -> None:
     assert mb.encode_value(-1e9, "int16", 100) == [0x8000]
 
 
-@pytest.mark.parametrize("pdu, code", [
-    (b"", mb.ILLEGAL_FUNCTION),
-    (bytes([3, 0, 0, 0, 0]), mb.ILLEGAL_DATA_VALUE),            # quantity 0
-    (bytes([3, 0, 0, 0, 126]), mb.ILLEGAL_DATA_VALUE),          # quantity > 125
-    (bytes([1, 0, 0, 0x07, 0xD1]), mb.ILLEGAL_DATA_VALUE),      # 2001 coils
-    (bytes([5, 0, 0, 0x12, 0x34]), mb.ILLEGAL_DATA_VALUE),      # coil value not 0/FF00
-    (bytes([16, 0, 0, 0, 2, 3, 0, 1, 0]), mb.ILLEGAL_DATA_VALUE),  # byte count mismatch
-    (bytes([6, 0]), mb.ILLEGAL_DATA_VALUE),                     # truncated body
-])
+@pytest.mark.parametrize(
+    "pdu, code",
+    [
+        (b"", mb.ILLEGAL_FUNCTION),
+        (bytes([3, 0, 0, 0, 0]), mb.ILLEGAL_DATA_VALUE),  # quantity 0
+        (bytes([3, 0, 0, 0, 126]), mb.ILLEGAL_DATA_VALUE),  # quantity > 125
+        (bytes([1, 0, 0, 0x07, 0xD1]), mb.ILLEGAL_DATA_VALUE),  # 2001 coils
+        (bytes([5, 0, 0, 0x12, 0x34]), mb.ILLEGAL_DATA_VALUE),  # coil value not 0/FF00
+        (bytes([16, 0, 0, 0, 2, 3, 0, 1, 0]), mb.ILLEGAL_DATA_VALUE),  # byte count mismatch
+        (bytes([6, 0]), mb.ILLEGAL_DATA_VALUE),  # truncated body
+    ],
+)
 def test_malformed_pdus(pdu: bytes, code: int) -> None:
     with pytest.raises(mb.PduError) as exc:
         mb.parse_request(pdu)

@@ -20,12 +20,14 @@ def test_candidates_differ_in_every_varied_kind() -> None:
     assert params_digest(a) != params_digest(b)
     # over a cohort, each varied kind of parameter takes more than one value
     cohort = [params(f"c{i}") for i in range(12)]
+
     def seen(get) -> set:
         return {repr(get(p)) for p in cohort}
-    assert len(seen(lambda p: p["process"]["tank"]["level_setpoint_m"])) > 1                       # setpoints
-    assert len(seen(lambda p: p["process"]["tank"]["area_m2"])) > 1                                # process constants
+
+    assert len(seen(lambda p: p["process"]["tank"]["level_setpoint_m"])) > 1  # setpoints
+    assert len(seen(lambda p: p["process"]["tank"]["area_m2"])) > 1  # process constants
     assert len(seen(lambda p: p["devices"]["plc1"]["tables"]["input_registers"]["tags"][0]["scale"])) > 1  # scale
-    assert len(seen(lambda p: p["devices"]["plc1"]["tables"]["input_registers"]["base"])) > 1      # addresses
+    assert len(seen(lambda p: p["devices"]["plc1"]["tables"]["input_registers"]["base"])) > 1  # addresses
     assert len(seen(lambda p: p["devices"]["plc1"]["tables"]["input_registers"]["tags"][2]["word_order"])) > 1
     assert len(seen(lambda p: p["devices"]["plc2"]["default_users"]["operator"]["password"])) > 1  # credentials
     assert len(seen(lambda p: p["devices"]["em1"]["unit_id"])) > 1

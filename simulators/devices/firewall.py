@@ -24,8 +24,14 @@ log = logging.getLogger(__name__)
 
 ALL_FCS = frozenset(range(1, 128))
 READ_ONLY_FCS = frozenset({1, 2, 3, 4})
-TABLE_ALIASES = {"coils": mb.COILS, "discrete_inputs": mb.DISCRETE_INPUTS, "input_registers": mb.INPUT_REGISTERS,
-                 "holding_registers": mb.HOLDING_REGISTERS, "holding": mb.HOLDING_REGISTERS, "input": mb.INPUT_REGISTERS}
+TABLE_ALIASES = {
+    "coils": mb.COILS,
+    "discrete_inputs": mb.DISCRETE_INPUTS,
+    "input_registers": mb.INPUT_REGISTERS,
+    "holding_registers": mb.HOLDING_REGISTERS,
+    "holding": mb.HOLDING_REGISTERS,
+    "input": mb.INPUT_REGISTERS,
+}
 UPSTREAM_TIMEOUT_S = 3.0
 IDLE_TIMEOUT_S = 120.0
 MAX_CONNECTIONS = 64
@@ -126,20 +132,24 @@ def load_policy(path: Path) -> Policy:
             fcs_set = ALL_FCS
         else:
             if not isinstance(fcs, list) or not all(isinstance(f, int) and 1 <= f <= 127 for f in fcs):
-                raise ConfigError(path, f"rule {i + 1}: function_codes must be integers 1..127", line(r, "function_codes"))
+                raise ConfigError(
+                    path, f"rule {i + 1}: function_codes must be integers 1..127", line(r, "function_codes")
+                )
             fcs_set = frozenset(fcs)
         action = str(r.get("action", "allow"))
         if action not in ("allow", "deny"):
             raise ConfigError(path, f"rule {i + 1}: action must be allow or deny", line(r, "action"))
-        policy.rules.append(Rule(
-            name=str(r.get("name", f"rule-{i + 1}")),
-            sources=sources,
-            targets=set(map(str, targets)) if targets else None,
-            function_codes=fcs_set,
-            ranges=_ranges(r.get("ranges"), path, i, line(r, "ranges")),
-            write_ranges=_ranges(r.get("write_ranges"), path, i, line(r, "write_ranges")),
-            action=action,
-        ))
+        policy.rules.append(
+            Rule(
+                name=str(r.get("name", f"rule-{i + 1}")),
+                sources=sources,
+                targets=set(map(str, targets)) if targets else None,
+                function_codes=fcs_set,
+                ranges=_ranges(r.get("ranges"), path, i, line(r, "ranges")),
+                write_ranges=_ranges(r.get("write_ranges"), path, i, line(r, "write_ranges")),
+                action=action,
+            )
+        )
     return policy
 
 
@@ -154,7 +164,9 @@ def _ranges(spec: Any, path: Path, i: int, ln: int | None) -> list[tuple[str, in
             table = TABLE_ALIASES[str(item["table"])]
             out.append((table, int(item["start"]), int(item["end"])))
         except (KeyError, TypeError, ValueError):
-            raise ConfigError(path, f"rule {i + 1}: each range needs table ({'/'.join(TABLE_ALIASES)}), start, end", ln) from None
+            raise ConfigError(
+                path, f"rule {i + 1}: each range needs table ({'/'.join(TABLE_ALIASES)}), start, end", ln
+            ) from None
     return out
 
 
@@ -222,8 +234,9 @@ class Firewall:
         peer = writer.get_extra_info("peername")
         src = peer[0] if peer else "?"
         action, rule, _ = self.policy.decide(src, conduit.name, None)
-        self.log.write(event="connect", src=src, sport=peer[1] if peer else None, target=conduit.name,
-                       action=action, rule=rule)
+        self.log.write(
+            event="connect", src=src, sport=peer[1] if peer else None, target=conduit.name, action=action, rule=rule
+        )
         if action != "allow" or len(self._writers) >= MAX_CONNECTIONS:
             writer.close()
             return
@@ -236,8 +249,13 @@ class Firewall:
                     adu = await mb.read_adu(reader, IDLE_TIMEOUT_S)
                 except (mb.FrameError, TimeoutError) as exc:
                     self.stats["malformed"] += 1
-                    self.log.write(event="malformed", src=src, target=conduit.name, reason=str(exc) or "idle timeout",
-                                   action="close")
+                    self.log.write(
+                        event="malformed",
+                        src=src,
+                        target=conduit.name,
+                        reason=str(exc) or "idle timeout",
+                        action="close",
+                    )
                     return
                 if adu is None:
                     return
@@ -247,15 +265,27 @@ class Firewall:
                     req = None  # let the device answer malformed PDUs per protocol, if the rules allow the FC
                 probe = req or mb.Request(adu.fc, None, 0, 0, False)
                 action, rule, code = self.policy.decide(src, conduit.name, probe)
-                record = {"event": "request", "src": src, "target": conduit.name, "unit": adu.unit, "fc": adu.fc,
-                          "table": probe.table, "start": probe.start, "count": probe.count, "write": probe.write,
-                          "action": action, "rule": rule}
+                record = {
+                    "event": "request",
+                    "src": src,
+                    "target": conduit.name,
+                    "unit": adu.unit,
+                    "fc": adu.fc,
+                    "table": probe.table,
+                    "start": probe.start,
+                    "count": probe.count,
+                    "write": probe.write,
+                    "action": action,
+                    "rule": rule,
+                }
                 if action != "allow":
                     self.stats["denied"] += 1
                     self.log.write(**record)
                     if self.policy.deny_response == "drop":
                         return
-                    writer.write(mb.encode_adu(adu.tid, adu.unit, mb.exception_pdu(adu.fc, code or mb.ILLEGAL_FUNCTION)))
+                    writer.write(
+                        mb.encode_adu(adu.tid, adu.unit, mb.exception_pdu(adu.fc, code or mb.ILLEGAL_FUNCTION))
+                    )
                     await writer.drain()
                     continue
                 self.stats["allowed"] += 1
@@ -268,7 +298,9 @@ class Firewall:
                             UPSTREAM_TIMEOUT_S,
                         )
                     except (OSError, TimeoutError):
-                        writer.write(mb.encode_adu(adu.tid, adu.unit, mb.exception_pdu(adu.fc, mb.GATEWAY_PATH_UNAVAILABLE)))
+                        writer.write(
+                            mb.encode_adu(adu.tid, adu.unit, mb.exception_pdu(adu.fc, mb.GATEWAY_PATH_UNAVAILABLE))
+                        )
                         await writer.drain()
                         continue
                 reply = await self._forward(up_reader, up_writer, adu)

@@ -23,8 +23,18 @@ log = logging.getLogger(__name__)
 
 
 class Hmi:
-    def __init__(self, host: str, port: int, source: str, unit: int, regmap: RegisterMap, poll_s: float,
-                 write_every_s: float, log_path: Path, rng: random.Random) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        source: str,
+        unit: int,
+        regmap: RegisterMap,
+        poll_s: float,
+        write_every_s: float,
+        log_path: Path,
+        rng: random.Random,
+    ) -> None:
         self.host, self.port, self.source, self.unit = host, port, source, unit
         self.regmap = regmap
         self.poll_s = poll_s
@@ -44,8 +54,9 @@ class Hmi:
         loop = asyncio.get_running_loop()
         next_write = loop.time() + self.write_every_s
         while True:
-            client = AsyncModbusTcpClient(self.host, port=self.port, source_address=(self.source, 0), timeout=2,
-                                          retries=0)
+            client = AsyncModbusTcpClient(
+                self.host, port=self.port, source_address=(self.source, 0), timeout=2, retries=0
+            )
             try:
                 await client.connect()
                 while client.connected:
@@ -65,7 +76,7 @@ class Hmi:
             ir = await client.read_input_registers(level_addr, count=1, device_id=self.unit)
             hr = await client.read_holding_registers(sp_addr, count=2, device_id=self.unit)
             ok = not ir.isError() and not hr.isError()
-        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ModbusException, OSError) as exc:
             ok = False
             self._log(op="read", ok=False, error=str(exc)[:200])
         if ok:
@@ -82,7 +93,7 @@ class Hmi:
         try:
             rr = await client.write_register(sp.address, raw, device_id=self.unit)
             ok = not rr.isError()
-        except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ModbusException, OSError) as exc:
             ok = False
             self._log(op="write", tag="level_setpoint", value=value, ok=False, error=str(exc)[:200])
         self.stats["writes_ok" if ok else "writes_failed"] += 1

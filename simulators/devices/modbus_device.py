@@ -92,9 +92,11 @@ class ModbusDevice:
         peer = writer.get_extra_info("peername")
         src = peer[0] if peer else "?"
         offline, _ = self._fault_state()
-        if offline or (self.allowed_sources is not None and src not in self.allowed_sources) or len(
-            self._writers
-        ) >= MAX_CONNECTIONS:
+        if (
+            offline
+            or (self.allowed_sources is not None and src not in self.allowed_sources)
+            or len(self._writers) >= MAX_CONNECTIONS
+        ):
             self.stats["refused"] += 1
             writer.close()
             return

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
 from .opcua_security import (
     TOKENS,
@@ -27,13 +27,31 @@ from .opcua_security import (
 
 log = logging.getLogger(__name__)
 
-VARIANT = {"Double": ua.VariantType.Double, "Boolean": ua.VariantType.Boolean, "Int32": ua.VariantType.Int32,
-           "UInt32": ua.VariantType.UInt32, "Float": ua.VariantType.Float}
+VARIANT = {
+    "Double": ua.VariantType.Double,
+    "Boolean": ua.VariantType.Boolean,
+    "Int32": ua.VariantType.Int32,
+    "UInt32": ua.VariantType.UInt32,
+    "Float": ua.VariantType.Float,
+}
 PYTYPE = {"Double": float, "Float": float, "Boolean": bool, "Int32": int, "UInt32": int}
 # UNECE Recommendation 20 common codes for the units the plant uses (OPC UA Part 8, EUInformation)
-UNECE = {"degC": ("CEL", "°C"), "kW": ("KWT", "kW"), "s": ("SEC", "s"), "1": ("C62", "1"), "%": ("P1", "%"),
-         "m": ("MTR", "m"), "m3/h": ("MQH", "m³/h"), "bar": ("BAR", "bar"), "V": ("VLT", "V"), "A": ("AMP", "A"),
-         "Hz": ("HTZ", "Hz"), "kWh": ("KWH", "kW·h"), "mm/s": ("C16", "mm/s"), "%RH": ("P1", "%")}
+UNECE = {
+    "degC": ("CEL", "°C"),
+    "kW": ("KWT", "kW"),
+    "s": ("SEC", "s"),
+    "1": ("C62", "1"),
+    "%": ("P1", "%"),
+    "m": ("MTR", "m"),
+    "m3/h": ("MQH", "m³/h"),
+    "bar": ("BAR", "bar"),
+    "V": ("VLT", "V"),
+    "A": ("AMP", "A"),
+    "Hz": ("HTZ", "Hz"),
+    "kWh": ("KWH", "kW·h"),
+    "mm/s": ("C16", "mm/s"),
+    "%RH": ("P1", "%"),
+}
 UNITS_NS = "http://www.opcfoundation.org/UA/units/un/cefact"
 
 
@@ -42,8 +60,9 @@ def eu_information(unit: str) -> ua.EUInformation:
     unit_id = 0
     for ch in code:
         unit_id = (unit_id << 8) | ord(ch)
-    return ua.EUInformation(NamespaceUri=UNITS_NS, UnitId=unit_id, DisplayName=ua.LocalizedText(symbol),
-                            Description=ua.LocalizedText(unit))
+    return ua.EUInformation(
+        NamespaceUri=UNITS_NS, UnitId=unit_id, DisplayName=ua.LocalizedText(symbol), Description=ua.LocalizedText(unit)
+    )
 
 
 def shelf_path() -> Path:
@@ -121,7 +140,9 @@ class OpcUaPlc:
         if self.security.trust_list is not None:
             store = TrustStore([self.security.trust_list], [])
             await store.load()
-            validator = CertificateValidator(CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store)
+            validator = CertificateValidator(
+                CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store
+            )
             server.set_certificate_validator(validator)
         server.iserver.aiotlab_hooks = ServerHooks(self.security.allowed_channels(), self.audit, self._fault_state)
         from asyncua.server.internal_session import InternalSession
@@ -149,7 +170,10 @@ class OpcUaPlc:
         cert, key = self.pki_dir / "plc2-cert.der", self.pki_dir / "plc2-key.pem"
         host = self.endpoint.split("//", 1)[1].split(":", 1)[0]
         await setup_self_signed_certificate(
-            key, cert, self.spec["application_uri"], host,
+            key,
+            cert,
+            self.spec["application_uri"],
+            host,
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
             {"countryName": "TW", "organizationName": "aiotlab", "commonName": "PLC-2"},
         )
@@ -166,22 +190,35 @@ class OpcUaPlc:
                 vtype = VARIANT[var["type"]]
                 initial = PYTYPE[var["type"]](0)
                 node = await o.add_variable(nodeid, ua.QualifiedName(var["name"], ns), ua.Variant(initial, vtype))
-                await node.write_attribute(ua.AttributeIds.Description,
-                                           ua.DataValue(ua.Variant(ua.LocalizedText(var["desc"]["en"]), ua.VariantType.LocalizedText)))
+                await node.write_attribute(
+                    ua.AttributeIds.Description,
+                    ua.DataValue(ua.Variant(ua.LocalizedText(var["desc"]["en"]), ua.VariantType.LocalizedText)),
+                )
                 if var.get("unit"):
-                    await node.add_property(ua.NodeId(f"{nodeid.Identifier}.EngineeringUnits", ns),
-                                            ua.QualifiedName("EngineeringUnits", 0), eu_information(var["unit"]))
+                    await node.add_property(
+                        ua.NodeId(f"{nodeid.Identifier}.EngineeringUnits", ns),
+                        ua.QualifiedName("EngineeringUnits", 0),
+                        eu_information(var["unit"]),
+                    )
                 if "eu_range" in var:
                     lo, hi = var["eu_range"]
-                    await node.add_property(ua.NodeId(f"{nodeid.Identifier}.EURange", ns),
-                                            ua.QualifiedName("EURange", 0), ua.Range(Low=float(lo), High=float(hi)))
+                    await node.add_property(
+                        ua.NodeId(f"{nodeid.Identifier}.EURange", ns),
+                        ua.QualifiedName("EURange", 0),
+                        ua.Range(Low=float(lo), High=float(hi)),
+                    )
                 if var.get("writable"):
                     await node.set_writable(True)
                     self.writable[nodeid] = var
                 self.nodes[var["source"]] = (node, var)
             for method in obj.get("methods", []):
-                await o.add_method(ua.NodeId(f"Plant.{obj['name']}.{method}", ns), ua.QualifiedName(method, ns),
-                                   self._method(method), [], [ua.VariantType.Boolean])
+                await o.add_method(
+                    ua.NodeId(f"Plant.{obj['name']}.{method}", ns),
+                    ua.QualifiedName(method, ns),
+                    self._method(method),
+                    [],
+                    [ua.VariantType.Boolean],
+                )
 
     def _method(self, name: str) -> Callable[..., Any]:
         async def call(parent: Any, *args: Any) -> list[ua.Variant]:
@@ -214,10 +251,20 @@ class OpcUaPlc:
                         self._write(var["source"], value)
                         self._last.pop(var["source"], None)
                 uname = getattr(user, "name", None)
-                self.audit.write(event="write", user=uname, node=wv.NodeId.to_string(), value=value,
-                                 result=ua.StatusCode(status).name)
-                self._on_event("opcua_write", user=uname, node=wv.NodeId.to_string(), value=value,
-                               result=ua.StatusCode(status).name)
+                self.audit.write(
+                    event="write",
+                    user=uname,
+                    node=wv.NodeId.to_string(),
+                    value=value,
+                    result=ua.StatusCode(status).name,
+                )
+                self._on_event(
+                    "opcua_write",
+                    user=uname,
+                    node=wv.NodeId.to_string(),
+                    value=value,
+                    result=ua.StatusCode(status).name,
+                )
                 results.append(ua.StatusCode(status))
             return results
 
@@ -234,8 +281,12 @@ class OpcUaPlc:
             if v is None or self._last.get(source) == v:
                 continue
             self._last[source] = v
-            dv = ua.DataValue(ua.Variant(PYTYPE[var["type"]](v), VARIANT[var["type"]]), StatusCode=ua.StatusCode(ua.StatusCodes.Good),
-                              SourceTimestamp=ts, ServerTimestamp=ts)
+            dv = ua.DataValue(
+                ua.Variant(PYTYPE[var["type"]](v), VARIANT[var["type"]]),
+                StatusCode=ua.StatusCode(ua.StatusCodes.Good),
+                SourceTimestamp=ts,
+                ServerTimestamp=ts,
+            )
             await self.server.write_attribute_value(node.nodeid, dv)
 
 
@@ -262,5 +313,4 @@ def _policy(name: str) -> ua.SecurityPolicyType:
 def _utc(t: float) -> Any:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc)
-
+    return dt.datetime.fromtimestamp(t, dt.UTC)

@@ -122,24 +122,36 @@ def load_security_config(path: Path) -> UaSecurityConfig:
         raise ConfigError(path, "security_policies must be a non-empty list", line(doc, "security_policies"))
     for p in policies:
         if p not in POLICIES:
-            raise ConfigError(path, f"unknown security policy '{p}' (expected one of {list(POLICIES)})",
-                              line(doc, "security_policies"))
+            raise ConfigError(
+                path,
+                f"unknown security policy '{p}' (expected one of {list(POLICIES)})",
+                line(doc, "security_policies"),
+            )
     cfg.policies = [str(p) for p in policies]
     tokens = doc.get("identity_tokens", ["anonymous", "username"])
     if not isinstance(tokens, list) or not tokens or any(t not in TOKENS for t in tokens):
-        raise ConfigError(path, f"identity_tokens must be a non-empty list of {list(TOKENS)}", line(doc, "identity_tokens"))
+        raise ConfigError(
+            path, f"identity_tokens must be a non-empty list of {list(TOKENS)}", line(doc, "identity_tokens")
+        )
     cfg.identity_tokens = [str(t) for t in tokens]
-    roles = doc.get("roles") or {"viewer": ["read"], "operator": ["read", "write", "call"],
-                                 "engineer": ["read", "write", "call"]}
+    roles = doc.get("roles") or {
+        "viewer": ["read"],
+        "operator": ["read", "write", "call"],
+        "engineer": ["read", "write", "call"],
+    }
     if not isinstance(roles, dict):
         raise ConfigError(path, "roles must map a role name to a list of permissions", line(doc, "roles"))
     for name, perms in roles.items():
         if not isinstance(perms, list) or any(p not in PERMISSIONS for p in perms):
-            raise ConfigError(path, f"role '{name}': permissions must be a list of {sorted(PERMISSIONS)}", line(roles, name))
+            raise ConfigError(
+                path, f"role '{name}': permissions must be a list of {sorted(PERMISSIONS)}", line(roles, name)
+            )
         cfg.roles[str(name)] = set(perms)
     cfg.anonymous_role = str(doc.get("anonymous_role", "viewer"))
     if "anonymous" in cfg.identity_tokens and cfg.anonymous_role not in cfg.roles:
-        raise ConfigError(path, f"anonymous_role '{cfg.anonymous_role}' is not a defined role", line(doc, "anonymous_role"))
+        raise ConfigError(
+            path, f"anonymous_role '{cfg.anonymous_role}' is not a defined role", line(doc, "anonymous_role")
+        )
     users = doc.get("users") or {}
     if not isinstance(users, dict):
         raise ConfigError(path, "users must be a mapping of user name to settings", line(doc, "users"))
@@ -158,17 +170,22 @@ def load_security_config(path: Path) -> UaSecurityConfig:
             try:
                 cert_fp = _cert_fingerprint(cert_path.read_bytes())
             except (OSError, ValueError) as exc:
-                raise ConfigError(path, f"user '{name}': cannot load certificate {cert_path}: {exc}", line(u, "certificate")) from None
+                raise ConfigError(
+                    path, f"user '{name}': cannot load certificate {cert_path}: {exc}", line(u, "certificate")
+                ) from None
         if not (u.get("password") or u.get("password_hash") or cert_fp):
             raise ConfigError(path, f"user '{name}' needs password, password_hash or certificate", line(users, name))
-        cfg.users[str(name)] = UaUser(str(name), role, u.get("password") and str(u["password"]),
-                                      u.get("password_hash"), cert_fp)
+        cfg.users[str(name)] = UaUser(
+            str(name), role, u.get("password") and str(u["password"]), u.get("password_hash"), cert_fp
+        )
     trust = doc.get("trust_list")
     if trust:
         tdir = (path.parent / str(trust)).resolve()
         certs = [p for p in tdir.glob("*") if p.suffix.lower() in (".der", ".pem", ".crt")] if tdir.is_dir() else []
         if not certs:
-            raise ConfigError(path, f"trust_list {tdir} has no certificates (*.der, *.pem, *.crt)", line(doc, "trust_list"))
+            raise ConfigError(
+                path, f"trust_list {tdir} has no certificates (*.der, *.pem, *.crt)", line(doc, "trust_list")
+            )
         cfg.trust_list = tdir
     cfg.max_sessions = int(doc.get("max_sessions", 32))
     return cfg
@@ -181,7 +198,11 @@ def _cert_fingerprint(data: Any) -> str:
 
     if isinstance(data, bytes | bytearray):
         data = bytes(data)
-        cert = x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_certificate(data)
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if data.lstrip().startswith(b"-----")
+            else x509.load_der_x509_certificate(data)
+        )
     else:
         cert = data
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
@@ -204,8 +225,9 @@ class ConfiguredUserManager(UserManager):
         self.cfg = cfg
         self.audit = audit
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
         if certificate is not None and username is None:
             try:
                 fp = _cert_fingerprint(certificate)
@@ -266,12 +288,18 @@ class GuardedUaProcessor(uaprocessor.UaProcessor):
     async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
         hooks = getattr(self.iserver, "aiotlab_hooks", None)
         if hooks is not None:
-            if typeid in (ua.NodeId(ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary),
-                          ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)):
+            if typeid in (
+                ua.NodeId(ua.ObjectIds.CreateSessionRequest_Encoding_DefaultBinary),
+                ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary),
+            ):
                 policy = self._connection.security_policy
                 if (policy.URI, policy.Mode) not in hooks.allowed_channels:
-                    hooks.audit.write(event="session_refused", reason="channel policy not configured",
-                                      policy=policy.URI, mode=str(policy.Mode))
+                    hooks.audit.write(
+                        event="session_refused",
+                        reason="channel policy not configured",
+                        policy=policy.URI,
+                        mode=str(policy.Mode),
+                    )
                     raise ua.uaerrors.BadSecurityPolicyRejected
             offline, delay = hooks.fault_state()
             if offline:

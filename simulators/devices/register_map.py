@@ -31,8 +31,16 @@ class MappedTag:
         return 1 if self.dtype == "bool" else register_width(self.dtype)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {"name": self.name, "table": self.table, "address": self.address, "registers": self.width,
-             "type": self.dtype, "writable": self.writable, "unit": self.unit, "description": self.desc}
+        d = {
+            "name": self.name,
+            "table": self.table,
+            "address": self.address,
+            "registers": self.width,
+            "type": self.dtype,
+            "writable": self.writable,
+            "unit": self.unit,
+            "description": self.desc,
+        }
         if self.dtype not in ("bool", "float32"):
             d["scale"] = int(self.scale) if float(self.scale).is_integer() else self.scale
         if self.width == 2:
@@ -55,9 +63,18 @@ class RegisterMap:
                 dtype = "bool" if table in BIT_TABLES else t["type"]
                 writable = table == COILS or bool(t.get("writable", False))
                 tag = MappedTag(
-                    name=t["name"], source=t["source"], table=table, address=addr, dtype=dtype,
-                    scale=float(t.get("scale", 1)), word_order=t.get("word_order", "ABCD"), unit=t.get("unit", ""),
-                    writable=writable, min=t.get("min"), max=t.get("max"), desc=t.get("desc", {}),
+                    name=t["name"],
+                    source=t["source"],
+                    table=table,
+                    address=addr,
+                    dtype=dtype,
+                    scale=float(t.get("scale", 1)),
+                    word_order=t.get("word_order", "ABCD"),
+                    unit=t.get("unit", ""),
+                    writable=writable,
+                    min=t.get("min"),
+                    max=t.get("max"),
+                    desc=t.get("desc", {}),
                 )
                 self.tags.append(tag)
                 for i in range(tag.width):

@@ -46,7 +46,9 @@ def load_link(path: Path, default_port: int) -> SensorLink:
     if b.get("ca_file"):
         link.ca_file = (path.parent / str(b["ca_file"])).resolve()
         if not link.ca_file.is_file():
-            raise ConfigError(path, f"ca_file {link.ca_file} not found", getattr(b, "line_of", lambda k: None)("ca_file"))
+            raise ConfigError(
+                path, f"ca_file {link.ca_file} not found", getattr(b, "line_of", lambda k: None)("ca_file")
+            )
     for node, c in (doc.get("nodes") or {}).items():
         if c and c.get("username"):
             link.credentials[str(node)] = (str(c["username"]), str(c.get("password", "")))
@@ -54,15 +56,26 @@ def load_link(path: Path, default_port: int) -> SensorLink:
 
 
 def rfc3339(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SensorNode:
-    def __init__(self, spec: dict[str, Any], root: str, limits: tuple[float, float], wireless_params: dict[str, Any],
-                 host: str, source: str, link: Callable[[], SensorLink], values: Callable[[], dict[str, Any]],
-                 clock: Callable[[], float], record: Callable[[str, int, float, str, str], None],
-                 fault_state: Callable[[str], tuple[bool, float]], on_event: Callable[..., None],
-                 phase: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        root: str,
+        limits: tuple[float, float],
+        wireless_params: dict[str, Any],
+        host: str,
+        source: str,
+        link: Callable[[], SensorLink],
+        values: Callable[[], dict[str, Any]],
+        clock: Callable[[], float],
+        record: Callable[[str, int, float, str, str], None],
+        fault_state: Callable[[str], tuple[bool, float]],
+        on_event: Callable[..., None],
+        phase: float = 0.0,
+    ) -> None:
         self.spec = spec
         self.id = spec["id"]
         self.base = f"{root}/{self.id}"
@@ -103,9 +116,18 @@ class SensorNode:
             user, password = link.credentials.get(self.id, (None, None))
             will = aiomqtt.Will(f"{self.base}/status", b"offline", qos=1, retain=True)
             try:
-                async with aiomqtt.Client(self.host, link.port, identifier=self.id, username=user, password=password,
-                                          tls_context=tls, will=will, bind_address=self.source, timeout=5,
-                                          keepalive=30) as client:
+                async with aiomqtt.Client(
+                    self.host,
+                    link.port,
+                    identifier=self.id,
+                    username=user,
+                    password=password,
+                    tls_context=tls,
+                    will=will,
+                    bind_address=self.source,
+                    timeout=5,
+                    keepalive=30,
+                ) as client:
                     self.connected = True
                     backoff = 0.5
                     await client.publish(f"{self.base}/status", b"online", qos=1, retain=True)

@@ -25,8 +25,14 @@ class Fault:
         return t >= self.start and (self.end is None or t < self.end)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "target": self.target, "start": self.start, "end": self.end,
-                "params": self.params}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "start": self.start,
+            "end": self.end,
+            "params": self.params,
+        }
 
 
 class FaultSet:

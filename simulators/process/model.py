@@ -91,8 +91,10 @@ class PlantModel:
         return values
 
     def _plc1_diag(self) -> dict[str, Any]:
-        return {"plc1.scan_time_ms": self.scan.scan_time_ms,
-                "plc1.scan_overrun": self.scan.scan_time_ms > self.scan.watchdog_ms}
+        return {
+            "plc1.scan_time_ms": self.scan.scan_time_ms,
+            "plc1.scan_overrun": self.scan.scan_time_ms > self.scan.watchdog_ms,
+        }
 
     # -- operator actions ------------------------------------------------------------------------
     def write(self, tag: str, value: Any) -> None:

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# aiotlab's one entry point on a fresh Debian/Ubuntu machine: installs everything it needs, then runs the job.
+#   ./run.sh demo    plant up, reference acquisition against ground truth, summary (the main job)
+#   ./run.sh test    lint, format check and the whole test suite over real sockets
+#   ./run.sh setup   only install
+set -euo pipefail
+cd "$(dirname "$0")"
+job="${1:-demo}"
+shift || true
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+say() { printf '\033[1m[aiotlab]\033[0m %s\n' "$*"; }
+
+apt_packages=()
+need_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || apt_packages+=("$2"); }
+need_cmd mosquitto mosquitto
+need_cmd mosquitto_sub mosquitto-clients
+need_cmd mbpoll mbpoll
+need_cmd python3 python3
+if [ "$job" = "test" ]; then
+  need_cmd node nodejs
+  need_cmd npm npm
+fi
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+# Debian starts a system-wide Mosquitto on 0.0.0.0:1883 when systemd runs; every plant brings its own broker.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  say "stopping the system mosquitto service (each plant runs its own broker on its own address)"
+  $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+
+python3 - <<'PY' || { echo "aiotlab needs Python >= 3.11" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.aiotlab-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing Python packages"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+
+case "$job" in
+  setup) say "ready: .venv/bin/aiotlab" ;;
+  demo) exec aiotlab demo "$@" ;;
+  test)
+    if [ ! -d tests/interop/node_modules/node-opcua-client ]; then
+      say "installing node-opcua for the OPC UA interop tests"
+      npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+    say "ruff check / ruff format --check"
+    ruff check .
+    ruff format --check .
+    say "pytest"
+    exec python -m pytest "$@"
+    ;;
+  *) echo "usage: ./run.sh [demo|test|setup] [args]" >&2; exit 2 ;;
+esac
