@@ -54,9 +54,7 @@ def plant_up(
     as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint table as JSON.")] = False,
 ) -> None:
     """Start the candidate's plant and print its endpoints."""
-    from aiotlab.simulators import launch
-    from aiotlab.simulators.runtime import PlantStartError
-    from aiotlab.simulators.yamlconf import ConfigError
+    from aiotlab.simulators import daemonctl
 
     def show(state: dict[str, Any]) -> None:
         from rich.markup import escape
@@ -74,7 +72,7 @@ def plant_up(
 
     if detach:
         try:
-            state = launch.detach(candidate, seed)
+            state = daemonctl.detach(candidate, seed)
         except ValueError as exc:
             _fail(str(exc))
         if state.get("status") != "running":
@@ -88,6 +86,10 @@ def plant_up(
         show(ad.read_state(candidate) or {})
         if not as_json:
             console.print("[green]running[/] - Ctrl-C stops the plant")
+
+    from aiotlab.simulators import launch
+    from aiotlab.simulators.runtime import PlantStartError
+    from aiotlab.simulators.yamlconf import ConfigError
 
     try:
         asyncio.run(launch.serve(candidate, seed, on_ready=ready))
@@ -148,7 +150,7 @@ def plant_down(
 ) -> None:
     """Stop the candidate's plant (or all), and clean leftovers of crashed ones."""
     from aiotlab.simulators import addressing as ad
-    from aiotlab.simulators.launch import down
+    from aiotlab.simulators.daemonctl import down
 
     names = [s["candidate"] for s in ad.all_states()] if all_plants else [candidate or "demo"]
     for name in names:

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import addressing as ad
+from .daemonctl import mark
 from .params import PlantIdentity, resolve
 from .runtime import Plant, PlantStartError
 from .yamlconf import ConfigError, load_yaml
@@ -80,7 +79,7 @@ async def serve(
     try:
         plant = build_plant(candidate, seed)
     except (PlantStartError, ConfigError, ValueError) as exc:
-        _mark(candidate, status="failed", error=str(exc))
+        mark(candidate, status="failed", error=str(exc))
         raise
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,7 +89,7 @@ async def serve(
     try:
         await plant.start()
     except PlantStartError as exc:
-        _mark(candidate, status="failed", error=str(exc), pid=None)
+        mark(candidate, status="failed", error=str(exc), pid=None)
         plant.close()
         raise
     warnings = []
@@ -99,7 +98,7 @@ async def serve(
             "mosquitto is not installed: the broker is the embedded Python FALLBACK (amqtt); it ignores "
             "config/mosquitto.conf and cannot be hardened. Install mosquitto (apt-get install mosquitto)."
         )
-    _mark(
+    mark(
         candidate,
         status="running",
         endpoints=plant.endpoints(),
@@ -117,80 +116,4 @@ async def serve(
     finally:
         await plant.stop()
         plant.close()
-        _mark(candidate, status="stopped", pid=None, mosquitto_pid=None)
-
-
-def _mark(candidate: str, **fields: Any) -> None:
-    with ad.registry_lock():
-        state = ad.read_state(candidate) or {"candidate": candidate}
-        state.update(fields)
-        state["since"] = time.time()
-        ad.write_state(candidate, state)
-
-
-def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str, Any]:
-    """Start the plant as a daemon and wait until it runs or fails; returns its state."""
-    d = ad.plant_dir(candidate)
-    (d / "logs").mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "aiotlab.simulators.daemon", "--candidate", candidate]
-    if seed is not None:
-        cmd += ["--seed", str(seed)]
-    with open(d / "logs" / "plant.log", "ab") as logf:
-        proc = subprocess.Popen(
-            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = ad.read_state(candidate) or {}
-        if st.get("status") == "running" and st.get("pid") == proc.pid:
-            return st
-        if st.get("status") == "failed" and proc.poll() is not None:
-            return st
-        if proc.poll() is not None:
-            st = ad.read_state(candidate) or {}
-            if st.get("status") != "failed":
-                st = {
-                    **st,
-                    "status": "failed",
-                    "error": f"plant process exited with {proc.returncode}; see {d / 'logs' / 'plant.log'}",
-                }
-            return st
-        time.sleep(0.05)
-    proc.terminate()
-    return {
-        "candidate": candidate,
-        "status": "failed",
-        "error": f"not running after {timeout:.0f} s; see {d / 'logs' / 'plant.log'}",
-    }
-
-
-def down(candidate: str, timeout: float = 10.0) -> str:
-    """Stop a candidate's plant (and any leftover broker of a crashed one). Returns what was done."""
-    st = ad.read_state(candidate)
-    if not st:
-        return "no such plant"
-    pid = st.get("pid")
-    done = "not running"
-    if ad.pid_alive(pid) and pid != os.getpid():
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while ad.pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if ad.pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            done = "killed"
-        else:
-            done = "stopped"
-    mpid = st.get("mosquitto_pid")
-    if ad.pid_alive(mpid) and _is_mosquitto(mpid):
-        os.kill(mpid, signal.SIGTERM)
-        done += " (and a leftover broker)"
-    _mark(candidate, status="stopped", pid=None, mosquitto_pid=None)
-    return done
-
-
-def _is_mosquitto(pid: int) -> bool:
-    try:
-        return "mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+        mark(candidate, status="stopped", pid=None, mosquitto_pid=None)

@@ -1,0 +1,90 @@
+"""Start and stop plant daemons without importing the plant itself (keeps `aiotlab plant up -d` fast)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import addressing as ad
+
+
+def mark(candidate: str, **fields: Any) -> None:
+    """Update a plant's recorded state under the registry lock."""
+    with ad.registry_lock():
+        state = ad.read_state(candidate) or {"candidate": candidate}
+        state.update(fields)
+        state["since"] = time.time()
+        ad.write_state(candidate, state)
+
+
+def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str, Any]:
+    """Start the plant as a daemon and wait until it runs or fails; returns its state."""
+    d = ad.plant_dir(candidate)
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "aiotlab.simulators.daemon", "--candidate", candidate]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    with open(d / "logs" / "plant.log", "ab") as logf:
+        proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = ad.read_state(candidate) or {}
+        if st.get("status") == "running" and st.get("pid") == proc.pid:
+            return st
+        if st.get("status") == "failed" and proc.poll() is not None:
+            return st
+        if proc.poll() is not None:
+            st = ad.read_state(candidate) or {}
+            if st.get("status") != "failed":
+                st = {
+                    **st,
+                    "status": "failed",
+                    "error": f"plant process exited with {proc.returncode}; see {d / 'logs' / 'plant.log'}",
+                }
+            return st
+        time.sleep(0.01)
+    proc.terminate()
+    return {
+        "candidate": candidate,
+        "status": "failed",
+        "error": f"not running after {timeout:.0f} s; see {d / 'logs' / 'plant.log'}",
+    }
+
+
+def down(candidate: str, timeout: float = 10.0) -> str:
+    """Stop a candidate's plant (and any leftover broker of a crashed one). Returns what was done."""
+    st = ad.read_state(candidate)
+    if not st:
+        return "no such plant"
+    pid = st.get("pid")
+    done = "not running"
+    if ad.pid_alive(pid) and pid != os.getpid():
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while ad.pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if ad.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            done = "killed"
+        else:
+            done = "stopped"
+    mpid = st.get("mosquitto_pid")
+    if ad.pid_alive(mpid) and _is_mosquitto(mpid):
+        os.kill(mpid, signal.SIGTERM)
+        done += " (and a leftover broker)"
+    mark(candidate, status="stopped", pid=None, mosquitto_pid=None)
+    return done
+
+
+def _is_mosquitto(pid: int) -> bool:
+    try:
+        return "mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
