@@ -134,6 +134,7 @@ def block_free(slot: int, spec_addressing: dict[str, Any]) -> bool:
     # e.g. a system Mosquitto on 0.0.0.0:1883, must surface as "broker: address in use", not as "no free slot".)
     addrs = Addresses.for_slot(slot, spec_addressing)
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is not "in use"
         try:
             s.bind((addrs.hosts["control"], addrs.ports["control"]))
         except OSError:

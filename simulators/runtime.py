@@ -30,6 +30,7 @@ from .yamlconf import ConfigError
 log = logging.getLogger(__name__)
 
 DEVICES = ("broker", "plc1", "em1", "fw1", "plc2", "sensors", "hmi", "control")
+STALL_S = 0.25
 RELOADABLE = ("broker", "plc1", "em1", "fw1", "plc2", "sensors", "hmi")
 
 
@@ -297,7 +298,10 @@ class Plant:
         next_t = self.model.t + tick
         while True:
             await self.clock.sleep_until(next_t)
-            self.jitter.append(max(0.0, self.clock.now() - next_t))
+            late = max(0.0, self.clock.now() - next_t)
+            self.jitter.append(late)
+            if late > STALL_S:  # the loop was blocked: record it so benchmarks and graders can see when and how long
+                self.event("tick_stall", late_ms=round(late * 1000, 1))
             self.model.scan.load_rps = self.plc1.load.rate() if self.plc1 else 0.0
             while self.model.t + tick <= self.clock.now() + 1e-9:  # catch up after a stall, one fixed step at a time
                 values = self.model.step(tick)
