@@ -61,7 +61,7 @@ def cold(runs: int = 5) -> dict:
         times.append(time.perf_counter() - t0)
         proc.wait(30)
         cli("plant", "down", "-c", name)
-    return {"cold_start_s": summary(times)}
+    return {"cold_start_s": summary(times), "cold_start_runs_s": [round(t, 3) for t in times]}
 
 
 def idle(observe_s: float = 30.0) -> dict:
@@ -89,6 +89,7 @@ def side(n: int, observe_s: float = 40.0) -> dict:
 
     names = [f"side{i:03d}" for i in range(n)]
     t0 = time.perf_counter()
+    t_launch0 = time.time()
     for name in names:
         cli("plant", "up", "-c", name, "--detach")
     launch_s = time.perf_counter() - t0
@@ -97,11 +98,15 @@ def side(n: int, observe_s: float = 40.0) -> dict:
     c0 = cpu_seconds(pids)
     time.sleep(observe_s)
     cpu = (cpu_seconds(pids) - c0) / observe_s
-    p99s, maxes = [], []
+    p99s, maxes, stalls = [], [], []
     for name in names:
-        st = ControlClient.for_candidate(name).get("/v1/status")
+        ctl = ControlClient.for_candidate(name)
+        st = ctl.get("/v1/status")
         p99s.append(st["tick_jitter_ms"]["p99"])
         maxes.append(st["tick_jitter_ms"]["max"])
+        for e in ctl.get(f"/v1/events?start=0&end={time.time()}"):
+            if e["kind"] == "tick_stall":
+                stalls.append({"plant": name, "t_rel_launch_s": round(e["t"] - t_launch0, 1), **e["detail"]})
     total_pss = sum(pss_kib(pid) for pid in pids) / 1024
     for name in names:
         cli("plant", "down", "-c", name)
@@ -115,6 +120,7 @@ def side(n: int, observe_s: float = 40.0) -> dict:
             "total_pss_mib": round(total_pss),
             "pss_mib_per_plant": round(total_pss / n, 1),
             "cpu_cores_used": round(cpu, 2),
+            "stalls_over_250ms": stalls,
         }
     }
 

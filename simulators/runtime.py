@@ -296,9 +296,13 @@ class Plant:
     async def _physics(self) -> None:
         tick = float(self.spec["clock"]["tick_s"])
         next_t = self.model.t + tick
+        first = True
         while True:
             await self.clock.sleep_until(next_t)
             late = max(0.0, self.clock.now() - next_t)
+            if first:  # the first deadline dates from before the devices started (~0.2 s): not loop jitter
+                first = False
+                late = 0.0
             self.jitter.append(late)
             if late > STALL_S:  # the loop was blocked: record it so benchmarks and graders can see when and how long
                 self.event("tick_stall", late_ms=round(late * 1000, 1))
