@@ -56,62 +56,42 @@ def test_values_change_over_time(plant: PlantHandle) -> None:
     assert b > a
 
 
-def test_mbpoll_reads_plc1_and_em1(plant: PlantHandle) -> None:
-    mbpoll = need("mbpoll")
-    level = plant.reg("plc1", "level")
+def mbpoll_read(host: str, unit: int, dtype: str, address: int) -> float:
+    """One reading with the independent Debian mbpoll client (0-based addresses, one poll)."""
     out = subprocess.run(
         [
-            mbpoll,
+            need("mbpoll"),
             "-1",
             "-m",
             "tcp",
             "-a",
-            "1",
+            str(unit),
             "-t",
-            "3",
+            dtype,
             "-r",
-            str(level["address"]),
+            str(address),
             "-c",
             "1",
             "-0",
             "-o",
             "2",
-            plant.sheet["plc1"]["host"],
+            host,
         ],
         capture_output=True,
         text=True,
         timeout=10,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    raw = int(re.search(r"\[\d+\]:\s+(-?\d+)", out.stdout).group(1))
+    return float(re.search(r"\[\d+\]:\s+(-?[\d.]+)", out.stdout).group(1))
+
+
+def test_mbpoll_reads_plc1_and_em1(plant: PlantHandle) -> None:
+    level = plant.reg("plc1", "level")
+    raw = mbpoll_read(plant.sheet["plc1"]["host"], 1, "3", level["address"])
     assert abs(raw / level["scale"] - plant.value("tank.level_m")) < 0.03
     volt = plant.reg("em1", "voltage")
-    out = subprocess.run(
-        [
-            mbpoll,
-            "-1",
-            "-m",
-            "tcp",
-            "-a",
-            str(plant.sheet["em1"]["unit_id"]),
-            "-t",
-            "3:float",
-            "-r",
-            str(volt["address"]),
-            "-c",
-            "1",
-            "-0",
-            "-o",
-            "2",
-            plant.sheet["em1"]["host"],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    value = float(re.search(r"\[\d+\]:\s+(-?[\d.]+)", out.stdout).group(1))  # mbpoll's default float order is CDAB
-    assert abs(value - plant.value("energy.voltage_v")) < 5
+    value = mbpoll_read(plant.sheet["em1"]["host"], plant.sheet["em1"]["unit_id"], "3:float", volt["address"])
+    assert abs(value - plant.value("energy.voltage_v")) < 5  # mbpoll's default float word order is CDAB, as EM-1's
 
 
 def test_exception_responses(plant: PlantHandle) -> None:

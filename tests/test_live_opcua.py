@@ -213,3 +213,54 @@ def test_bad_config_is_refused_and_server_keeps_running(own_plant: PlantHandle) 
 
     assert isinstance(asyncio.run(go()), float)
     time.sleep(0)
+
+
+def test_x509_user_identity(own_plant: PlantHandle, tmp_path: Path) -> None:
+    """A user authenticated by certificate gets the role the config gives that certificate; others are refused."""
+    p = own_plant
+
+    async def certs() -> tuple:
+        return (
+            await client_cert(tmp_path / "app", "app"),
+            await client_cert(tmp_path / "alice", "alice"),
+            await client_cert(tmp_path / "mallory", "mallory"),
+        )
+
+    app, alice, mallory = asyncio.run(certs())
+    users = p.dir / "config" / "users"
+    users.mkdir()
+    (users / "alice.der").write_bytes(alice[0].read_bytes())
+    p.config("plc2.yaml").write_text("""
+security_policies: [Basic256Sha256_SignAndEncrypt]
+identity_tokens: [x509]
+users:
+  alice: {certificate: users/alice.der, role: engineer}
+roles:
+  engineer: [read, write, call]
+""")
+    p.reload("plc2")
+    url = p.sheet["plc2"]["endpoint"]
+
+    async def as_user(user: tuple[Path, Path]) -> float:
+        from asyncua import Client
+
+        c = Client(url, timeout=5)
+        c.application_uri = "urn:aiotlab:test-client:app"
+        await c.set_security_string(f"Basic256Sha256,SignAndEncrypt,{app[0]},{app[1]}")
+        await c.load_client_certificate(str(user[0]))
+        await c.load_private_key(user[1])
+        await c.connect()
+        try:
+            sp = await node(c, "Plant.Heater.Setpoint")
+            value = await sp.read_value()
+            await sp.write_value(ua.DataValue(ua.Variant(value + 0.5, ua.VariantType.Double)))
+            return value + 0.5
+        finally:
+            await c.disconnect()
+
+    written = asyncio.run(as_user(alice))
+    assert p.value("heater.setpoint_c") == written
+    with pytest.raises(Exception, match="BadUserAccessDenied|BadIdentityToken"):
+        asyncio.run(as_user(mallory))
+    audit = (p.dir / "logs" / "plc2-audit.jsonl").read_text()
+    assert '"method": "x509", "result": "ok"' in audit and '"method": "x509", "result": "denied"' in audit
