@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 plant_app = typer.Typer(help="The candidate's virtual plant.", no_args_is_help=True)
 app.add_typer(plant_app, name="plant")
+standards_app = typer.Typer(help="Competency standards and their behaviour indicators.", no_args_is_help=True)
+app.add_typer(standards_app, name="standards")
 console = Console()
 err = Console(stderr=True)
 
@@ -191,6 +193,59 @@ def plant_datasheet(
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+@standards_app.command("list")
+def standards_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The standards aiotlab knows, with their indicator counts."""
+    from aiotlab.grader.standards import standards
+
+    data = standards()
+    if as_json:
+        print(
+            json.dumps(
+                [{"code": c, "title": s["title"], "indicators": len(s["indicators"])} for c, s in data.items()],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    table = Table(title="competency standards")
+    for col in ("code", "title (zh-TW)", "title (en)", "level", "indicators"):
+        table.add_column(col)
+    for c, s in data.items():
+        table.add_row(c, s["title"]["zh-TW"], s["title"]["en"], str(s["level"]), str(len(s["indicators"])))
+    console.print(table)
+
+
+@standards_app.command("show")
+def standards_show(
+    code: Annotated[str, typer.Argument(help="A standard (INM3513-009v1) or an indicator (INM3513-009v1/P6.2.2).")],
+    lang: Annotated[str, typer.Option(help="zh-TW, en or both")] = "both",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A standard's tasks and indicators, or one indicator."""
+    from aiotlab.grader.standards import indicator, standard
+
+    try:
+        data = indicator(code) if "/" in code or code.startswith("P") else standard(code)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    inds = [data] if "/" in code else data["indicators"]
+    if "/" not in code:
+        console.print(
+            f"[bold]{data['code']}[/] {data['title']['zh-TW']} / {data['title']['en']} (level {data['level']})"
+        )
+    table = Table()
+    for col in ("indicator", "task", "level", "text"):
+        table.add_column(col)
+    for i in inds:
+        text = {"zh-TW": i["zh-TW"], "en": i["en"]}.get(lang, f"{i['zh-TW']}\n{i['en']}")
+        table.add_row(i["id"], i["task"] or "", str(i["level"] or "-"), text)
+    console.print(table)
 
 
 @app.command("demo")

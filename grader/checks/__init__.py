@@ -1,0 +1,1 @@
+"""Check library: each module implements checks a lab can reference by name."""
