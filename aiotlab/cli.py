@@ -19,6 +19,10 @@ plant_app = typer.Typer(help="The candidate's virtual plant.", no_args_is_help=T
 app.add_typer(plant_app, name="plant")
 standards_app = typer.Typer(help="Competency standards and their behaviour indicators.", no_args_is_help=True)
 app.add_typer(standards_app, name="standards")
+lab_app = typer.Typer(help="Labs (practical exam tasks).", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+report_app = typer.Typer(help="Exam reports.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 console = Console()
 err = Console(stderr=True)
 
@@ -248,15 +252,93 @@ def standards_show(
     console.print(table)
 
 
+@lab_app.command("list")
+def lab_list() -> None:
+    """The labs, with the indicators they assess."""
+    from aiotlab.labs.loader import list_labs
+
+    table = Table(title="labs")
+    for col in ("id", "version", "title", "indicators", "checks", "solutions"):
+        table.add_column(col)
+    for lab in list_labs():
+        table.add_row(
+            lab.id,
+            lab.version,
+            f"{lab.data['title']['zh-TW']}\n{lab.data['title']['en']}",
+            "\n".join(lab.data["indicators"]),
+            str(len(lab.checks)),
+            ", ".join(lab.solutions),
+        )
+    console.print(table)
+
+
+@lab_app.command("show")
+def lab_show(
+    lab_id: Annotated[str, typer.Argument(metavar="LAB")],
+    candidate: Candidate = "demo",
+    lang: Annotated[str, typer.Option(help="zh-TW or en")] = "zh-TW",
+) -> None:
+    """The candidate's brief, rendered with their own plant and parameters."""
+    from aiotlab.labs.loader import load_lab, render_brief
+    from aiotlab.simulators import addressing as ad
+    from aiotlab.simulators.datasheet import build
+    from aiotlab.simulators.params import PlantIdentity
+
+    try:
+        lab = load_lab(lab_id)
+        st = ad.read_state(candidate) or {}
+        params = lab.params_for(candidate, PlantIdentity.for_candidate(candidate, seed=st.get("seed")))
+        sys.stdout.write(render_brief(lab, candidate, build(candidate), params, lang))
+    except (KeyError, ValueError) as exc:
+        _fail(str(exc.args[0] if exc.args else exc))
+
+
+@app.command("grade")
+def grade_cmd(
+    lab_id: Annotated[str, typer.Argument(metavar="LAB")],
+    candidates: Annotated[list[str], typer.Option("--candidate", "-c", help="Repeat to grade several at once.")],
+    solution: Annotated[
+        str | None, typer.Option(help="Command to start (or a lab solution name, e.g. reference).")
+    ] = None,
+    workspace: Annotated[Path | None, typer.Option(help="Candidate workspace (one candidate only).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("reports"),
+    lang: Annotated[str, typer.Option(help="Default language of report.html")] = "zh-TW",
+) -> None:
+    """Grade candidates' live work against their plants; write signed reports."""
+    from aiotlab.grader.cohort import grade_cohort
+    from aiotlab.labs.loader import load_lab
+
+    try:
+        lab = load_lab(lab_id)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    if workspace and len(candidates) > 1:
+        _fail("--workspace is for one candidate; with several, each gets OUT/<candidate>/workspace")
+    docs = asyncio.run(grade_cohort(lab, candidates, solution, workspace, out, lang, console))
+    raise typer.Exit(0 if docs else 1)
+
+
+@report_app.command("verify")
+def report_verify(file: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
+    """Check a report's signature and its evidence files' hashes (needs the exam secret)."""
+    from aiotlab.grader.report import verify_file
+    from aiotlab.simulators.params import exam_secret
+
+    ok, findings = verify_file(file, exam_secret())
+    for f in findings:
+        console.print(("[green]✓[/] " if ok else "[red]✗[/] ") + f)
+    raise typer.Exit(0 if ok else 1)
+
+
 @app.command("demo")
 def demo(
+    lab: Annotated[str, typer.Option(help="Lab to demonstrate.")] = "data-acquisition",
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("demo-out"),
-    seconds: Annotated[float, typer.Option(help="Observation window.")] = 12.0,
 ) -> None:
-    """Plant up, a reference acquisition of every endpoint compared with ground truth, a summary. (Grading: issue 3.)"""
+    """The main job: a plant up, the lab's reference solution run against it, graded, reports written."""
     from aiotlab.demo import run_demo
 
-    code = asyncio.run(run_demo(out, seconds, console))
+    code = asyncio.run(run_demo(lab, out, console))
     raise typer.Exit(code)
 
 

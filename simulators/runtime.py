@@ -416,7 +416,7 @@ class Plant:
                 **(self.plc1.stats if self.plc1 else {}),
             },
             "em1": self.em1.stats if self.em1 else None,
-            "fw1": self.fw1.stats if self.fw1 else None,
+            "fw1": {**self.fw1.stats, "requests_by_source": self.fw1.requests_by_source} if self.fw1 else None,
             "broker": {
                 "alive": self.broker.alive() if self.broker else False,
                 "embedded": bool(self.broker and self.broker.binary is None),

@@ -240,6 +240,7 @@ class Firewall:
         self._servers: list[asyncio.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self.stats = {"connections": 0, "allowed": 0, "denied": 0, "malformed": 0}
+        self.requests_by_source: dict[str, dict[str, int]] = {}  # src -> target -> requests forwarded
 
     def reload(self) -> None:
         """Apply an edited rule file; on a bad file the old rules stay in force and the error is raised."""
@@ -321,6 +322,8 @@ class Firewall:
                     await writer.drain()
                     continue
                 self.stats["allowed"] += 1
+                per_target = self.requests_by_source.setdefault(src, {})
+                per_target[conduit.name] = per_target.get(conduit.name, 0) + 1
                 if self.policy.log_allowed:
                     self.log.write(urgent=False, **record)
                 if up_writer is None:

@@ -1,0 +1,68 @@
+"""Grade one or many candidates concurrently, with progress, and write every report plus the cohort summary."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aiotlab.labs.loader import Lab
+from aiotlab.simulators.params import exam_secret
+
+from . import report
+from .engine import grade
+
+
+async def grade_cohort(
+    lab: Lab,
+    candidates: list[str],
+    solution: str | None,
+    workspace: Path | None,
+    out: Path,
+    lang: str,
+    console: Console,
+) -> list[dict[str, Any]]:
+    secret = exam_secret()
+    docs: list[dict[str, Any]] = []
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
+    ) as progress:
+        tasks = {c: progress.add_task(f"{c}: queued", total=None) for c in candidates}
+
+        def say(who: str, what: str) -> None:
+            progress.update(tasks[who], description=f"{who}: {what}")
+
+        async def one(c: str) -> dict[str, Any] | None:
+            cdir = out / c / lab.id
+            try:
+                run = await grade(lab, c, solution=solution, workspace=workspace, out_dir=cdir, progress=say)
+                doc = report.write_all(run, cdir, secret, lang)
+                say(c, f"{doc['score']['points']}/{doc['score']['max_points']} → {cdir / 'report.html'}")
+                return doc
+            except Exception as exc:  # noqa: BLE001 - one candidate's failure must not stop the cohort
+                say(c, f"[red]could not be graded: {type(exc).__name__}: {exc}[/]")
+                return None
+
+        results = await asyncio.gather(*(one(c) for c in candidates))
+    docs = [d for d in results if d]
+    table = Table(title=f"{lab.id} {lab.version}")
+    for col in ("candidate", "score", *(c["id"].split(".", 1)[-1] for c in lab.checks), "indicators achieved"):
+        table.add_column(col)
+    for d in docs:
+        marks = ["✓" if c["status"] == "pass" else ("½" if c["status"] == "partial" else "✗") for c in d["checks"]]
+        ach = sum(i["achieved"] for i in d["indicators"])
+        table.add_row(
+            d["candidate"],
+            f"{d['score']['points']:g}/{d['score']['max_points']:g}",
+            *marks,
+            f"{ach}/{len(d['indicators'])}",
+        )
+    console.print(table)
+    if len(candidates) > 1:
+        path = report.cohort(docs, out)
+        console.print(f"cohort summary: {path}")
+    return docs

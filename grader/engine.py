@@ -1,0 +1,260 @@
+"""The grading engine: run a candidate's solution against their plant, observe, check, report.
+
+Lab-agnostic: what to observe and which checks to run come from the lab definition. Every step is bounded in
+time; a check that raises or overruns yields an `error` result with evidence and never affects the others;
+many candidates are graded concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiotlab.labs.loader import Lab
+from aiotlab.simulators import addressing as ad
+from aiotlab.simulators.control_client import ControlClient
+from aiotlab.simulators.params import PlantIdentity
+
+from .checks import registry
+from .observers import MqttObservation, observe_mqtt
+from .results import ERROR, CheckResult
+
+CHECK_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class GradeContext:
+    lab: Lab
+    candidate: str
+    params: dict[str, Any]
+    sheet: dict[str, Any]
+    plant_info: dict[str, Any]
+    control: ControlClient
+    workspace: Path
+    observation: MqttObservation = field(default_factory=MqttObservation)
+    status_start: dict[str, Any] = field(default_factory=dict)
+    status_end: dict[str, Any] = field(default_factory=dict)
+    _truth: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    _emissions: list[dict[str, Any]] | None = None
+
+    def truth(self, tag: str) -> tuple[list[float], list[float]]:
+        """(times, values) of a plant tag over the window plus margins (fetched once)."""
+        if tag not in self._truth:
+            w0, w1 = self.observation.window
+            series = self.control.get(f"/v1/truth?tags={tag}&start={w0 - 20}&end={w1 + 5}")
+            pairs = [(t, v) for t, v in zip(series["t"], series[tag], strict=True) if v is not None]
+            self._truth[tag] = ([p[0] for p in pairs], [float(p[1]) for p in pairs])
+        return self._truth[tag]
+
+    def emitted_values(self, node: str, field_name: str, t0: float, t1: float) -> list[tuple[float, float]]:
+        if self._emissions is None:
+            w0, w1 = self.observation.window
+            self._emissions = self.control.get(f"/v1/emissions?start={w0 - 30}&end={w1 + 5}")
+        out = []
+        for e in self._emissions:
+            if e["node"] == node and t0 <= e["t"] <= t1:
+                body = json.loads(e["payload"])
+                if field_name in body:
+                    out.append((e["t"], float(body[field_name])))
+        return out
+
+
+@dataclass
+class GradeRun:
+    """Everything a report is made of."""
+
+    lab: Lab
+    candidate: str
+    params: dict[str, Any]
+    plant: dict[str, Any]
+    results: list[CheckResult]
+    window: tuple[float, float]
+    started: float
+    finished: float
+    solution: dict[str, Any]
+    evidence_series: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_plant(candidate: str) -> dict[str, Any]:
+    """The candidate's plant must run; start it (detached) if it does not."""
+    from aiotlab.simulators.daemonctl import detach
+
+    st = ad.read_state(candidate)
+    if st and st.get("status") == "running" and ad.pid_alive(st.get("pid")):
+        return st
+    st = detach(candidate, st.get("seed") if st else None)
+    if st.get("status") != "running":
+        raise RuntimeError(f"the plant of {candidate} did not start: {st.get('error')}")
+    return st
+
+
+def format_command(template: str, values: dict[str, Any]) -> list[str]:
+    """Substitute only known {placeholders}; leave any other braces alone (a candidate's command is theirs)."""
+    out = template
+    for k, v in values.items():
+        out = out.replace("{" + k + "}", str(v))
+    return shlex.split(out)
+
+
+async def stop_process(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    if proc.poll() is not None:
+        return {"exit": proc.returncode, "stopped_by": "exited by itself"}
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_GRACE_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await asyncio.to_thread(proc.wait, 5)
+        return {"exit": proc.returncode, "stopped_by": "SIGKILL (ignored SIGTERM for 5 s)"}
+    return {"exit": proc.returncode, "stopped_by": "SIGTERM"}
+
+
+async def run_check(fn: Callable[..., CheckResult], ctx: GradeContext, spec: dict[str, Any]) -> CheckResult:
+    started = time.time()
+    try:
+        result = await asyncio.wait_for(asyncio.to_thread(fn, ctx, spec), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        result = CheckResult(
+            spec["id"],
+            ERROR,
+            0.0,
+            spec["points"],
+            {
+                "en": f"check did not finish within {CHECK_TIMEOUT_S:.0f} s",
+                "zh-TW": f"檢查未在 {CHECK_TIMEOUT_S:.0f} 秒內完成",
+            },
+        )
+    except Exception as exc:  # noqa: BLE001 - a broken check must not spoil the others
+        result = CheckResult(
+            spec["id"],
+            ERROR,
+            0.0,
+            spec["points"],
+            {"en": f"check error: {type(exc).__name__}: {exc}", "zh-TW": f"檢查錯誤：{type(exc).__name__}: {exc}"},
+            {"traceback": traceback.format_exc()[-2000:]},
+        )
+    result.started, result.finished = started, time.time()
+    return result
+
+
+async def grade(
+    lab: Lab,
+    candidate: str,
+    *,
+    solution: str | None = None,
+    workspace: Path | None = None,
+    out_dir: Path,
+    progress: Callable[[str, str], None] | None = None,
+) -> GradeRun:
+    from aiotlab.simulators.datasheet import build as build_datasheet
+
+    say = progress or (lambda who, what: None)
+    started = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workspace = (workspace or out_dir / "workspace").resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    say(candidate, "plant")
+    state = await asyncio.to_thread(ensure_plant, candidate)
+    control = ControlClient.for_candidate(candidate)
+    info = await asyncio.to_thread(control.get, "/v1/info")
+    identity = PlantIdentity.for_candidate(candidate, seed=state.get("seed"))
+    params = lab.params_for(candidate, identity)
+    sheet = build_datasheet(candidate)
+    sheet_path = workspace / ".aiotlab" / "datasheet.json"
+    sheet_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet_path.write_text(json.dumps(sheet, indent=2, ensure_ascii=False))
+    ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace)
+    proc = None
+    sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}
+    if solution:
+        template = lab.solutions[solution].command if solution in lab.solutions else solution
+        sol_dir = lab.solutions[solution].path if solution in lab.solutions else workspace
+        argv = format_command(
+            template,
+            {
+                **params,
+                "python": sys.executable,
+                "solution_dir": sol_dir,
+                "workspace": workspace,
+                "candidate": candidate,
+            },
+        )
+        sol_info["command"] = argv
+        env = {
+            **os.environ,
+            "AIOTLAB_CANDIDATE": candidate,
+            "AIOTLAB_WORKSPACE": str(workspace),
+            "AIOTLAB_DATASHEET": str(sheet_path),
+        }
+        log = (out_dir / "solution.log").open("ab")
+        say(candidate, "starting solution")
+        proc = subprocess.Popen(
+            argv,
+            cwd=workspace,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        await asyncio.sleep(float(params["warmup_s"]))
+        if proc.poll() is not None:
+            sol_info["early_exit"] = proc.returncode
+    try:
+        ctx.status_start = await asyncio.to_thread(control.get, "/v1/status")
+        obs_spec = next(o for o in lab.data["observers"] if o["kind"] == "mqtt_telemetry")
+        say(candidate, f"observing {params['observe_s']} s")
+        ctx.observation = await observe_mqtt(
+            sheet["mqtt"]["host"],
+            sheet["mqtt"]["port"],
+            obs_spec["topic"],
+            float(params["observe_s"]),
+            int(obs_spec["max_messages"]),
+            int(obs_spec["max_payload_bytes"]),
+            f"aiotlab-grader-{candidate}",
+        )
+        ctx.status_end = await asyncio.to_thread(control.get, "/v1/status")
+    finally:
+        if proc is not None:
+            say(candidate, "stopping solution")
+            sol_info.update(await stop_process(proc))
+    if proc is None:
+        await asyncio.sleep(2.0)  # let a running collector commit what it published
+    say(candidate, "checking")
+    fns = registry()
+    results = await asyncio.gather(*(run_check(fns[c["fn"]], ctx, c) for c in lab.checks))
+    return GradeRun(
+        lab,
+        candidate,
+        params,
+        {
+            "params_digest": info.get("params_digest"),
+            "seed": state.get("seed"),
+            "identity_digest": sheet["parameter_fingerprint"],
+        },
+        list(results),
+        ctx.observation.window,
+        started,
+        time.time(),
+        sol_info,
+    )

@@ -1,0 +1,211 @@
+"""Exam reports: report.json (versioned, signed), report.html (self-contained), Gradescope results.json, cohort CSV."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from aiotlab import __version__
+
+from . import signing, svg
+from .engine import GradeRun
+from .results import PASS
+from .standards import indicator
+
+SCHEMA = "aiotlab.report/1"
+RULE = {"en": "achieved when every check that assesses it passes", "zh-TW": "評量此指標的所有檢查皆通過即達成"}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def build(run: GradeRun, out_dir: Path) -> dict[str, Any]:
+    """The report document (unsigned). Evidence goes to files whose SHA-256 the report records."""
+    ev_dir = out_dir / "evidence"
+    ev_dir.mkdir(parents=True, exist_ok=True)
+    by_id = {r.id: r for r in run.results}
+    checks = []
+    for spec in run.lab.checks:
+        r = by_id[spec["id"]]
+        ev_path = ev_dir / f"{spec['id']}.json"
+        ev_path.write_text(json.dumps(r.evidence, indent=1, ensure_ascii=False, default=str))
+        checks.append(
+            {
+                "id": spec["id"],
+                "title": spec["title"],
+                "status": r.status,
+                "points": r.points,
+                "max_points": r.max_points,
+                "summary": r.summary,
+                "indicators": spec.get("indicators", []),
+                "iec62443_sr": spec.get("iec62443_sr", []),
+                "started": _iso(r.started),
+                "finished": _iso(r.finished),
+                "evidence_file": {"path": f"evidence/{ev_path.name}", "sha256": _sha256(ev_path)},
+            }
+        )
+    indicators = []
+    for ind_id in run.lab.data["indicators"]:
+        ind = indicator(ind_id)
+        assessed = [c for c in checks if ind_id in c["indicators"]]
+        indicators.append(
+            {
+                "id": ind_id,
+                "standard": ind["standard"],
+                "level": ind["level"],
+                "text": {"zh-TW": ind["zh-TW"], "en": ind["en"]},
+                "achieved": all(c["status"] == PASS for c in assessed),
+                "rule": RULE,
+                "checks": [{"id": c["id"], "status": c["status"]} for c in assessed],
+            }
+        )
+    points = round(sum(c["points"] for c in checks), 2)
+    max_points = round(sum(c["max_points"] for c in checks), 2)
+    return {
+        "schema": SCHEMA,
+        "aiotlab_version": __version__,
+        "lab": {"id": run.lab.id, "version": run.lab.version, "title": run.lab.data["title"]},
+        "candidate": run.candidate,
+        "plant": run.plant,
+        "lab_parameters": run.params,
+        "window": {
+            "start": _iso(run.window[0]),
+            "end": _iso(run.window[1]),
+            "start_epoch": run.window[0],
+            "end_epoch": run.window[1],
+        },
+        "graded": {"started": _iso(run.started), "finished": _iso(run.finished), "host": socket.gethostname()},
+        "solution": {k: (v if k != "command" else (v and [str(x) for x in v])) for k, v in run.solution.items()},
+        "score": {
+            "points": points,
+            "max_points": max_points,
+            "percent": round(100 * points / max_points, 1) if max_points else 0.0,
+        },
+        "checks": checks,
+        "indicators": indicators,
+    }
+
+
+def write_all(run: GradeRun, out_dir: Path, secret: str, lang: str = "zh-TW") -> dict[str, Any]:
+    doc = signing.sign(build(run, out_dir), secret)
+    (out_dir / "report.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    evidence = {c["id"]: json.loads((out_dir / c["evidence_file"]["path"]).read_text()) for c in doc["checks"]}
+    (out_dir / "report.html").write_text(render_html(doc, evidence, lang), encoding="utf-8")
+    (out_dir / "results.json").write_text(json.dumps(gradescope(doc), indent=2, ensure_ascii=False))
+    return doc
+
+
+def gradescope(doc: dict[str, Any]) -> dict[str, Any]:
+    """Gradescope autograder format; indicator ids in tests[].tags for LMS pipelines."""
+    return {
+        "score": doc["score"]["points"],
+        "output": f"{doc['lab']['id']} {doc['lab']['version']}: {doc['score']['points']}/{doc['score']['max_points']}",
+        "visibility": "visible",
+        "tests": [
+            {
+                "name": f"{c['id']}: {c['title']['en']}",
+                "score": c["points"],
+                "max_score": c["max_points"],
+                "status": "passed" if c["status"] == PASS else "failed",
+                "output": c["summary"]["en"],
+                "tags": c["indicators"],
+                "visibility": "visible",
+            }
+            for c in doc["checks"]
+        ],
+    }
+
+
+def render_html(doc: dict[str, Any], evidence: dict[str, Any], lang: str) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    results = [{"id": c["id"], "evidence": evidence.get(c["id"], {})} for c in doc["checks"]]
+    plots = svg.evidence_plots(results)
+    plots.insert(
+        0,
+        svg.bars(
+            "indicators / 行為指標",
+            [
+                (
+                    i["id"].split("/")[-1] + " " + i["standard"],
+                    1.0 if i["achieved"] else sum(c["status"] == PASS for c in i["checks"]) / max(len(i["checks"]), 1),
+                    i["achieved"],
+                )
+                for i in doc["indicators"]
+            ],
+        ),
+    )
+    return env.get_template("report.html.j2").render(
+        doc=doc,
+        lang=lang,
+        plots=plots,
+        evidence=evidence,
+        evidence_json=lambda x: json.dumps(x, indent=1, ensure_ascii=False, default=str)[:6000],
+        esc=html.escape,
+    )
+
+
+def verify_file(path: Path, secret: str) -> tuple[bool, list[str]]:
+    """Signature plus every evidence file's SHA-256; returns (ok, findings)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return False, [f"cannot read {path}: {exc}"]
+    ok, why = signing.verify(doc, secret)
+    findings = [why]
+    for c in doc.get("checks", []):
+        ef = c.get("evidence_file") or {}
+        p = path.parent / str(ef.get("path", ""))
+        if not p.is_file():
+            ok = False
+            findings.append(f"evidence file missing: {ef.get('path')}")
+        elif _sha256(p) != ef.get("sha256"):
+            ok = False
+            findings.append(f"evidence file modified: {ef.get('path')}")
+    if ok:
+        findings.append(f"{len(doc.get('checks', []))} evidence files match their SHA-256")
+    return ok, findings
+
+
+def cohort(docs: list[dict[str, Any]], out_dir: Path) -> Path:
+    """One CSV row per candidate: score, every check's points, every indicator's verdict."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "cohort.csv"
+    if not docs:
+        path.write_text("")
+        return path
+    check_ids = [c["id"] for c in docs[0]["checks"]]
+    ind_ids = [i["id"] for i in docs[0]["indicators"]]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["candidate", "lab", "points", "max_points", "percent", *check_ids, *ind_ids])
+        for d in docs:
+            pts = {c["id"]: c["points"] for c in d["checks"]}
+            ach = {i["id"]: "achieved" if i["achieved"] else "not achieved" for i in d["indicators"]}
+            w.writerow(
+                [
+                    d["candidate"],
+                    d["lab"]["id"],
+                    d["score"]["points"],
+                    d["score"]["max_points"],
+                    d["score"]["percent"],
+                    *(pts.get(c) for c in check_ids),
+                    *(ach.get(i) for i in ind_ids),
+                ]
+            )
+    return path

@@ -1,0 +1,227 @@
+"""Reference collector for the data-acquisition lab, written from the brief and the datasheet alone.
+
+One block read per Modbus device per period (well inside PLC-1's budget), one OPC UA Read for both nodes, every
+sensor message forwarded; each reading published to telemetry/<device>/<tag> and stored in SQLite.
+`--flaw NAME` injects one deliberate mistake: the flawed solutions of this lab are this program plus one flaw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import struct
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from asyncua import Client as UaClient
+from pymodbus.client import AsyncModbusTcpClient
+
+MODBUS_STREAMS = {"plc1": ["level", "outflow", "pressure", "pump_starts"], "em1": ["active_power", "energy"]}
+UNITS = {
+    "level": "m",
+    "outflow": "m3/h",
+    "pressure": "bar",
+    "pump_starts": "1",
+    "active_power": "kW",
+    "energy": "kWh",
+    "Heater.Temperature": "degC",
+    "FillingLine.GoodCount": "1",
+    "vrms_mm_s": "mm/s",
+    "temp_c": "degC",
+}
+OPCUA_TAGS = ["Heater.Temperature", "FillingLine.GoodCount"]
+SENSOR_FIELDS = {"vib-01": "vrms_mm_s", "env-01": "temp_c"}
+FLAWS = ("word-order", "scale", "missed-samples", "schema-timestamps", "over-polling")
+
+
+def now_ts(flaw: str | None) -> str:
+    t = dt.datetime.now(dt.UTC)
+    if flaw == "schema-timestamps":  # the classic mistake: local wall time without an offset
+        return dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decode(tag: dict[str, Any], words: list[int], flaw: str | None) -> float:
+    order = tag.get("word_order", "ABCD")
+    if flaw == "word-order" and tag["type"] == "float32":
+        order = "CDAB" if order == "ABCD" else "ABCD"
+    if tag["type"] in ("float32", "uint32"):
+        hi, lo = (words[0], words[1]) if order == "ABCD" else (words[1], words[0])
+        if tag["type"] == "float32":
+            return struct.unpack(">f", struct.pack(">HH", hi, lo))[0]
+        return ((hi << 16) | lo) / tag.get("scale", 1)
+    raw = words[0] - 0x10000 if tag["type"] == "int16" and words[0] & 0x8000 else words[0]
+    scale = tag.get("scale", 1)
+    if flaw == "scale" and tag["name"] == "level":
+        scale = 10  # ignores the datasheet's scale factor
+    return raw / scale
+
+
+class Sink:
+    """Publish and store each reading (same JSON, same ts)."""
+
+    def __init__(self, mqtt: aiomqtt.Client, db: sqlite3.Connection, root: str) -> None:
+        self.mqtt, self.db, self.root = mqtt, db, root
+        self.pending = 0
+
+    async def emit(self, device: str, tag: str, value: float, ts: str, source: str) -> None:
+        reading = {
+            "device": device,
+            "tag": tag,
+            "value": value,
+            "unit": UNITS[tag],
+            "quality": "good",
+            "ts": ts,
+            "source": source,
+        }
+        await self.mqtt.publish(f"{self.root}/{device}/{tag}", json.dumps(reading).encode(), qos=1)
+        self.db.execute(
+            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", (device, tag, value, UNITS[tag], "good", ts, source)
+        )
+        self.pending += 1
+
+    def commit(self) -> None:
+        if self.pending:
+            self.db.commit()
+            self.pending = 0
+
+
+def block(sheet: dict[str, Any], device: str, names: list[str]) -> tuple[int, int, dict[str, dict[str, Any]]]:
+    tags = {t["name"]: t for t in sheet[device]["tables"]["input_registers"] if t["name"] in names}
+    start = min(t["address"] for t in tags.values())
+    end = max(t["address"] + t["registers"] for t in tags.values())
+    return start, end - start, tags
+
+
+async def poll_modbus(
+    sheet: dict[str, Any], device: str, client: AsyncModbusTcpClient, flaw: str | None, latest: dict[str, Any]
+) -> list[tuple[str, float, str]]:
+    start, count, tags = block(sheet, device, MODBUS_STREAMS[device])
+    unit = sheet[device]["unit_id"]
+    if flaw == "over-polling" and device == "plc1":  # one request per tag, as fast as it goes: hurts the PLC
+        out = []
+        for name, t in tags.items():
+            rr = await client.read_input_registers(t["address"], count=t["registers"], device_id=unit)
+            if not rr.isError():
+                out.append((name, decode(t, rr.registers, flaw), now_ts(flaw)))
+        return out
+    rr = await client.read_input_registers(start, count=count, device_id=unit)
+    ts = now_ts(flaw)
+    if rr.isError():
+        return []
+    return [
+        (n, decode(t, rr.registers[t["address"] - start : t["address"] - start + t["registers"]], flaw), ts)
+        for n, t in tags.items()
+    ]
+
+
+async def run(args: argparse.Namespace) -> None:
+    sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
+    workspace = Path(os.environ.get("AIOTLAB_WORKSPACE", "."))
+    flaw = args.flaw
+    (workspace / "data").mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(workspace / "data" / "telemetry.db")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS readings (device TEXT NOT NULL, tag TEXT NOT NULL, value REAL NOT NULL, "
+        "unit TEXT NOT NULL, quality TEXT NOT NULL, ts TEXT NOT NULL, source TEXT NOT NULL)"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    ws = sheet["network"]["workstation"]
+    mb = {
+        d: AsyncModbusTcpClient(sheet[d]["host"], port=sheet[d]["port"], source_address=(ws, 0), timeout=2)
+        for d in MODBUS_STREAMS
+    }
+    for c in mb.values():
+        await c.connect()
+    ua = UaClient(sheet["plc2"]["endpoint"], timeout=5)
+    await ua.connect()
+    ns = await ua.get_namespace_index(sheet["plc2"]["namespace_uri"])
+    ua_nodes = [ua.get_node(f"ns={ns};s=Plant.{t}") for t in OPCUA_TAGS]
+    m = sheet["mqtt"]
+    async with aiomqtt.Client(
+        m["host"], m["port"], identifier=f"collector-{os.environ.get('AIOTLAB_CANDIDATE', 'x')}", bind_address=ws
+    ) as mqtt:
+        sink = Sink(mqtt, db, args.topic_root)
+        for node in SENSOR_FIELDS:
+            await mqtt.subscribe(f"{m['topic_root']}/{node}/data", qos=1)
+
+        async def sensors() -> None:
+            n = 0
+            async for msg in mqtt.messages:
+                body = json.loads(bytes(msg.payload))
+                n += 1
+                if flaw == "missed-samples" and n % 3 == 0:
+                    continue
+                node = body["node"]
+                ts = now_ts(flaw) if flaw == "schema-timestamps" else body["ts"]
+                await sink.emit(node, SENSOR_FIELDS[node], body[SENSOR_FIELDS[node]], ts, "mqtt")
+
+        async def hammer() -> None:  # over-polling: keeps PLC-1 busy between periods, on a second connection
+            extra = AsyncModbusTcpClient(
+                sheet["plc1"]["host"], port=sheet["plc1"]["port"], source_address=(ws, 0), timeout=2
+            )
+            await extra.connect()
+            while True:
+                await poll_modbus(sheet, "plc1", extra, flaw, {})
+                await asyncio.sleep(0.02)
+
+        async def polled() -> None:
+            cycle = 0
+            next_at = loop.time()
+            while True:
+                cycle += 1
+                skip = flaw == "missed-samples" and cycle % 4 == 0
+                for device, client in mb.items():
+                    readings = await poll_modbus(sheet, device, client, flaw, {})
+                    if not skip:
+                        for name, value, ts in readings:
+                            await sink.emit(device, name, value, ts, "modbus")
+                values = await ua.read_attributes(ua_nodes)
+                if not skip:
+                    for tag, dv in zip(OPCUA_TAGS, values, strict=True):
+                        ts = (
+                            now_ts(flaw)
+                            if flaw == "schema-timestamps"
+                            else (
+                                dv.SourceTimestamp.replace(tzinfo=dt.UTC)
+                                .isoformat(timespec="milliseconds")
+                                .replace("+00:00", "Z")
+                            )
+                        )
+                        await sink.emit("plc2", tag, float(dv.Value.Value), ts, "opcua")
+                sink.commit()
+                next_at += args.period
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+        tasks = [asyncio.create_task(sensors()), asyncio.create_task(polled())]
+        if flaw == "over-polling":
+            tasks.append(asyncio.create_task(hammer()))
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        sink.commit()
+    await ua.disconnect()
+    for c in mb.values():
+        c.close()
+    db.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--period", type=float, required=True)
+    parser.add_argument("--topic-root", default="telemetry")
+    parser.add_argument("--flaw", choices=FLAWS)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
