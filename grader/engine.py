@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -108,24 +107,24 @@ def format_command(template: str, values: dict[str, Any]) -> list[str]:
     return shlex.split(out)
 
 
-async def stop_process(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-    if proc.poll() is not None:
+async def stop_process(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    """SIGTERM the solution's process group, SIGKILL it after STOP_GRACE_S."""
+    if proc.returncode is not None:
         return {"exit": proc.returncode, "stopped_by": "exited by itself"}
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + STOP_GRACE_S
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    if proc.poll() is None:
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        return {"exit": proc.returncode, "stopped_by": "SIGTERM"}
+    except TimeoutError:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        await asyncio.to_thread(proc.wait, 5)
-        return {"exit": proc.returncode, "stopped_by": "SIGKILL (ignored SIGTERM for 5 s)"}
-    return {"exit": proc.returncode, "stopped_by": "SIGTERM"}
+        await asyncio.wait_for(proc.wait(), 5.0)
+        return {"exit": proc.returncode, "stopped_by": f"SIGKILL (ignored SIGTERM for {STOP_GRACE_S:.0f} s)"}
 
 
 async def run_check(fn: Callable[..., CheckResult], ctx: GradeContext, spec: dict[str, Any]) -> CheckResult:
@@ -207,18 +206,22 @@ async def grade(
         }
         log = (out_dir / "solution.log").open("ab")
         say(candidate, "starting solution")
-        proc = subprocess.Popen(
-            argv,
-            cwd=workspace,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=workspace,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            sol_info["start_error"] = str(exc)
+        finally:
+            log.close()
         await asyncio.sleep(float(params["warmup_s"]))
-        if proc.poll() is not None:
+        if proc is not None and proc.returncode is not None:
             sol_info["early_exit"] = proc.returncode
     try:
         ctx.status_start = await asyncio.to_thread(control.get, "/v1/status")
