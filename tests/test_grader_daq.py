@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
     lab = load_lab("data-acquisition")
 
     async def one(sol: str) -> tuple[str, dict[str, Any]]:
-        cand = "g-" + sol
+        cand = os.environ.get("AIOTLAB_CAND_PREFIX", "g-") + sol
         t0 = time.monotonic()
         run = await grade(lab, cand, solution=sol, out_dir=out / cand)
         doc = report.write_all(run, out / cand, SECRET)
@@ -46,7 +47,7 @@ def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
 
     results = asyncio.run(all_())
     for sol in solutions:
-        cli("plant", "down", "-c", "g-" + sol, check=False)
+        cli("plant", "down", "-c", os.environ.get("AIOTLAB_CAND_PREFIX", "g-") + sol, check=False)
     return results
 
 

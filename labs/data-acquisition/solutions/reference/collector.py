@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -54,7 +55,12 @@ def decode(tag: dict[str, Any], words: list[int], flaw: str | None) -> float:
     if tag["type"] in ("float32", "uint32"):
         hi, lo = (words[0], words[1]) if order == "ABCD" else (words[1], words[0])
         if tag["type"] == "float32":
-            return struct.unpack(">f", struct.pack(">HH", hi, lo))[0]
+            value = struct.unpack(">f", struct.pack(">HH", hi, lo))[0]
+            if flaw == "word-order" and not math.isfinite(value):
+                # swapped words can spell NaN/inf; a real collector would crash or skip here. This flawed one
+                # publishes an impossible value instead, so that its failure stays about values, for every candidate.
+                return -1.0
+            return value
         return ((hi << 16) | lo) / tag.get("scale", 1)
     raw = words[0] - 0x10000 if tag["type"] == "int16" and words[0] & 0x8000 else words[0]
     scale = tag.get("scale", 1)
@@ -71,6 +77,8 @@ class Sink:
         self.pending = 0
 
     async def emit(self, device: str, tag: str, value: float, ts: str, source: str) -> None:
+        if not math.isfinite(value):
+            return  # not a reading: JSON cannot carry it and the brief says not to publish what was not read
         reading = {
             "device": device,
             "tag": tag,
