@@ -296,13 +296,16 @@ def lab_show(
 @app.command("grade")
 def grade_cmd(
     lab_id: Annotated[str, typer.Argument(metavar="LAB")],
-    candidates: Annotated[list[str], typer.Option("--candidate", "-c", help="Repeat to grade several at once.")],
+    candidates: Annotated[
+        list[str] | None, typer.Option("--candidate", "-c", help="Repeat to grade several at once.")
+    ] = None,
     solution: Annotated[
         str | None, typer.Option(help="Command to start (or a lab solution name, e.g. reference).")
     ] = None,
     workspace: Annotated[Path | None, typer.Option(help="Candidate workspace (one candidate only).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("reports"),
     lang: Annotated[str, typer.Option(help="Default language of report.html")] = "zh-TW",
+    replay: Annotated[Path | None, typer.Option(help="Re-run the checks on a graded run's recording.json.gz.")] = None,
 ) -> None:
     """Grade candidates' live work against their plants; write signed reports."""
     from aiotlab.grader.cohort import grade_cohort
@@ -312,6 +315,13 @@ def grade_cmd(
         lab = load_lab(lab_id)
     except KeyError as exc:
         _fail(str(exc.args[0]))
+    if replay is not None:
+        from aiotlab.grader.replay import replay_run
+
+        same = replay_run(lab, replay, out, lang, console)
+        raise typer.Exit(0 if same else 1)
+    if not candidates:
+        _fail("give --candidate (repeat for several) or --replay")
     if workspace and len(candidates) > 1:
         _fail("--workspace is for one candidate; with several, each gets OUT/<candidate>/workspace")
     docs = asyncio.run(grade_cohort(lab, candidates, solution, workspace, out, lang, console))

@@ -36,6 +36,12 @@ async def run(candidates: list[str], out: Path) -> dict:
     async def one(c: str) -> float:
         run_ = await grade(lab, c, solution="reference", out_dir=out / c)
         doc = report.write_all(run_, out / c, os.environ["AIOTLAB_EXAM_SECRET"])
+        if doc["score"]["percent"] < 100:  # the reference must score full marks: keep the evidence of any miss
+            keep = Path("/tmp/bench-grade-misses") / c
+            shutil.copytree(out / c, keep, dirs_exist_ok=True)
+            for ch in doc["checks"]:
+                if ch["status"] != "pass":
+                    print(f"MISS {c}: {ch['id']} {ch['status']} {ch['summary']['en']}", flush=True)
         return doc["score"]["percent"]
 
     scores = await asyncio.gather(*(one(c) for c in candidates))

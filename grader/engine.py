@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -30,6 +31,8 @@ from .observers import MqttObservation, observe_mqtt
 from .results import ERROR, CheckResult
 
 CHECK_TIMEOUT_S = 30.0
+RECORD_DB_MAX_BYTES = 50 * 1024 * 1024
+MAX_EXTRA_TRUTH = 100  # extra truth fetches per grading (a hostile stream of odd timestamps cannot make more)
 STOP_GRACE_S = 5.0
 
 
@@ -47,10 +50,39 @@ class GradeContext:
     status_end: dict[str, Any] = field(default_factory=dict)
     _truth: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     _emissions: list[dict[str, Any]] | None = None
+    replay: bool = False
+    db_override: Path | None = None
+    _extra: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+
+    def truth_range(self, tag: str, t0: float, t1: float) -> tuple[list[float], list[float]]:
+        """Truth for any range: from the window's cache when it covers it, else fetched (bounded) and remembered.
+
+        Needed for timestamps older than the window: an OPC UA value that has not changed keeps the
+        SourceTimestamp of its last change, which may be minutes old and is still correct."""
+        ts, vs = self.truth(tag)
+        if ts and ts[0] <= t0 and t1 <= ts[-1]:
+            return ts, vs
+        key = f"{tag}@{int(t0 // 1)}:{int(t1 // 1) + 1}"
+        if key not in self._extra:
+            if self.replay:
+                raise KeyError(f"the recording has no truth for {key}")
+            if len(self._extra) >= MAX_EXTRA_TRUTH:
+                return [], []
+            lo, hi = key.split("@")[1].split(":")
+            series = self.control.get(f"/v1/truth?tags={tag}&start={lo}&end={hi}")
+            pairs = [(t, v) for t, v in zip(series["t"], series[tag], strict=True) if v is not None]
+            self._extra[key] = ([p[0] for p in pairs], [float(p[1]) for p in pairs])
+        return self._extra[key]
+
+    @property
+    def db_path(self) -> Path:
+        return self.db_override or Path(self.workspace) / self.params["db_path"]
 
     def truth(self, tag: str) -> tuple[list[float], list[float]]:
         """(times, values) of a plant tag over the window plus margins (fetched once)."""
         if tag not in self._truth:
+            if self.replay:
+                raise KeyError(f"the recording has no truth for {tag}")
             w0, w1 = self.observation.window
             series = self.control.get(f"/v1/truth?tags={tag}&start={w0 - 20}&end={w1 + 5}")
             pairs = [(t, v) for t, v in zip(series["t"], series[tag], strict=True) if v is not None]
@@ -155,6 +187,102 @@ async def run_check(fn: Callable[..., CheckResult], ctx: GradeContext, spec: dic
     return result
 
 
+async def run_checks(lab: Lab, ctx: GradeContext) -> list[CheckResult]:
+    fns = registry()
+    return list(await asyncio.gather(*(run_check(fns[c["fn"]], ctx, c) for c in lab.checks)))
+
+
+def save_recording(ctx: GradeContext, path: Path) -> None:
+    """Everything the checks consumed, so the same verdicts can be recomputed later (`aiotlab grade --replay`)."""
+    import base64
+    import gzip
+
+    for tag in ("plc1.load_rps", "plc1.scan_time_ms"):
+        ctx.truth(tag)
+    for s in ctx.lab.data.get("streams", []):
+        if s.get("truth"):
+            ctx.truth(s["truth"])
+    if ctx._emissions is None:
+        ctx.emitted_values("", "", 0, 0)
+    rec = {
+        "format": "aiotlab.recording/1",
+        "lab": ctx.lab.id,
+        "lab_version": ctx.lab.version,
+        "candidate": ctx.candidate,
+        "params": ctx.params,
+        "sheet": ctx.sheet,
+        "plant_info": ctx.plant_info,
+        "workspace": str(ctx.workspace),
+        "status_start": ctx.status_start,
+        "status_end": ctx.status_end,
+        "observation": {
+            "window": ctx.observation.window,
+            "dropped": ctx.observation.dropped,
+            "oversized": ctx.observation.oversized,
+            "error": ctx.observation.error,
+            "messages": [
+                {
+                    "topic": m.topic,
+                    "rx": m.rx,
+                    "size": m.size,
+                    "raw": None if m.raw is None else base64.b64encode(m.raw).decode(),
+                }
+                for m in ctx.observation.messages
+            ],
+        },
+        "truth": {k: [list(v[0]), list(v[1])] for k, v in ctx._truth.items()},
+        "truth_extra": {k: [list(v[0]), list(v[1])] for k, v in ctx._extra.items()},
+        "emissions": ctx._emissions,
+    }
+    db = ctx.db_path
+    if db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:
+        shutil.copyfile(db, path.parent / "recorded-telemetry.db")
+        rec["db_copy"] = "recorded-telemetry.db"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump(rec, fh)
+
+
+def load_recording(lab: Lab, path: Path) -> GradeContext:
+    """A context rebuilt from a recording: messages are re-parsed exactly as the observer parsed them."""
+    import base64
+    import gzip
+
+    from .observers import Message, parse_into
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        rec = json.load(fh)
+    if rec.get("format") != "aiotlab.recording/1" or rec.get("lab") != lab.id:
+        raise ValueError(f"{path} is not a recording of lab {lab.id}")
+    obs = MqttObservation(
+        window=tuple(rec["observation"]["window"]),
+        dropped=rec["observation"]["dropped"],
+        oversized=rec["observation"]["oversized"],
+        error=rec["observation"]["error"],
+    )
+    max_payload = int(next(o for o in lab.data["observers"] if o["kind"] == "mqtt_telemetry")["max_payload_bytes"])
+    for m in rec["observation"]["messages"]:
+        raw = None if m["raw"] is None else base64.b64decode(m["raw"])
+        obs.messages.append(parse_into(Message(m["topic"], m["rx"], raw, m["size"]), max_payload))
+    ctx = GradeContext(
+        lab,
+        rec["candidate"],
+        rec["params"],
+        rec["sheet"],
+        rec["plant_info"],
+        None,  # type: ignore[arg-type]
+        Path(rec["workspace"]),
+        obs,
+        rec["status_start"],
+        rec["status_end"],
+        replay=True,
+    )
+    ctx._truth = {k: (v[0], v[1]) for k, v in rec["truth"].items()}
+    ctx._extra = {k: (v[0], v[1]) for k, v in rec.get("truth_extra", {}).items()}
+    ctx._emissions = rec["emissions"]
+    ctx.db_override = path.parent / rec["db_copy"] if rec.get("db_copy") else path.parent / "no-database-was-recorded"
+    return ctx
+
+
 async def grade(
     lab: Lab,
     candidate: str,
@@ -244,8 +372,8 @@ async def grade(
     if proc is None:
         await asyncio.sleep(2.0)  # let a running collector commit what it published
     say(candidate, "checking")
-    fns = registry()
-    results = await asyncio.gather(*(run_check(fns[c["fn"]], ctx, c) for c in lab.checks))
+    results = await run_checks(lab, ctx)
+    save_recording(ctx, out_dir / "recording.json.gz")
     return GradeRun(
         lab,
         candidate,

@@ -25,6 +25,18 @@ class Message:
     parse_error: str | None = None
 
 
+def parse_into(m: Message, max_payload: int) -> Message:
+    """Parse a message body the one way both live observation and replay do."""
+    if m.raw is None:
+        m.parse_error = f"payload of {m.size} bytes exceeds {max_payload}"
+        return m
+    try:
+        m.body = json.loads(m.raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        m.parse_error = f"not JSON: {str(exc)[:120]}"
+    return m
+
+
 @dataclass
 class MqttObservation:
     messages: list[Message] = field(default_factory=list)
@@ -69,12 +81,7 @@ async def observe_mqtt(
                         )
                         if m.raw is None:
                             obs.oversized += 1
-                            m.parse_error = f"payload of {len(payload)} bytes exceeds {max_payload}"
-                        else:
-                            try:
-                                m.body = json.loads(payload)
-                            except (ValueError, UnicodeDecodeError) as exc:
-                                m.parse_error = f"not JSON: {str(exc)[:120]}"
+                        parse_into(m, max_payload)
                         obs.messages.append(m)
             except TimeoutError:
                 pass

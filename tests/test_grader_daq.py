@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gzip
 import json
 import os
 import shutil
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 
 from aiotlab.grader import report
-from aiotlab.grader.engine import grade
+from aiotlab.grader.engine import ensure_plant, grade
 from aiotlab.labs.loader import load_lab
+from aiotlab.simulators.control_client import ControlClient
 
 from conftest import cli
 
@@ -29,6 +31,7 @@ FLAWED = [
     "flawed-over-polling",
 ]
 HOSTILE = ["hostile-garbage", "hostile-flood"]
+LINE_TRIPPED = "reference-line-tripped"
 
 
 def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
@@ -38,7 +41,12 @@ def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
     async def one(sol: str) -> tuple[str, dict[str, Any]]:
         cand = os.environ.get("AIOTLAB_CAND_PREFIX", "g-") + sol
         t0 = time.monotonic()
-        run = await grade(lab, cand, solution=sol, out_dir=out / cand)
+        if sol == LINE_TRIPPED:  # the line trips well before the window: GoodCount freezes with an old SourceTimestamp
+            await asyncio.to_thread(ensure_plant, cand)
+            ctl = ControlClient.for_candidate(cand)
+            await asyncio.to_thread(ctl.post, "/v1/process-events", {"event": "conveyor_fault", "duration_s": 1})
+            await asyncio.sleep(15)
+        run = await grade(lab, cand, solution="reference" if sol == LINE_TRIPPED else sol, out_dir=out / cand)
         doc = report.write_all(run, out / cand, SECRET)
         return sol, {"doc": doc, "dir": out / cand, "wall_s": time.monotonic() - t0}
 
@@ -53,7 +61,7 @@ def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def batch(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    return grade_batch(["reference", *FLAWED], tmp_path_factory.mktemp("graded"))
+    return grade_batch(["reference", LINE_TRIPPED, *FLAWED], tmp_path_factory.mktemp("graded"))
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +77,16 @@ def explain(doc: dict[str, Any]) -> str:
     return "\n".join(f"{c['id']}: {c['status']} - {c['summary']['en']}" for c in doc["checks"])
 
 
-def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]]) -> None:
-    doc = batch["reference"]["doc"]
+@pytest.mark.parametrize("run", ["reference", LINE_TRIPPED])
+def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]], run: str) -> None:
+    doc = batch[run]["doc"]
     assert doc["score"]["points"] == doc["score"]["max_points"] == 100, explain(doc)
     assert all(i["achieved"] for i in doc["indicators"])
     assert {i["id"] for i in doc["indicators"]} == set(load_lab("data-acquisition").data["indicators"])
+    if run == LINE_TRIPPED:  # the scenario really happened: GoodCount's timestamp predates the window's truth
+        with gzip.open(batch[run]["dir"] / "recording.json.gz", "rt") as fh:
+            rec = json.load(fh)
+        assert any(k.startswith("conveyor.good_count@") for k in rec["truth_extra"])
 
 
 @pytest.mark.parametrize("solution", FLAWED)
@@ -146,6 +159,29 @@ def test_html_gradescope_and_cohort(batch: dict[str, dict[str, Any]], tmp_path: 
     assert values["status"] == "failed" and "INM3513-009v1/P6.2.1" in values["tags"]
     path = report.cohort([b["doc"] for b in batch.values()], tmp_path)
     rows = list(csv.DictReader(path.open()))
-    assert len(rows) == 6 and {row["candidate"] for row in rows} == {"g-" + s for s in ["reference", *FLAWED]}
+    assert len(rows) == 7 and {row["candidate"] for row in rows} == {
+        "g-" + s for s in ["reference", LINE_TRIPPED, *FLAWED]
+    }
     ref = next(row for row in rows if row["candidate"] == "g-reference")
     assert float(ref["points"]) == 100 and ref["SET2519-001v3/P2.1.1"] == "achieved"
+
+
+@pytest.mark.parametrize("solution", ["reference", "flawed-scale", "flawed-over-polling"])
+def test_verdicts_are_reproducible_from_the_recording(
+    batch: dict[str, dict[str, Any]], solution: str, tmp_path: Path
+) -> None:
+    rec = batch[solution]["dir"] / "recording.json.gz"
+    assert rec.is_file()
+    proc = cli("grade", "data-acquisition", "--replay", str(rec), "--out", str(tmp_path), check=False)
+    assert proc.returncode == 0 and "replay identical" in proc.stdout, proc.stdout + proc.stderr
+    replayed = json.loads((tmp_path / "report.json").read_text())
+    original = batch[solution]["doc"]
+    assert [(c["id"], c["status"], c["points"]) for c in replayed["checks"]] == [
+        (c["id"], c["status"], c["points"]) for c in original["checks"]
+    ]
+
+
+def test_hostile_recording_replays_identically(hostile: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    rec = hostile["hostile-garbage"]["dir"] / "recording.json.gz"
+    proc = cli("grade", "data-acquisition", "--replay", str(rec), "--out", str(tmp_path), check=False)
+    assert proc.returncode == 0 and "replay identical" in proc.stdout, proc.stdout + proc.stderr

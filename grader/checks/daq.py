@@ -12,7 +12,6 @@ import re
 import sqlite3
 import statistics
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -75,7 +74,7 @@ def matches_truth(
         if best is None:
             return False, None, None
         return abs(best[1] - value) <= tol, best[1], best[0]
-    ts, vs = ctx.truth(stream["truth"])
+    ts, vs = ctx.truth_range(stream["truth"], t0, t1)
     i0, i1 = bisect.bisect_left(ts, t0), bisect.bisect_right(ts, t1)
     best_i = None
     for i in range(i0, i1):
@@ -389,7 +388,7 @@ def units(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 @check("daq.storage")
 def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     p = spec.get("params", {})
-    path = Path(ctx.workspace) / ctx.params["db_path"]
+    path = ctx.db_path
     ev: dict[str, Any] = {"path": str(path)}
     if not path.is_file():
         return failed(
