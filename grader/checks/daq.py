@@ -85,6 +85,15 @@ def matches_truth(
     return abs(vs[best_i] - value) <= tol, vs[best_i], ts[best_i]
 
 
+def per_reading_verdict(
+    spec: dict[str, Any], good: int, n: int, threshold: float, en: str, zh: str, evidence: dict[str, Any]
+) -> CheckResult:
+    """A check judged reading by reading: no readings at all is a failure, otherwise credit in proportion."""
+    if n == 0:
+        return failed(spec["id"], spec["points"], "No readings to check", "沒有可檢查的讀值", evidence)
+    return verdict(spec["id"], spec["points"], good / n, threshold, en, zh, evidence)
+
+
 @check("daq.schema")
 def schema(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     validator = Draft202012Validator(ctx.lab.schema(), format_checker=FormatChecker())
@@ -341,12 +350,10 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                         + (f"; nearest match at {near[2] - t:+.3f} s" if near[0] and near[2] is not None else ""),
                     }
                 )
-    if n == 0:
-        return failed(spec["id"], spec["points"], "No readings to check", "沒有可檢查的讀值")
-    return verdict(
-        spec["id"],
-        spec["points"],
-        good / n,
+    return per_reading_verdict(
+        spec,
+        good,
+        n,
         0.99,
         f"{good} of {n} timestamps accurate within {max_err} s",
         f"{n} 個時間戳記中 {good} 個在 {max_err} 秒內",
@@ -372,12 +379,10 @@ def units(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 good += 1
             else:
                 wrong[f"{s['device']}/{s['tag']}"] = {"expected": s["unit"], "got": repr(b.get("unit"))[:40]}
-    if n == 0:
-        return failed(spec["id"], spec["points"], "No readings to check", "沒有可檢查的讀值")
-    return verdict(
-        spec["id"],
-        spec["points"],
-        good / n,
+    return per_reading_verdict(
+        spec,
+        good,
+        n,
         1.0,
         f"{good} of {n} readings carry the documented unit",
         f"{n} 筆讀值中 {good} 筆單位正確",
