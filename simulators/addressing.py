@@ -142,11 +142,16 @@ def block_free(slot: int, spec_addressing: dict[str, Any]) -> bool:
     return True
 
 
-def allocate_slot(candidate: str, spec_addressing: dict[str, Any] | None = None) -> int:
-    """Reuse the candidate's previous slot if free, else the lowest free slot. Call under the lock.
+class SlotInUse(Exception):
+    pass
 
-    A slot is free when no live plant of this registry holds it and (given the spec's addressing) its endpoints
-    can be bound, so plants of different registries on one machine do not collide."""
+
+def allocate_slot(candidate: str, spec_addressing: dict[str, Any] | None = None) -> int:
+    """The candidate's slot: the one they were first given (their addresses, datasheet, collector and device
+    configs all name it), else the lowest free one. Call under the registry lock.
+
+    A slot is free when no live plant of this registry holds it and (given the spec's addressing) its control
+    endpoint can be bound, so plants of different registries on one machine do not collide."""
     taken: dict[int, str] = {}
     mine = None
     for st in all_states():
@@ -159,8 +164,14 @@ def allocate_slot(candidate: str, spec_addressing: dict[str, Any] | None = None)
     def usable(slot: int) -> bool:
         return slot not in taken and (spec_addressing is None or block_free(slot, spec_addressing))
 
-    if mine is not None and usable(int(mine)):
-        return int(mine)
+    if mine is not None:
+        if usable(int(mine)):
+            return int(mine)
+        holder = taken.get(int(mine), "another plant on this machine (another AIOTLAB_HOME?)")
+        raise SlotInUse(
+            f"candidate {candidate!r} owns {block(int(mine))}.0/24 (slot {mine}), now in use by {holder}; "
+            "stop that plant first (a candidate's addresses never change between restarts)"
+        )
     for slot in range(MAX_SLOTS):
         if usable(slot):
             return slot

@@ -51,7 +51,10 @@ def build_plant(candidate: str, seed: int | None = None, secret: str | None = No
             raise PlantStartError(
                 "plant", f"candidate {candidate!r} already has a running plant (pid {previous['pid']})"
             )
-        slot = ad.allocate_slot(candidate, spec["addressing"])
+        try:
+            slot = ad.allocate_slot(candidate, spec["addressing"])
+        except ad.SlotInUse as exc:
+            raise PlantStartError("plant", str(exc)) from None
         addresses = ad.Addresses.for_slot(slot, spec["addressing"])
         ad.write_state(
             candidate,

@@ -176,3 +176,25 @@ def test_datasheet_formats(plant: PlantHandle, lang: str, marker: str) -> None:
     token = (plant.dir / "control.token").read_text().strip()
     assert token not in md and plant.hosts["control"] not in md
     assert sys.executable  # keep import used
+
+
+def test_a_candidates_addresses_never_change(aiot_home: Path) -> None:
+    """If something else holds a candidate's block, the start fails and says so, instead of moving the candidate
+    to addresses their collector and device configs do not know."""
+    p = start_plant("sticky", aiot_home)
+    block = p.sheet["network"]["block"]
+    hosts, ports = p.hosts, p.ports
+    cli("plant", "down", "-c", "sticky")
+    squatter = socket.socket()  # what another plant (e.g. of another AIOTLAB_HOME) holds on this block
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((hosts["control"], ports["control"]))
+    squatter.listen()
+    try:
+        proc = cli("plant", "up", "-c", "sticky", "--detach", check=False)
+        assert proc.returncode != 0 and "in use" in proc.stderr and block in proc.stderr.replace("\n", "")
+        assert not listening(hosts["broker"], ports["mqtt"])
+    finally:
+        squatter.close()
+    p2 = start_plant("sticky", aiot_home)
+    assert p2.sheet["network"]["block"] == block
+    cli("plant", "down", "-c", "sticky")
