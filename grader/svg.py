@@ -33,8 +33,13 @@ def line_chart(title: str, series: list[tuple[str, str, list[tuple[float, float]
             continue
         px = _scale([p[0] for p in s], x0, x1, PAD, W - 8)
         py = _scale([p[1] for p in s], y0, y1, H - PAD, 22)
-        d = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(px, py, strict=True))
-        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{d}"/>')
+        if i == 0:  # the candidate's readings as points, so they stay visible where they sit on the truth line
+            out.extend(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>' for x, y in zip(px, py, strict=True)
+            )
+        else:
+            d = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(px, py, strict=True))
+            out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{d}"/>')
         out.append(
             f'<text x="{PAD + 150 * i}" y="{H - 8}" font-size="11" fill="{colour}">■ {html.escape(label)}</text>'
         )

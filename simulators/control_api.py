@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .params import params_digest
 from .process.model import EVENTS
 from .truth import TruthReader
 from .yamlconf import ConfigError
@@ -99,6 +100,7 @@ class ControlApi:
                 "candidate": p.identity.candidate,
                 "seed": p.identity.seed,
                 "params": p.params,
+                "params_digest": params_digest(p.params),
                 "addresses": p.addr.as_dict(),
                 "endpoints": p.endpoints(),
                 "state_dir": str(p.dir),

@@ -82,6 +82,7 @@ def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]], run: str)
     doc = batch[run]["doc"]
     assert doc["score"]["points"] == doc["score"]["max_points"] == 100, explain(doc)
     assert all(i["achieved"] for i in doc["indicators"])
+    assert len(doc["plant"]["params_digest"]) == 64 and doc["plant"]["identity_digest"]
     assert {i["id"] for i in doc["indicators"]} == set(load_lab("data-acquisition").data["indicators"])
     if run == LINE_TRIPPED:  # the scenario really happened: GoodCount's timestamp predates the window's truth
         with gzip.open(batch[run]["dir"] / "recording.json.gz", "rt") as fh:
