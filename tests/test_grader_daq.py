@@ -186,3 +186,28 @@ def test_hostile_recording_replays_identically(hostile: dict[str, dict[str, Any]
     rec = hostile["hostile-garbage"]["dir"] / "recording.json.gz"
     proc = cli("grade", "data-acquisition", "--replay", str(rec), "--out", str(tmp_path), check=False)
     assert proc.returncode == 0 and "replay identical" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_missing_and_silent_solutions_are_graded_not_crashed(aiot_home: Path, tmp_path: Path) -> None:
+    lab = load_lab("data-acquisition")
+
+    async def go() -> dict[str, Any]:
+        async def one(cand: str, cmd: str) -> tuple[str, dict[str, Any]]:
+            run = await grade(lab, cand, solution=cmd, out_dir=tmp_path / cand)
+            return cand, report.write_all(run, tmp_path / cand, SECRET)
+
+        return dict(
+            await asyncio.gather(one("g-missing", "/nonexistent/collector --fast"), one("g-silent", "sleep 600"))
+        )
+
+    docs = asyncio.run(go())
+    for cand in docs:
+        cli("plant", "down", "-c", cand, check=False)
+    everything_but_impact = {c["id"] for c in lab.checks} - {"daq.production_impact"}
+    for doc in docs.values():
+        assert failed_checks(doc) == everything_but_impact, explain(doc)
+        assert all(c["status"] != "error" for c in doc["checks"])
+    assert "No such file" in docs["g-missing"]["solution"]["start_error"]
+    assert docs["g-silent"]["solution"]["stopped_by"] == "SIGTERM"
+    schema = next(c for c in docs["g-silent"]["checks"] if c["id"] == "daq.schema")
+    assert schema["summary"]["en"] == "No readings were published"
