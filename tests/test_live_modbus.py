@@ -7,6 +7,8 @@ import re
 import subprocess
 import time
 
+import pytest
+
 from conftest import PlantHandle, need
 from modbus_util import adu, client, decode, raw_request
 
@@ -175,3 +177,37 @@ def test_overpolling_degrades_scan_time(own_plant: PlantHandle) -> None:
     assert st["load_rps"] > budget * 2
     assert p.value("plc1.scan_time_ms") > base * 3
     assert asyncio.run(read_tag(p, "plc1", "scan_time")) > base * 3  # visible to anyone polling the diagnostic
+
+
+def test_plants_own_modbus_client(own_plant: PlantHandle) -> None:
+    """The HMI's client (the plant's codec, no pymodbus): reads, writes, exceptions, timeouts, closed connections."""
+    from aiotlab.simulators.protocols.modbus_client import ModbusClient, ModbusError
+
+    p = own_plant
+    level, sp = p.reg("plc1", "level"), p.reg("plc1", "level_setpoint")
+
+    async def go() -> None:
+        c = ModbusClient(p.sheet["plc1"]["host"], p.sheet["plc1"]["port"], 1, source=p.workstation, timeout=2)
+        await c.connect()
+        try:
+            words = await c.read_input_registers(level["address"], 1)
+            assert abs(decode(level, words) - p.value("tank.level_m")) < 0.03
+            await c.write_register(sp["address"], int(round(1.4 * sp["scale"])))
+            assert p.value("tank.level_setpoint_m") == 1.4
+            with pytest.raises(ModbusError) as exc:
+                await c.write_register(sp["address"], int(round(9.9 * sp["scale"])) & 0xFFFF)
+            assert exc.value.code == 0x03 and c.connected  # an exception answer keeps the connection
+            with pytest.raises(ModbusError) as exc:
+                await c.read_input_registers(level["address"] + 500, 1)
+            assert exc.value.code == 0x02
+        finally:
+            c.close()
+        with pytest.raises(ModbusError, match="cannot connect"):
+            await ModbusClient(p.hosts["plc1_field"], p.ports["modbus"] + 1, 1, timeout=1).connect()
+        field = ModbusClient(p.hosts["plc1_field"], p.ports["modbus"], 1, source=p.workstation, timeout=1)
+        await field.connect()  # the field device accepts then closes anyone but FW-1
+        with pytest.raises(ModbusError):
+            await field.read_input_registers(level["address"], 1)
+        assert not field.connected
+
+    asyncio.run(go())

@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
+from ..protocols.modbus_client import ModbusClient, ModbusError
 from .register_map import RegisterMap
 
 log = logging.getLogger(__name__)
@@ -54,9 +52,7 @@ class Hmi:
         loop = asyncio.get_running_loop()
         next_write = loop.time() + self.write_every_s
         while True:
-            client = AsyncModbusTcpClient(
-                self.host, port=self.port, source_address=(self.source, 0), timeout=2, retries=0
-            )
+            client = ModbusClient(self.host, self.port, self.unit, source=self.source, timeout=2.0)
             try:
                 await client.connect()
                 while client.connected:
@@ -65,36 +61,32 @@ class Hmi:
                         next_write = loop.time() + self.write_every_s
                         await self._write_setpoint(client, sp)
                     await asyncio.sleep(self.poll_s)
-                self.stats["reads_failed"] += 1
-                self._log(op="connect", ok=False)
+            except ModbusError as exc:
+                self._log(op="connect", ok=False, error=str(exc)[:200])
             finally:
                 client.close()
+            self.stats["reads_failed"] += 1
             await asyncio.sleep(2.0)
 
-    async def _read(self, client: AsyncModbusTcpClient, level_addr: int, sp_addr: int) -> None:
+    async def _read(self, client: ModbusClient, level_addr: int, sp_addr: int) -> None:
         try:
-            ir = await client.read_input_registers(level_addr, count=1, device_id=self.unit)
-            hr = await client.read_holding_registers(sp_addr, count=2, device_id=self.unit)
-            ok = not ir.isError() and not hr.isError()
-        except (TimeoutError, ModbusException, OSError) as exc:
-            ok = False
-            self._log(op="read", ok=False, error=str(exc)[:200])
-        if ok:
-            self.stats["reads_ok"] += 1
-            raw = ir.registers[0]
-            self.last_values["level"] = (raw - 0x10000 if raw & 0x8000 else raw) / self.regmap.tag("level").scale
-        else:
+            ir = await client.read_input_registers(level_addr, 1)
+            await client.read_holding_registers(sp_addr, 2)
+        except ModbusError as exc:
             self.stats["reads_failed"] += 1
+            self._log(op="read", ok=False, error=str(exc)[:200])
+            return
+        self.stats["reads_ok"] += 1
+        raw = ir[0]
+        self.last_values["level"] = (raw - 0x10000 if raw & 0x8000 else raw) / self.regmap.tag("level").scale
 
-    async def _write_setpoint(self, client: AsyncModbusTcpClient, sp: Any) -> None:
+    async def _write_setpoint(self, client: ModbusClient, sp: Any) -> None:
         lo, hi = max(sp.min, 1.3), min(sp.max, 2.2)
         value = round(self.rng.uniform(lo, hi), 2)
-        raw = int(round(value * sp.scale)) & 0xFFFF
         try:
-            rr = await client.write_register(sp.address, raw, device_id=self.unit)
-            ok = not rr.isError()
-        except (TimeoutError, ModbusException, OSError) as exc:
-            ok = False
-            self._log(op="write", tag="level_setpoint", value=value, ok=False, error=str(exc)[:200])
+            await client.write_register(sp.address, int(round(value * sp.scale)))
+            ok, error = True, None
+        except ModbusError as exc:
+            ok, error = False, str(exc)[:200]
         self.stats["writes_ok" if ok else "writes_failed"] += 1
-        self._log(op="write", tag="level_setpoint", value=value, ok=ok)
+        self._log(op="write", tag="level_setpoint", value=value, ok=ok, **({"error": error} if error else {}))
