@@ -23,7 +23,7 @@ async def run_demo(lab_id: str, out: Path, console: Console) -> int:
     )
     started_here = False
     st = ad.read_state(CANDIDATE)
-    if not (st and st.get("status") == "running" and ad.pid_alive(st.get("pid"))):
+    if not ad.is_running(st):
         t0 = time.monotonic()
         st = detach(CANDIDATE, SEED)
         if st.get("status") != "running":

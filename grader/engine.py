@@ -53,6 +53,7 @@ class GradeContext:
     replay: bool = False
     db_override: Path | None = None
     _extra: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    _emitted_by_node: dict[str, list[tuple[float, dict[str, Any]]]] | None = None
 
     def truth_range(self, tag: str, t0: float, t1: float) -> tuple[list[float], list[float]]:
         """Truth for any range: from the window's cache when it covers it, else fetched (bounded) and remembered.
@@ -69,9 +70,7 @@ class GradeContext:
             if len(self._extra) >= MAX_EXTRA_TRUTH:
                 return [], []
             lo, hi = key.split("@")[1].split(":")
-            series = self.control.get(f"/v1/truth?tags={tag}&start={lo}&end={hi}")
-            pairs = [(t, v) for t, v in zip(series["t"], series[tag], strict=True) if v is not None]
-            self._extra[key] = ([p[0] for p in pairs], [float(p[1]) for p in pairs])
+            self._extra[key] = self._fetch_truth(tag, float(lo), float(hi))
         return self._extra[key]
 
     @property
@@ -84,22 +83,31 @@ class GradeContext:
             if self.replay:
                 raise KeyError(f"the recording has no truth for {tag}")
             w0, w1 = self.observation.window
-            series = self.control.get(f"/v1/truth?tags={tag}&start={w0 - 20}&end={w1 + 5}")
-            pairs = [(t, v) for t, v in zip(series["t"], series[tag], strict=True) if v is not None]
-            self._truth[tag] = ([p[0] for p in pairs], [float(p[1]) for p in pairs])
+            self._truth[tag] = self._fetch_truth(tag, w0 - 20, w1 + 5)
         return self._truth[tag]
 
-    def emitted_values(self, node: str, field_name: str, t0: float, t1: float) -> list[tuple[float, float]]:
+    def _fetch_truth(self, tag: str, start: float, end: float) -> tuple[list[float], list[float]]:
+        series = self.control.get(f"/v1/truth?tags={tag}&start={start}&end={end}")
+        pairs = [(t, v) for t, v in zip(series["t"], series[tag], strict=True) if v is not None]
+        return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+
+    def emissions(self) -> list[dict[str, Any]]:
+        """The sensor messages the plant emitted around the window, as recorded (fetched once)."""
         if self._emissions is None:
             w0, w1 = self.observation.window
             self._emissions = self.control.get(f"/v1/emissions?start={w0 - 30}&end={w1 + 5}")
-        out = []
-        for e in self._emissions:
-            if e["node"] == node and t0 <= e["t"] <= t1:
-                body = json.loads(e["payload"])
-                if field_name in body:
-                    out.append((e["t"], float(body[field_name])))
-        return out
+        return self._emissions
+
+    def emitted_values(self, node: str, field_name: str, t0: float, t1: float) -> list[tuple[float, float]]:
+        if self._emitted_by_node is None:  # parsed once: checks ask once per candidate reading
+            self._emitted_by_node = {}
+            for e in self.emissions():
+                self._emitted_by_node.setdefault(e["node"], []).append((e["t"], json.loads(e["payload"])))
+        return [
+            (t, float(body[field_name]))
+            for t, body in self._emitted_by_node.get(node, [])
+            if t0 <= t <= t1 and field_name in body
+        ]
 
 
 @dataclass
@@ -123,7 +131,7 @@ def ensure_plant(candidate: str) -> dict[str, Any]:
     from aiotlab.simulators.daemonctl import detach
 
     st = ad.read_state(candidate)
-    if st and st.get("status") == "running" and ad.pid_alive(st.get("pid")):
+    if ad.is_running(st):
         return st
     st = detach(candidate, st.get("seed") if st else None)
     if st.get("status") != "running":
@@ -202,8 +210,6 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
     for s in ctx.lab.data.get("streams", []):
         if s.get("truth"):
             ctx.truth(s["truth"])
-    if ctx._emissions is None:
-        ctx.emitted_values("", "", 0, 0)
     rec = {
         "format": "aiotlab.recording/1",
         "lab": ctx.lab.id,
@@ -232,7 +238,7 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
         },
         "truth": {k: [list(v[0]), list(v[1])] for k, v in ctx._truth.items()},
         "truth_extra": {k: [list(v[0]), list(v[1])] for k, v in ctx._extra.items()},
-        "emissions": ctx._emissions,
+        "emissions": ctx.emissions(),
     }
     db = ctx.db_path
     if db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:

@@ -114,6 +114,11 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def is_running(state: dict[str, Any] | None) -> bool:
+    """A recorded plant that says it runs and whose process is alive."""
+    return bool(state) and state.get("status") == "running" and pid_alive(state.get("pid"))
+
+
 def all_states() -> list[dict[str, Any]]:
     out = []
     if not plants_dir().is_dir():

@@ -24,7 +24,7 @@ class ControlClient:
     @classmethod
     def for_candidate(cls, candidate: str) -> ControlClient:
         st = ad.read_state(candidate)
-        if not st or st.get("status") != "running" or not ad.pid_alive(st.get("pid")):
+        if not ad.is_running(st):
             raise ControlError(
                 f"no running plant for candidate {candidate!r} (aiotlab plant up --candidate {candidate})"
             )

@@ -16,6 +16,7 @@ from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
 from .opcua_security import (
+    POLICIES,
     TOKENS,
     AuditLog,
     ConfiguredUserManager,
@@ -138,7 +139,7 @@ class OpcUaPlc:
         server.set_endpoint(self.endpoint)
         server.set_server_name("aiotlab PLC-2")
         await server.set_application_uri(self.spec["application_uri"])
-        server.set_security_policy([_policy(p) for p in self.security.policies], permission_ruleset=self.ruleset)
+        server.set_security_policy([POLICIES[p] for p in self.security.policies], permission_ruleset=self.ruleset)
         server.set_identity_tokens([TOKENS[t] for t in self.security.identity_tokens])
         if self.security.needs_certificate:
             cert, key = await self._ensure_certificate()
@@ -309,12 +310,6 @@ def _validate(var: dict[str, Any], dv: ua.DataValue) -> tuple[int, Any]:
         if not (lo <= value <= hi) or value != value:
             return ua.StatusCodes.BadOutOfRange, value
     return ua.StatusCodes.Good, value
-
-
-def _policy(name: str) -> ua.SecurityPolicyType:
-    from .opcua_security import POLICIES
-
-    return POLICIES[name]
 
 
 def _utc(t: float) -> Any:
