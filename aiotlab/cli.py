@@ -178,6 +178,47 @@ def plant_reload(
     console.print(f"[green]reloaded[/] {result['device']}")
 
 
+@plant_app.command("apply")
+def plant_apply(
+    device: Annotated[str, typer.Argument(help="broker, fw1, plc2 or sensors")],
+    config: Annotated[Path, typer.Argument(help="config file to run the device with (not saved)")],
+    candidate: Candidate = "demo",
+) -> None:
+    """Run a device with a config without saving it: like a firewall's running config, a restart loses it."""
+    from aiotlab.simulators.control_client import ControlClient, ControlError
+
+    try:
+        text = config.read_text(encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot read {config}: {exc}")
+    try:
+        result = ControlClient.for_candidate(candidate).post(f"/v1/apply/{device}", {"text": text})
+    except ControlError as exc:
+        _fail(str(exc))
+    console.print(
+        f"[yellow]applied[/] {result['device']} (running config only: save it to the config directory and run "
+        f"`aiotlab plant reload {device}`, or it is lost when the device restarts)"
+    )
+
+
+@plant_app.command("restart")
+def plant_restart(
+    device: Annotated[str, typer.Argument(help="a device (broker, plc1, em1, fw1, plc2, sensors, hmi) or all")],
+    candidate: Candidate = "demo",
+) -> None:
+    """Power-cycle a device: it comes back with its saved config."""
+    from aiotlab.simulators.control_client import ControlClient, ControlError
+    from aiotlab.simulators.runtime import RELOADABLE
+
+    client = ControlClient.for_candidate(candidate)
+    for name in RELOADABLE if device == "all" else (device,):
+        try:
+            client.post(f"/v1/restart/{name}", {})
+        except ControlError as exc:
+            _fail(str(exc))
+        console.print(f"[green]restarted[/] {name}")
+
+
 @plant_app.command("datasheet")
 def plant_datasheet(
     candidate: Candidate = "demo",

@@ -8,6 +8,7 @@ many candidates are graded concurrently.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shlex
@@ -31,6 +32,8 @@ from .observers import MqttObservation, observe_mqtt
 from .results import ERROR, CheckResult
 
 CHECK_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 150.0  # an active check probes many things, each bounded; this bounds the whole
+SETUP_TIMEOUT_S = 180.0
 RECORD_DB_MAX_BYTES = 50 * 1024 * 1024
 MAX_EXTRA_TRUTH = 100  # extra truth fetches per grading (a hostile stream of odd timestamps cannot make more)
 STOP_GRACE_S = 5.0
@@ -54,6 +57,9 @@ class GradeContext:
     db_override: Path | None = None
     _extra: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     _emitted_by_node: dict[str, list[tuple[float, dict[str, Any]]]] | None = None
+    cache: dict[str, Any] = field(default_factory=dict)  # probe results shared between active checks
+    probe_results: dict[str, CheckResult] = field(default_factory=dict)  # active checks' verdicts, in order
+    started: float = field(default_factory=time.time)
 
     def truth_range(self, tag: str, t0: float, t1: float) -> tuple[list[float], list[float]]:
         """Truth for any range: from the window's cache when it covers it, else fetched (bounded) and remembered.
@@ -167,10 +173,18 @@ async def stop_process(proc: asyncio.subprocess.Process) -> dict[str, Any]:
         return {"exit": proc.returncode, "stopped_by": f"SIGKILL (ignored SIGTERM for {STOP_GRACE_S:.0f} s)"}
 
 
-async def run_check(fn: Callable[..., CheckResult], ctx: GradeContext, spec: dict[str, Any]) -> CheckResult:
+def _is_probe(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+async def run_check(fn: Callable[..., Any], ctx: GradeContext, spec: dict[str, Any]) -> CheckResult:
     started = time.time()
+    limit = PROBE_TIMEOUT_S if _is_probe(fn) else CHECK_TIMEOUT_S
     try:
-        result = await asyncio.wait_for(asyncio.to_thread(fn, ctx, spec), CHECK_TIMEOUT_S)
+        if _is_probe(fn):
+            result = await asyncio.wait_for(fn(ctx, spec), limit)
+        else:
+            result = await asyncio.wait_for(asyncio.to_thread(fn, ctx, spec), limit)
     except TimeoutError:
         result = CheckResult(
             spec["id"],
@@ -178,8 +192,8 @@ async def run_check(fn: Callable[..., CheckResult], ctx: GradeContext, spec: dic
             0.0,
             spec["points"],
             {
-                "en": f"check did not finish within {CHECK_TIMEOUT_S:.0f} s",
-                "zh-TW": f"檢查未在 {CHECK_TIMEOUT_S:.0f} 秒內完成",
+                "en": f"check did not finish within {limit:.0f} s",
+                "zh-TW": f"檢查未在 {limit:.0f} 秒內完成",
             },
         )
     except Exception as exc:  # noqa: BLE001 - a broken check must not spoil the others
@@ -195,9 +209,34 @@ async def run_check(fn: Callable[..., CheckResult], ctx: GradeContext, spec: dic
     return result
 
 
-async def run_checks(lab: Lab, ctx: GradeContext) -> list[CheckResult]:
+async def run_probes(lab: Lab, ctx: GradeContext, say: Callable[[str, str], None] = lambda w, x: None) -> None:
+    """Active checks, one at a time in the lab's order (probes must not disturb each other), while the candidate's
+    system still runs. In a replay their recorded verdicts stand: the live plant they probed is gone."""
     fns = registry()
-    return list(await asyncio.gather(*(run_check(fns[c["fn"]], ctx, c) for c in lab.checks)))
+    for c in lab.checks:
+        if _is_probe(fns[c["fn"]]) and c["id"] not in ctx.probe_results:
+            say(ctx.candidate, f"probing {c['id']}")
+            ctx.probe_results[c["id"]] = await run_check(fns[c["fn"]], ctx, c)
+
+
+async def run_checks(lab: Lab, ctx: GradeContext) -> list[CheckResult]:
+    """Every check's result in the lab's order: active ones from run_probes, passive ones computed now."""
+    fns = registry()
+    passive = [c for c in lab.checks if not _is_probe(fns[c["fn"]])]
+    done = dict(
+        zip(
+            (c["id"] for c in passive),
+            await asyncio.gather(*(run_check(fns[c["fn"]], ctx, c) for c in passive)),
+            strict=True,
+        )
+    )
+    missing = CheckResult("?", ERROR, 0.0, 0.0, {"en": "active check was not run", "zh-TW": "主動檢查未執行"})
+    return [
+        done.get(c["id"])
+        or ctx.probe_results.get(c["id"])
+        or CheckResult(c["id"], missing.status, 0.0, c["points"], missing.summary)
+        for c in lab.checks
+    ]
 
 
 def save_recording(ctx: GradeContext, path: Path) -> None:
@@ -205,11 +244,12 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
     import base64
     import gzip
 
-    for tag in ("plc1.load_rps", "plc1.scan_time_ms"):
-        ctx.truth(tag)
-    for s in ctx.lab.data.get("streams", []):
-        if s.get("truth"):
-            ctx.truth(s["truth"])
+    if ctx.observation.window != (0.0, 0.0):
+        for tag in ("plc1.load_rps", "plc1.scan_time_ms"):
+            ctx.truth(tag)
+        for s in ctx.lab.data.get("streams", []):
+            if s.get("truth"):
+                ctx.truth(s["truth"])
     rec = {
         "format": "aiotlab.recording/1",
         "lab": ctx.lab.id,
@@ -238,10 +278,11 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
         },
         "truth": {k: [list(v[0]), list(v[1])] for k, v in ctx._truth.items()},
         "truth_extra": {k: [list(v[0]), list(v[1])] for k, v in ctx._extra.items()},
-        "emissions": ctx.emissions(),
+        "emissions": ctx.emissions() if ctx.observation.window != (0.0, 0.0) else [],
+        "probe_results": {k: v.as_dict() for k, v in ctx.probe_results.items()},
     }
-    db = ctx.db_path
-    if db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:
+    db = ctx.db_path if "db_path" in ctx.params else None
+    if db is not None and db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:
         shutil.copyfile(db, path.parent / "recorded-telemetry.db")
         rec["db_copy"] = "recorded-telemetry.db"
     with gzip.open(path, "wt", encoding="utf-8") as fh:
@@ -265,7 +306,8 @@ def load_recording(lab: Lab, path: Path) -> GradeContext:
         oversized=rec["observation"]["oversized"],
         error=rec["observation"]["error"],
     )
-    max_payload = int(next(o for o in lab.data["observers"] if o["kind"] == "mqtt_telemetry")["max_payload_bytes"])
+    obs_spec = telemetry_observer(lab)
+    max_payload = int(obs_spec["max_payload_bytes"]) if obs_spec else 65536
     for m in rec["observation"]["messages"]:
         raw = None if m["raw"] is None else base64.b64decode(m["raw"])
         obs.messages.append(parse_into(Message(m["topic"], m["rx"], raw, m["size"]), max_payload))
@@ -285,8 +327,67 @@ def load_recording(lab: Lab, path: Path) -> GradeContext:
     ctx._truth = {k: (v[0], v[1]) for k, v in rec["truth"].items()}
     ctx._extra = {k: (v[0], v[1]) for k, v in rec.get("truth_extra", {}).items()}
     ctx._emissions = rec["emissions"]
+    ctx.probe_results = {k: CheckResult(**v) for k, v in rec.get("probe_results", {}).items()}
     ctx.db_override = path.parent / rec["db_copy"] if rec.get("db_copy") else path.parent / "no-database-was-recorded"
     return ctx
+
+
+def telemetry_observer(lab: Lab) -> dict[str, Any] | None:
+    return next((o for o in lab.data.get("observers", []) if o["kind"] == "mqtt_telemetry"), None)
+
+
+async def observe_telemetry(ctx: GradeContext, obs_spec: dict[str, Any]) -> None:
+    """Subscribe as the lab says: plaintext and anonymous, or over TLS (the candidate's CA) with an issued account."""
+    from .checks.common import tls_context
+
+    sheet, params = ctx.sheet, ctx.params
+    host, port, tls, user, password = sheet["mqtt"]["host"], sheet["mqtt"]["port"], None, None, None
+    if obs_spec.get("tls"):
+        port = int(params["mqtt_tls_port"])
+        tls = tls_context(ctx)
+        user = obs_spec["account"]
+        password = str(params["mqtt_accounts"][user])
+    if obs_spec.get("tls") and tls is None:
+        now = time.time()
+        ctx.observation = MqttObservation(
+            error="the candidate's CA certificate is missing or invalid", window=(now, now)
+        )
+        return
+    ctx.observation = await observe_mqtt(
+        host,
+        port,
+        obs_spec["topic"],
+        float(params["observe_s"]),
+        int(obs_spec["max_messages"]),
+        int(obs_spec["max_payload_bytes"]),
+        f"aiotlab-grader-{ctx.candidate}",
+        username=user,
+        password=password,
+        tls=tls,
+    )
+
+
+async def run_step(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, limit: float) -> dict[str, Any]:
+    """Run a solution's setup step to completion (bounded); its output goes to the solution log."""
+    with log_path.open("ab") as log:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return {"argv": argv, "error": str(exc)}
+    try:
+        await asyncio.wait_for(proc.wait(), limit)
+    except TimeoutError:
+        await stop_process(proc)
+        return {"argv": argv, "error": f"did not finish within {limit:.0f} s"}
+    return {"argv": argv, "exit": proc.returncode}
 
 
 async def grade(
@@ -300,6 +401,8 @@ async def grade(
 ) -> GradeRun:
     from aiotlab.simulators.datasheet import build as build_datasheet
 
+    from .probes.opcua import grader_cert
+
     say = progress or (lambda who, what: None)
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -312,70 +415,76 @@ async def grade(
     identity = PlantIdentity.for_candidate(candidate, seed=state.get("seed"))
     params = lab.params_for(candidate, identity)
     sheet = build_datasheet(candidate)
-    sheet_path = workspace / ".aiotlab" / "datasheet.json"
-    sheet_path.parent.mkdir(parents=True, exist_ok=True)
+    kit = workspace / ".aiotlab"
+    kit.mkdir(parents=True, exist_ok=True)
+    sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
     sheet_path.write_text(json.dumps(sheet, indent=2, ensure_ascii=False))
-    ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace)
+    params_path.write_text(json.dumps(params, indent=2, ensure_ascii=False))
+    cert, _ = await grader_cert()
+    shutil.copyfile(cert, kit / "grader-opcua.der")
+    ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started)
     proc = None
     sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}
     if solution:
-        template = lab.solutions[solution].command if solution in lab.solutions else solution
-        sol_dir = lab.solutions[solution].path if solution in lab.solutions else workspace
-        argv = format_command(
-            template,
-            {
-                **params,
-                "python": sys.executable,
-                "solution_dir": sol_dir,
-                "workspace": workspace,
-                "candidate": candidate,
-            },
-        )
-        sol_info["command"] = argv
+        known = lab.solutions.get(solution)
+        template = known.command if known else solution
+        sol_dir = known.path if known else workspace
+        values = {
+            **params,
+            "python": sys.executable,
+            "solution_dir": sol_dir,
+            "labs_dir": lab.path.parent,
+            "workspace": workspace,
+            "candidate": candidate,
+        }
         env = {
             **os.environ,
             "AIOTLAB_CANDIDATE": candidate,
             "AIOTLAB_WORKSPACE": str(workspace),
             "AIOTLAB_DATASHEET": str(sheet_path),
+            "AIOTLAB_LAB_PARAMS": str(params_path),
+            "AIOTLAB_GRADER_CERT": str(kit / "grader-opcua.der"),
         }
-        log = (out_dir / "solution.log").open("ab")
-        say(candidate, "starting solution")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=workspace,
-                env=env,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
+        if known and known.setup:
+            say(candidate, "solution setup")
+            sol_info["setup"] = await run_step(
+                format_command(known.setup, values), workspace, env, out_dir / "solution.log", SETUP_TIMEOUT_S
             )
-        except OSError as exc:
-            sol_info["start_error"] = str(exc)
-        finally:
-            log.close()
-        await asyncio.sleep(float(params["warmup_s"]))
-        if proc is not None and proc.returncode is not None:
-            sol_info["early_exit"] = proc.returncode
+        if template:
+            argv = format_command(template, values)
+            sol_info["command"] = argv
+            log = (out_dir / "solution.log").open("ab")
+            say(candidate, "starting solution")
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=workspace,
+                    env=env,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                sol_info["start_error"] = str(exc)
+            finally:
+                log.close()
+            await asyncio.sleep(float(params.get("warmup_s", 5)))
+            if proc is not None and proc.returncode is not None:
+                sol_info["early_exit"] = proc.returncode
     try:
         ctx.status_start = await asyncio.to_thread(control.get, "/v1/status")
-        obs_spec = next(o for o in lab.data["observers"] if o["kind"] == "mqtt_telemetry")
-        say(candidate, f"observing {params['observe_s']} s")
-        ctx.observation = await observe_mqtt(
-            sheet["mqtt"]["host"],
-            sheet["mqtt"]["port"],
-            obs_spec["topic"],
-            float(params["observe_s"]),
-            int(obs_spec["max_messages"]),
-            int(obs_spec["max_payload_bytes"]),
-            f"aiotlab-grader-{candidate}",
-        )
+        obs_spec = telemetry_observer(lab)
+        if obs_spec:
+            say(candidate, f"observing {params['observe_s']} s")
+            await observe_telemetry(ctx, obs_spec)
         ctx.status_end = await asyncio.to_thread(control.get, "/v1/status")
+        await run_probes(lab, ctx, say)
     finally:
         if proc is not None:
             say(candidate, "stopping solution")
             sol_info.update(await stop_process(proc))
-    if proc is None:
+    if proc is None and obs_spec:
         await asyncio.sleep(2.0)  # let a running collector commit what it published
     say(candidate, "checking")
     results = await run_checks(lab, ctx)

@@ -55,6 +55,9 @@ async def observe_mqtt(
     max_payload: int,
     client_id: str,
     bind: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    tls: Any = None,
 ) -> MqttObservation:
     obs = MqttObservation()
     start = time.time()
@@ -64,6 +67,9 @@ async def observe_mqtt(
             port,
             identifier=client_id,
             bind_address=bind or "",
+            username=username,
+            password=password,
+            tls_context=tls,
             timeout=5,
             max_queued_incoming_messages=max_messages,
         ) as client:

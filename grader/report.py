@@ -18,7 +18,7 @@ from aiotlab import __version__
 from . import signing, svg
 from .engine import GradeRun
 from .results import PASS
-from .standards import indicator
+from .standards import indicator, security_requirements
 
 SCHEMA = "aiotlab.report/1"
 RULE = {"en": "achieved when every check that assesses it passes", "zh-TW": "評量此指標的所有檢查皆通過即達成"}
@@ -72,6 +72,18 @@ def build(run: GradeRun, out_dir: Path) -> dict[str, Any]:
                 "checks": [{"id": c["id"], "status": c["status"]} for c in assessed],
             }
         )
+    srs = security_requirements()
+    sr_summary = []
+    for sr in sorted({sr for c in checks for sr in c["iec62443_sr"]}, key=lambda x: [int(n) for n in x[3:].split(".")]):
+        cited = [c for c in checks if sr in c["iec62443_sr"]]
+        sr_summary.append(
+            {
+                "sr": sr,
+                "title": srs[sr],
+                "met": all(c["status"] == PASS for c in cited),
+                "checks": [{"id": c["id"], "status": c["status"]} for c in cited],
+            }
+        )
     points = round(sum(c["points"] for c in checks), 2)
     max_points = round(sum(c["max_points"] for c in checks), 2)
     return {
@@ -80,7 +92,7 @@ def build(run: GradeRun, out_dir: Path) -> dict[str, Any]:
         "lab": {"id": run.lab.id, "version": run.lab.version, "title": run.lab.data["title"]},
         "candidate": run.candidate,
         "plant": run.plant,
-        "lab_parameters": run.params,
+        "lab_parameters": redact(run.params),
         "window": {
             "start": _iso(run.window[0]),
             "end": _iso(run.window[1]),
@@ -96,6 +108,15 @@ def build(run: GradeRun, out_dir: Path) -> dict[str, Any]:
         },
         "checks": checks,
         "indicators": indicators,
+        "iec62443_sr_summary": sr_summary,
+    }
+
+
+def redact(params: dict[str, Any]) -> dict[str, Any]:
+    """Lab parameters without the passwords issued to the candidate (reports travel further than briefs)."""
+    return {
+        k: ({name: "(issued; in the candidate's brief)" for name in v} if k.endswith("_accounts") else v)
+        for k, v in params.items()
     }
 
 

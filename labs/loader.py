@@ -26,9 +26,10 @@ LANGS = ("zh-TW", "en")
 class Solution:
     name: str
     path: Path
-    command: str
+    command: str | None
     expect_fail: list[str]
     description: str = ""
+    setup: str | None = None  # run to completion first (e.g. harden the plant's configs), then `command`
 
 
 @dataclass
@@ -78,8 +79,14 @@ def load_lab(lab_id: str) -> Lab:
     for key in ("id", "version", "title", "indicators", "checks"):
         if key not in data:
             raise ConfigError(path / "lab.yaml", f"missing required key '{key}'")
+    from aiotlab.grader.standards import security_requirements
+
     known_fns = registry()
+    srs = security_requirements()
     for c in data["checks"]:
+        for sr in c.get("iec62443_sr", []):
+            if sr not in srs:
+                raise ConfigError(path / "lab.yaml", f"check {c['id']}: unknown IEC 62443-3-3 requirement {sr!r}")
         if c["fn"] not in known_fns:
             raise ConfigError(path / "lab.yaml", f"check {c['id']}: unknown fn {c['fn']!r}", getattr(c, "line", None))
         for ind in c.get("indicators", []):
@@ -99,8 +106,15 @@ def load_lab(lab_id: str) -> Lab:
                 unknown = set(m.get("expect_fail", [])) - {c["id"] for c in data["checks"]}
                 if unknown:
                     raise ConfigError(meta, f"expect_fail names unknown checks: {sorted(unknown)}")
+                if not (m.get("command") or m.get("setup")):
+                    raise ConfigError(meta, "a solution needs a command, a setup, or both")
                 lab.solutions[d.name] = Solution(
-                    d.name, d, m["command"], list(m.get("expect_fail", [])), m.get("description", "")
+                    d.name,
+                    d,
+                    m.get("command"),
+                    list(m.get("expect_fail", [])),
+                    m.get("description", ""),
+                    m.get("setup"),
                 )
     return lab
 
@@ -135,5 +149,12 @@ def render_brief(lab: Lab, candidate: str, sheet: dict[str, Any], params: dict[s
         register_of=register_of,
         indicators=[indicator(i) for i in lab.data["indicators"]],
         total_points=int(lab.total_points),
-        schema_text=json.dumps(lab.schema(), indent=2, ensure_ascii=False),
+        schema_text=json.dumps(lab.schema(), indent=2, ensure_ascii=False)
+        if (lab.path / "schema" / "reading.schema.json").is_file()
+        else "",
+        schemas={
+            p.name: json.dumps(json.loads(p.read_text(encoding="utf-8")), indent=2, ensure_ascii=False)
+            for p in sorted((lab.path / "schema").glob("*.json"))
+        },
+        config_dir=sheet["config_dir"],
     )

@@ -96,22 +96,34 @@ class MosquittoBroker:
             logf.close()
         await self._wait_ready()
 
+    def listener_ports(self) -> list[int]:
+        """The ports the config listens on (the default port when the file names none)."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return [self.port]
+        ports = [int(m.group(1)) for m in re.finditer(r"^\s*listener\s+(\d+)", text, re.MULTILINE)]
+        return ports or [self.port]
+
     async def _wait_ready(self, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        ports = self.listener_ports()
         while loop.time() < deadline:
             if self.proc is not None and self.proc.returncode is not None:
                 raise BrokerError(f"mosquitto exited ({self.proc.returncode}): {self._log_tail()}")
-            try:
-                _, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 0.5)
-                w.close()
-                return
-            except (OSError, TimeoutError):
-                await asyncio.sleep(0.05)
-        # a hardened config may have no listener on the default port: accept a running process
+            for port in ports:
+                try:
+                    _, w = await asyncio.wait_for(asyncio.open_connection(self.host, port), 0.5)
+                    w.close()
+                    return
+                except (OSError, TimeoutError):
+                    pass
+            await asyncio.sleep(0.05)
+        # a listener bound elsewhere than the plant's broker address: accept a running process
         if self.proc is not None and self.proc.returncode is None:
             return
-        raise BrokerError(f"mosquitto did not start listening on {self.host}:{self.port}: {self._log_tail()}")
+        raise BrokerError(f"mosquitto did not start listening on {self.host}:{ports}: {self._log_tail()}")
 
     def _log_tail(self) -> str:
         try:

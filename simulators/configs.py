@@ -45,6 +45,7 @@ def plc2_default(users: dict[str, Any]) -> str:
         "roles": {"viewer": ["read"], "operator": ["read", "write", "call"], "engineer": ["read", "write", "call"]},
         "trust_list": None,
         "max_sessions": 32,
+        "reject_unlisted_channels": False,
     }
     header = """# PLC-2 OPC UA server security (aiotlab). Apply changes with: aiotlab plant reload plc2
 # Factory default, as shipped by many vendors: no security, anonymous access with write rights.
@@ -56,6 +57,9 @@ def plc2_default(users: dict[str, Any]) -> str:
 # users: name -> {password | password_hash (pbkdf2_sha256$iter$salt$hash) | certificate (path), role}
 # roles: role -> permissions from [read, write, call]
 # trust_list: directory of trusted client application certificates; null accepts any client certificate
+# reject_unlisted_channels: false (factory, "compatibility mode") lets a client open a session over a
+#   SecurityPolicy#None channel even when None is not in security_policies; true refuses sessions on any channel
+#   whose policy and mode are not listed above
 """
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 

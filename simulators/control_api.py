@@ -6,6 +6,7 @@ the plant's state directory with mode 0600. Nothing here is reachable through Mo
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -64,6 +65,10 @@ class ControlApi:
         r.add_delete("/v1/faults/{id}", self.clear_faults)
         r.add_post("/v1/process-events", self.trigger)
         r.add_post("/v1/reload/{device}", self.reload)
+        r.add_post("/v1/apply/{device}", self.apply)
+        r.add_post("/v1/restart/{device}", self.restart)
+        r.add_get("/v1/logs/{name}", self.logs)
+        r.add_get("/v1/config/{name}", self.config_file)
         self.app = app
 
     async def start(self) -> None:
@@ -205,3 +210,54 @@ class ControlApi:
             return _json(await self.plant.reload(device))
         except ConfigError as exc:
             return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
+
+    async def apply(self, request: web.Request) -> web.Response:
+        device = request.match_info["device"]
+        text = str((await request.json())["text"])
+        if len(text) > 1_000_000:
+            return _error(413, "config larger than 1 MB")
+        try:
+            return _json(await self.plant.apply(device, text))
+        except ConfigError as exc:
+            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
+
+    async def restart(self, request: web.Request) -> web.Response:
+        device = request.match_info["device"]
+        try:
+            return _json(await self.plant.restart(device))
+        except ConfigError as exc:
+            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
+
+    async def logs(self, request: web.Request) -> web.Response:
+        """The last lines of a device log (broker log, FW-1 decisions, PLC-2 audit, HMI): graders read probes here."""
+        files = {"broker": "mosquitto.log", "fw1": "fw1.jsonl", "plc2-audit": "plc2-audit.jsonl", "hmi": "hmi.jsonl"}
+        name = request.match_info["name"]
+        if name not in files:
+            return _error(404, f"unknown log {name!r}; known: {', '.join(files)}")
+        limit = min(int(request.query.get("lines", 2000)), 20000)
+        path = self.plant.logs / files[name]
+        lines = await asyncio.to_thread(_tail, path, limit)
+        return _json({"log": name, "lines": lines})
+
+    async def config_file(self, request: web.Request) -> web.Response:
+        """A file of the plant's config directory (the candidate's saved configs), with its permission bits."""
+        name = request.match_info["name"]
+        base = self.plant.config_dir.resolve()
+        path = (base / name).resolve()
+        if path.parent != base or not path.is_file():
+            return _error(404, f"no config file {name!r} in {base}")
+        data = path.read_bytes()[:1_000_000]
+        return _json({"name": name, "mode": oct(path.stat().st_mode & 0o777), "text": data.decode("utf-8", "replace")})
+
+
+def _tail(path: Any, limit: int) -> list[str]:
+    """Last `limit` lines of a file, reading at most 4 MB from its end."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 4 * 1024 * 1024))
+            data = fh.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-limit:]

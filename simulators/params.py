@@ -69,14 +69,21 @@ class PlantIdentity:
 
 def _is_variation(node: Any) -> bool:
     return (
-        isinstance(node, dict) and set(node) <= {"choices", "range", "round"} and ("choices" in node or "range" in node)
+        isinstance(node, dict)
+        and set(node) <= {"choices", "range", "round", "token"}
+        and ("choices" in node or "range" in node or "token" in node)
     )
 
 
 def resolve(node: Any, identity: PlantIdentity, path: str = "") -> Any:
-    """Replace every {choices}/{range} variation in a spec tree with this candidate's value."""
+    """Replace every {choices}/{range}/{token} variation in a spec tree with this candidate's value.
+
+    {token: N} is an N-character secret (letters and digits), e.g. a password the exam issues to the candidate."""
     if _is_variation(node):
         rng = identity.rng(f"param:{path}")
+        if "token" in node:
+            alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+            return "".join(rng.choice(alphabet) for _ in range(int(node["token"])))
         if "choices" in node:
             return rng.choice(list(node["choices"]))
         lo, hi = node["range"]

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DEVICES = ("broker", "plc1", "em1", "fw1", "plc2", "sensors", "hmi", "control")
 STALL_S = 0.25
 RELOADABLE = ("broker", "plc1", "em1", "fw1", "plc2", "sensors", "hmi")
+CONFIG_FILES = {"broker": "mosquitto.conf", "fw1": "fw1.yaml", "plc2": "plc2.yaml", "sensors": "sensors.yaml"}
 
 
 class PlantStartError(Exception):
@@ -67,6 +68,7 @@ class Plant:
         for sub in ("config", "logs", "pki"):
             (state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.config_dir = state_dir / "config"
+        self.running_configs: dict[str, Path] = {}  # device -> applied but unsaved config (lost on restart)
         self.logs = state_dir / "logs"
         ensure_configs(self.config_dir, params, addresses.hosts, addresses.ports)
         self.model = PlantModel(params, identity.physics_seed, self.clock.now())
@@ -181,7 +183,7 @@ class Plant:
 
     async def _start_broker(self) -> None:
         self.broker = MosquittoBroker(
-            self.config_dir / "mosquitto.conf", self.logs / "mosquitto.log", self.h["broker"], self.p["mqtt"]
+            self.config_path("broker"), self.logs / "mosquitto.log", self.h["broker"], self.p["mqtt"]
         )
         if self.broker.binary is None:
             self.event("broker_fallback", reason="mosquitto not installed")
@@ -221,11 +223,11 @@ class Plant:
             Conduit(name, (self.h[name], self.p["modbus"]), (self.h[f"{name}_field"], self.p["modbus"]))
             for name in self.params["devices"]["fw1"]["conduits"]
         ]
-        self.fw1 = Firewall(self.config_dir / "fw1.yaml", self.logs / "fw1.jsonl", self.h["fw1_field"], conduits)
+        self.fw1 = Firewall(self.config_path("fw1"), self.logs / "fw1.jsonl", self.h["fw1_field"], conduits)
         await self.fw1.start()
 
     async def _start_plc2(self) -> None:
-        cfg = load_security_config(self.config_dir / "plc2.yaml")
+        cfg = load_security_config(self.config_path("plc2"))
         d = self.params["devices"]["plc2"]
         self.plc2 = OpcUaPlc(
             d,
@@ -255,7 +257,7 @@ class Plant:
 
     def _start_sensors(self) -> None:
         d = self.params["devices"]["sensors"]
-        link_path = self.config_dir / "sensors.yaml"
+        link_path = self.config_path("sensors")
         link = load_link(link_path, self.p["mqtt"])
         self.sensors = []
         for node in d["nodes"]:
@@ -329,26 +331,61 @@ class Plant:
                     self.device_errors["broker"] = str(exc)
 
     # -- reload ----------------------------------------------------------------------------------
-    async def reload(self, device: str) -> dict[str, Any]:
+    def config_path(self, device: str) -> Path:
+        """The config a device runs with: an applied-but-unsaved one if any, else the saved file."""
+        return self.running_configs.get(device) or self.config_dir / CONFIG_FILES[device]
+
+    async def apply(self, device: str, text: str) -> dict[str, Any]:
+        """Run a device with a config that is not saved (like a firewall's running config): a restart loses it.
+
+        Lets an engineer try a change before saving it, and lets labs show what unsaved hardening is worth."""
+        if device not in CONFIG_FILES:
+            raise KeyError(f"unknown device {device!r}; configurable: {', '.join(CONFIG_FILES)}")
+        running = self.dir / "running-config"
+        running.mkdir(exist_ok=True)
+        path = running / CONFIG_FILES[device]
+        previous = self.running_configs.get(device)
+        path.write_text(text, encoding="utf-8")
+        self.running_configs[device] = path
+        try:
+            result = await self.reload(device, keep_running=True)
+        except Exception:
+            if previous is None:
+                self.running_configs.pop(device, None)
+            raise
+        self.event("apply", device=device, saved=False)
+        return {**result, "applied": True, "saved": False}
+
+    async def restart(self, device: str) -> dict[str, Any]:
+        """Power-cycle a device: it comes back with its saved config (anything only applied is gone)."""
+        self.running_configs.pop(device, None)
+        result = await self.reload(device)
+        self.event("restart", device=device)
+        return {**result, "restarted": True}
+
+    async def reload(self, device: str, keep_running: bool = False) -> dict[str, Any]:
         """Apply an edited device config. A bad file raises ConfigError and leaves the running device as it was."""
         if device not in RELOADABLE:
             raise KeyError(f"unknown device {device!r}; reloadable: {', '.join(RELOADABLE)}")
+        if not keep_running:
+            self.running_configs.pop(device, None)
         if device == "fw1" and self.fw1:
-            self.fw1.reload()
+            self.fw1.reload(self.config_path("fw1"))
         elif device == "plc2":
-            load_security_config(self.config_dir / "plc2.yaml")  # validate before touching the running server
+            load_security_config(self.config_path("plc2"))  # validate before touching the running server
             if self.plc2:
                 await self.plc2.stop()
             await self._start_plc2()
         elif device == "broker" and self.broker:
             self.device_errors.pop("broker", None)
+            self.broker.config_path = self.config_path("broker")
             try:
                 await self.broker.restart()
             except BrokerError as exc:
                 self.device_errors["broker"] = str(exc)
-                raise ConfigError(self.config_dir / "mosquitto.conf", str(exc)) from None
+                raise ConfigError(self.config_path("broker"), str(exc)) from None
         elif device == "sensors":
-            load_link(self.config_dir / "sensors.yaml", self.p["mqtt"])
+            load_link(self.config_path("sensors"), self.p["mqtt"])
             for s in self.sensors:
                 await self.supervisor.stop(f"sensor:{s.id}")
             self._start_sensors()
@@ -435,6 +472,7 @@ class Plant:
             },
             "hmi": self.hmi.stats if self.hmi else None,
             "supervised": self.supervisor.status(),
+            "unsaved_configs": sorted(self.running_configs),
             "faults": self.model.faults.listing(),
             "events": self.model.active_events(),
         }

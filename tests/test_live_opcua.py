@@ -87,9 +87,10 @@ def test_writes_and_methods(own_plant: PlantHandle) -> None:
     assert '"event": "write"' in audit and "BadOutOfRange" in audit
 
 
-def secure_config(p: PlantHandle, policies: list[str], extra: str = "") -> None:
+def secure_config(p: PlantHandle, policies: list[str], extra: str = "", strict: bool = True) -> None:
     p.config("plc2.yaml").write_text(f"""
 security_policies: [{", ".join(policies)}]
+reject_unlisted_channels: {"true" if strict else "false"}
 identity_tokens: [username]
 users:
   viewer1: {{password: view-pass, role: viewer}}
@@ -146,6 +147,12 @@ def test_every_policy_works_and_the_rest_is_refused(own_plant: PlantHandle, tmp_
     asyncio.run(go())
     audit = (p.dir / "logs" / "plc2-audit.jsonl").read_text()
     assert "session_refused" in audit and '"result": "denied"' in audit
+    assert '"event": "session_activated", "user": "eng1", "policy": "Basic256Sha256", "mode": "SignAndEncrypt"' in audit
+
+    # the vendor's compatibility mode (factory default) reproduces the asyncua pitfall: None is not listed, yet a
+    # hand-built None session reads; this is what the ics-hardening lab asks candidates to find and switch off
+    secure_config(p, POLICIES, strict=False)
+    assert asyncio.run(raw_none_session(url, "eng1", "eng-pass")) == "Server"
 
 
 def test_unguarded_asyncua_accepts_a_none_session(tmp_path: Path, unused_loopback: str = "127.63.255.21") -> None:
@@ -232,6 +239,7 @@ def test_x509_user_identity(own_plant: PlantHandle, tmp_path: Path) -> None:
     (users / "alice.der").write_bytes(alice[0].read_bytes())
     p.config("plc2.yaml").write_text("""
 security_policies: [Basic256Sha256_SignAndEncrypt]
+reject_unlisted_channels: true
 identity_tokens: [x509]
 users:
   alice: {certificate: users/alice.der, role: engineer}

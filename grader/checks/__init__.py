@@ -1,4 +1,7 @@
-"""Check library. A check is `fn(ctx, spec) -> CheckResult`, registered under a name labs refer to."""
+"""Check library. A check is `fn(ctx, spec) -> CheckResult`, registered under a name labs refer to.
+
+Passive checks are plain functions judging what was recorded; active checks are coroutines that probe the live
+plant (the engine runs those one at a time, in the lab's order, while the candidate's system still runs)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,6 @@ def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def registry() -> dict[str, Callable[..., Any]]:
-    from . import daq  # noqa: F401 - importing registers the checks
+    from . import broker, daq, modbus, opcua, persist, pipeline, risk  # noqa: F401 - importing registers the checks
 
     return dict(_REGISTRY)

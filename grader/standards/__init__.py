@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -46,3 +47,11 @@ def indicator(indicator_id: str) -> dict[str, Any]:
         if ind["id"] == indicator_id:
             return ind
     raise KeyError(f"unknown indicator {indicator_id!r}")
+
+
+def security_requirements() -> dict[str, dict[str, str]]:
+    """IEC 62443-3-3 SRs that checks may cite: id -> {en, zh-TW} title."""
+    import yaml
+
+    path = Path(__file__).parent / "data" / "iec62443-3-3-sr.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

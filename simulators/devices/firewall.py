@@ -242,9 +242,10 @@ class Firewall:
         self.stats = {"connections": 0, "allowed": 0, "denied": 0, "malformed": 0}
         self.requests_by_source: dict[str, dict[str, int]] = {}  # src -> target -> requests forwarded
 
-    def reload(self) -> None:
+    def reload(self, path: Path | None = None) -> None:
         """Apply an edited rule file; on a bad file the old rules stay in force and the error is raised."""
-        self.policy = load_policy(self.config_path)
+        self.policy = load_policy(path or self.config_path)
+        self.config_path = path or self.config_path
         self.log.write(event="reload", rules=len(self.policy.rules), default_action=self.policy.default_action)
 
     async def start(self) -> None:

@@ -152,7 +152,9 @@ class OpcUaPlc:
                 CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store
             )
             server.set_certificate_validator(validator)
-        server.iserver.aiotlab_hooks = ServerHooks(self.security.allowed_channels(), self.audit, self._fault_state)
+        server.iserver.aiotlab_hooks = ServerHooks(
+            self.security.allowed_channels(), self.audit, self._fault_state, self.security.reject_unlisted_channels
+        )
         from asyncua.server.internal_session import InternalSession
 
         InternalSession.max_connections = self.security.max_sessions

@@ -3,6 +3,8 @@
 One block read per Modbus device per period (well inside PLC-1's budget), one OPC UA Read for both nodes, every
 sensor message forwarded; each reading published to telemetry/<device>/<tag> and stored in SQLite.
 `--flaw NAME` injects one deliberate mistake: the flawed solutions of this lab are this program plus one flaw.
+`--secure` is the secure-pipeline lab's variant: MQTT over TLS and OPC UA SignAndEncrypt with the collector's
+issued accounts (from the lab parameters), and data at rest readable by its owner only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import os
 import signal
 import sqlite3
+import ssl
 import struct
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ UNITS = {
 }
 OPCUA_TAGS = ["Heater.Temperature", "FillingLine.GoodCount"]
 SENSOR_FIELDS = {"vib-01": "vrms_mm_s", "env-01": "temp_c"}
-FLAWS = ("word-order", "scale", "missed-samples", "schema-timestamps", "over-polling")
+FLAWS = ("word-order", "scale", "missed-samples", "schema-timestamps", "over-polling", "world-readable-db")
 
 
 def now_ts(flaw: str | None) -> str:
@@ -133,8 +136,14 @@ async def run(args: argparse.Namespace) -> None:
     sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
     workspace = Path(os.environ.get("AIOTLAB_WORKSPACE", "."))
     flaw = args.flaw
+    lab = json.loads(Path(os.environ["AIOTLAB_LAB_PARAMS"]).read_text()) if args.secure else {}
+    if args.secure:
+        os.umask(0o077)  # the database, its journal and the audit log: owner only
     (workspace / "data").mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(workspace / "data" / "telemetry.db")
+    if flaw == "world-readable-db":
+        os.chmod(workspace / "data", 0o755)
+        os.chmod(workspace / "data" / "telemetry.db", 0o644)
     db.execute(
         "CREATE TABLE IF NOT EXISTS readings (device TEXT NOT NULL, tag TEXT NOT NULL, value REAL NOT NULL, "
         "unit TEXT NOT NULL, quality TEXT NOT NULL, ts TEXT NOT NULL, source TEXT NOT NULL)"
@@ -151,12 +160,28 @@ async def run(args: argparse.Namespace) -> None:
     for c in mb.values():
         await c.connect()
     ua = UaClient(sheet["plc2"]["endpoint"], timeout=5)
+    if args.secure:
+        ua.application_uri = "urn:aiotlab:collector"
+        ua.set_user("collector")
+        ua.set_password(str(lab["ua_accounts"]["collector"]))
+        pki = workspace / "pki"
+        await ua.set_security_string(
+            f"Basic256Sha256,SignAndEncrypt,{pki / 'collector-ua.der'},{pki / 'collector-ua.pem'}"
+        )
     await ua.connect()
     ns = await ua.get_namespace_index(sheet["plc2"]["namespace_uri"])
     ua_nodes = [ua.get_node(f"ns={ns};s=Plant.{t}") for t in OPCUA_TAGS]
     m = sheet["mqtt"]
+    secure: dict[str, Any] = {}
+    if args.secure:
+        tls = ssl.create_default_context(cafile=str(workspace / "pki" / "ca.crt"))
+        secure = {"tls_context": tls, "username": "collector", "password": str(lab["mqtt_accounts"]["collector"])}
     async with aiomqtt.Client(
-        m["host"], m["port"], identifier=f"collector-{os.environ.get('AIOTLAB_CANDIDATE', 'x')}", bind_address=ws
+        m["host"],
+        int(lab["mqtt_tls_port"]) if args.secure else m["port"],
+        identifier=f"collector-{os.environ.get('AIOTLAB_CANDIDATE', 'x')}",
+        bind_address=ws,
+        **secure,
     ) as mqtt:
         sink = Sink(mqtt, db, args.topic_root)
         for node in SENSOR_FIELDS:
@@ -165,7 +190,11 @@ async def run(args: argparse.Namespace) -> None:
         async def sensors() -> None:
             n = 0
             async for msg in mqtt.messages:
-                body = json.loads(bytes(msg.payload))
+                try:
+                    body = json.loads(bytes(msg.payload))
+                    body["node"], body["ts"]  # noqa: B018 - a reading has both
+                except (ValueError, KeyError, TypeError):
+                    continue  # not a sensor reading: ignore, never crash
                 n += 1
                 if flaw == "missed-samples" and n % 3 == 0:
                     continue
@@ -228,6 +257,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, required=True)
     parser.add_argument("--topic-root", default="telemetry")
     parser.add_argument("--flaw", choices=FLAWS)
+    parser.add_argument("--secure", action="store_true", help="TLS, SignAndEncrypt, issued accounts, private data")
     asyncio.run(run(parser.parse_args()))
 
 

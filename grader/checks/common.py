@@ -1,0 +1,78 @@
+"""Helpers shared by the active (probe) checks: addresses, accounts, and all-or-nothing verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import Any
+
+from ..probes.mqtt import Account, verified_tls
+from ..results import PASS, CheckResult, failed
+
+
+def hosts(ctx: Any) -> dict[str, str]:
+    return ctx.plant_info["addresses"]["hosts"]
+
+
+def block(ctx: Any) -> str:
+    return hosts(ctx)["broker"].rsplit(".", 1)[0]
+
+
+def attacker(ctx: Any, i: int = 0) -> str:
+    """The i-th attacker source address inside the candidate's block (the lab names the host numbers)."""
+    numbers = ctx.params.get("attacker_hosts", [66, 67, 68, 69])
+    return f"{block(ctx)}.{numbers[i % len(numbers)]}"
+
+
+def mqtt_account(ctx: Any, name: str) -> Account:
+    return Account(name, str(ctx.params["mqtt_accounts"][name]))
+
+
+def ua_password(ctx: Any, name: str) -> str:
+    return str(ctx.params["ua_accounts"][name])
+
+
+def ca_file(ctx: Any) -> Path:
+    return Path(ctx.workspace) / str(ctx.params.get("ca_file", "pki/ca.crt"))
+
+
+def tls_context(ctx: Any) -> ssl.SSLContext | None:
+    """Verifying TLS context from the candidate's CA; None when the CA file is missing or unreadable."""
+    try:
+        return verified_tls(str(ca_file(ctx)))
+    except (OSError, ssl.SSLError, ValueError):
+        return None
+
+
+async def control_get(ctx: Any, path: str) -> Any:
+    return await asyncio.to_thread(ctx.control.get, path)
+
+
+async def control_post(ctx: Any, path: str, body: Any) -> Any:
+    return await asyncio.to_thread(ctx.control.post, path, body)
+
+
+def all_ok(spec: dict[str, Any], probes: list[dict[str, Any]], en: str, zh: str, **extra: Any) -> CheckResult:
+    """A hardening control holds only if every probe of it came out as expected: all-or-nothing, with evidence."""
+    bad = [p for p in probes if not p.get("ok")]
+    evidence = {"probes": probes, **extra}
+    if not probes:
+        return failed(spec["id"], spec["points"], "Nothing could be probed", "無可探測的項目", evidence)
+    if bad:
+        first = bad[0].get("why") or bad[0].get("what", "")
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"{len(bad)} of {len(probes)} probes not as required; first: {first}",
+            f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first}",
+            evidence,
+        )
+    return CheckResult(
+        spec["id"],
+        PASS,
+        spec["points"],
+        spec["points"],
+        {"en": f"{en} ({len(probes)} probes)", "zh-TW": f"{zh}（{len(probes)} 項探測）"},
+        evidence,
+    )

@@ -1,0 +1,393 @@
+"""Hardening toolkit for the secure-pipeline and ics-hardening reference solutions, written from the briefs alone.
+
+What a candidate does by hand, scripted: make a CA and the broker's certificate, hash the issued MQTT passwords
+with mosquitto_passwd, write the ACL and a TLS-only mosquitto.conf, point the sensor gateway at TLS with its
+accounts, lock PLC-2's OPC UA down, write FW-1's allow-list and the risk register, then save and reload.
+`--flaw NAME` reproduces one realistic mistake; each flawed solution of the labs is this program plus one flaw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+FLAWS = (
+    "plaintext-listener",  # TLS listener added, the factory plaintext listener left open
+    "acl-hash",  # sensor accounts may read '#'
+    "anonymous-ua",  # None endpoint removed, anonymous identity still accepted
+    "none-channel",  # compatibility mode left on: sessions over a None channel still work
+    "broad-allowlist",  # FW-1 lets the whole /24 read the field devices
+    "hmi-blocked",  # FW-1 allow-list forgets the HMI
+    "not-persisted",  # FW-1 rules applied to the running config only, never saved
+)
+
+
+def aiotlab(*args: str) -> None:
+    exe = Path(sys.executable).with_name("aiotlab")
+    cmd = [str(exe) if exe.exists() else "aiotlab", *args, "--candidate", os.environ["AIOTLAB_CANDIDATE"]]
+    subprocess.run(cmd, check=True, timeout=60)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+
+
+def make_pki(pki: Path, broker_ip: str) -> None:
+    """A private CA and a broker certificate valid for the broker's IP address (the name clients verify)."""
+    pki.mkdir(parents=True, exist_ok=True)
+    pki.chmod(0o700)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("aiotlab plant CA"))
+        .issuer_name(_name("aiotlab plant CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("plant broker"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(broker_ip))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_key(pki / "ca.key", ca_key)
+    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    write_key(pki / "broker.key", key)
+    (pki / "broker.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_ua_client_cert(pki: Path, name: str, uri: str) -> tuple[Path, Path]:
+    import asyncio
+
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert, key = pki / f"{name}.der", pki / f"{name}.pem"
+    asyncio.run(
+        setup_self_signed_certificate(
+            key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
+        )
+    )
+    key.chmod(0o600)
+    return cert, key
+
+
+def broker_files(cfg: Path, ws: Path, sheet: dict[str, Any], params: dict[str, Any], flaw: str | None) -> None:
+    host, root = sheet["mqtt"]["host"], sheet["mqtt"]["topic_root"]
+    passwd = cfg / params["mqtt_password_file"]
+    passwd.unlink(missing_ok=True)
+    passwd.touch(mode=0o600)
+    for user, password in params["mqtt_accounts"].items():
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, str(password)], check=True, timeout=30)
+    passwd.chmod(0o600)
+    acl = ["# MQTT access control: one block per account (secure-pipeline brief, ACL table)"]
+    for node in (n["id"] for n in sheet["mqtt"]["nodes"]):
+        acl += [f"user {node}", f"topic write {root}/{node}/#", f"topic read {root}/{node}/config"]
+        if flaw == "acl-hash":
+            acl.append("topic read #")
+        acl.append("")
+    acl += ["user collector", f"topic read {root}/#", "topic write telemetry/#", ""]
+    acl += ["user grader", "topic read telemetry/#", ""]
+    (cfg / params["mqtt_acl_file"]).write_text("\n".join(acl), encoding="utf-8")
+    (cfg / params["mqtt_acl_file"]).chmod(0o600)
+    user = "user root\n" if os.geteuid() == 0 else ""
+    plaintext = f"\nlistener {sheet['mqtt']['port']} {host}\n" if flaw == "plaintext-listener" else ""
+    (cfg / "mosquitto.conf").write_text(
+        f"""# Hardened broker (secure-pipeline): TLS 1.2+ only, accounts, ACLs, audit logging.
+per_listener_settings false
+allow_anonymous false
+password_file {passwd}
+acl_file {cfg / params["mqtt_acl_file"]}
+
+listener {params["mqtt_tls_port"]} {host}
+cafile {ws / "pki/ca.crt"}
+certfile {ws / "pki/broker.crt"}
+keyfile {ws / "pki/broker.key"}
+tls_version tlsv1.2
+{plaintext}
+set_tcp_nodelay true
+max_queued_messages 1000
+persistence false
+{user}log_dest stderr
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+log_timestamp true
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+""",
+        encoding="utf-8",
+    )
+    sensors = {
+        "broker": {"port": int(params["mqtt_tls_port"]), "tls": True, "ca_file": str(ws / "pki/ca.crt")},
+        "nodes": {
+            n["id"]: {"username": n["id"], "password": str(params["mqtt_accounts"][n["id"]])}
+            for n in sheet["mqtt"]["nodes"]
+        },
+    }
+    (cfg / "sensors.yaml").write_text(yaml.safe_dump(sensors, sort_keys=False), encoding="utf-8")
+    (cfg / "sensors.yaml").chmod(0o600)
+
+
+def plc2_file(cfg: Path, ws: Path, params: dict[str, Any], flaw: str | None) -> None:
+    trust = cfg / "plc2-trust"
+    shutil.rmtree(trust, ignore_errors=True)
+    trust.mkdir()
+    shutil.copyfile(os.environ["AIOTLAB_GRADER_CERT"], trust / "aiotlab-grader.der")
+    collector_cert = ws / "pki" / "collector-ua.der"
+    if collector_cert.exists():
+        shutil.copyfile(collector_cert, trust / "collector.der")
+    tokens = ["anonymous", "username"] if flaw == "anonymous-ua" else ["username"]
+    doc = {
+        "security_policies": ["Basic256Sha256_SignAndEncrypt", "Aes256Sha256RsaPss_SignAndEncrypt"],
+        "reject_unlisted_channels": flaw != "none-channel",
+        "identity_tokens": tokens,
+        "anonymous_role": "viewer",
+        "users": {
+            name: {"password": str(pw), "role": params["ua_roles"][name]} for name, pw in params["ua_accounts"].items()
+        },
+        "roles": {"viewer": ["read"], "operator": ["read", "call"], "engineer": ["read", "write", "call"]},
+        "trust_list": "plc2-trust",
+        "max_sessions": 16,
+    }
+    (cfg / "plc2.yaml").write_text(
+        "# Hardened PLC-2 (OPC UA)\n" + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8"
+    )
+    (cfg / "plc2.yaml").chmod(0o600)
+
+
+def fw1_text(sheet: dict[str, Any], params: dict[str, Any], flaw: str | None) -> str:
+    net = sheet["network"]
+    sp = next(r for r in sheet["plc1"]["tables"]["holding_registers"] if r["name"] == params["hmi_setpoint"])
+    rules = []
+    if flaw != "hmi-blocked":
+        rules += [
+            {
+                "name": "hmi-read",
+                "sources": [f"{net['hmi']}/32"],
+                "targets": ["plc1", "em1"],
+                "read_only": True,
+                "action": "allow",
+            },
+            {
+                "name": "hmi-setpoint",
+                "sources": [f"{net['hmi']}/32"],
+                "targets": ["plc1"],
+                "function_codes": [6, 16],
+                "ranges": [{"table": "holding_registers", "start": sp["address"], "end": sp["address"]}],
+                "action": "allow",
+            },
+        ]
+    collector_src = f"{net['block']}.0/24" if flaw == "broad-allowlist" else f"{net['workstation']}/32"
+    rules.append(
+        {
+            "name": "collector-read",
+            "sources": [collector_src],
+            "targets": ["plc1", "em1"],
+            "read_only": True,
+            "action": "allow",
+        }
+    )
+    doc = {"default_action": "deny", "deny_response": "exception", "log_allowed": False, "rules": rules}
+    return "# FW-1: allow-list (ics-hardening)\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+RISKS = [
+    (
+        "plc1",
+        "unauthenticated-protocol",
+        "Anyone on the network reads and writes PLC-1 (Modbus has no authentication)",
+        ["SR 1.1", "SR 2.1", "SR 5.1"],
+        "FW-1 allow-list: reads from HMI and collector only, writes from the HMI to the setpoint only",
+    ),
+    (
+        "em1",
+        "unauthenticated-protocol",
+        "Anyone reads EM-1 and can try writes (Modbus has no authentication)",
+        ["SR 5.1", "SR 2.1"],
+        "FW-1 allow-list: reads from HMI and collector only, no writes",
+    ),
+    (
+        "fw1",
+        "no-segmentation",
+        "Factory FW-1 allows every source and function code",
+        ["SR 5.1", "SR 5.2"],
+        "Default deny with an explicit allow-list",
+    ),
+    (
+        "plc2",
+        "no-transport-security",
+        "OPC UA SecurityPolicy None: traffic readable and modifiable",
+        ["SR 3.1", "SR 4.1"],
+        "Only Basic256Sha256 and Aes256Sha256RsaPss with SignAndEncrypt",
+    ),
+    (
+        "plc2",
+        "anonymous-access",
+        "Anonymous sessions with write rights",
+        ["SR 1.1", "SR 2.1"],
+        "Anonymous token disabled; named accounts only",
+    ),
+    (
+        "plc2",
+        "default-credentials",
+        "Vendor default operator and engineer passwords",
+        ["SR 1.5", "SR 1.1"],
+        "Default accounts removed; issued accounts with individual passwords",
+    ),
+    (
+        "plc2",
+        "unlisted-channel-session",
+        "Compatibility mode accepts sessions over a None channel",
+        ["SR 3.1", "SR 4.1", "SR 1.1"],
+        "reject_unlisted_channels: true",
+    ),
+    (
+        "plc2",
+        "untrusted-client-certificates",
+        "Any client certificate is accepted",
+        ["SR 1.2", "SR 1.8"],
+        "Trust list with the grader's and the collector's certificates only",
+    ),
+    (
+        "plc2",
+        "excessive-privileges",
+        "The operator role may write process values",
+        ["SR 2.1"],
+        "Writes for the engineer role only",
+    ),
+    (
+        "broker",
+        "anonymous-access",
+        "Anonymous MQTT clients may publish and subscribe",
+        ["SR 1.1", "SR 2.1"],
+        "allow_anonymous false, one account per client",
+    ),
+    (
+        "broker",
+        "no-transport-security",
+        "Plaintext MQTT listener",
+        ["SR 4.1", "SR 3.1"],
+        "TLS 1.2+ listener only, plaintext listener removed",
+    ),
+    (
+        "broker",
+        "excessive-privileges",
+        "No ACL: any client may read and write every topic",
+        ["SR 2.1"],
+        "Per-account ACL, least privilege",
+    ),
+    (
+        "broker",
+        "information-disclosure",
+        "$SYS topics reveal broker internals",
+        ["SR 4.1", "SR 7.7"],
+        "No account may read $SYS",
+    ),
+    (
+        "sensors",
+        "no-transport-security",
+        "Sensor nodes publish in plaintext without credentials",
+        ["SR 3.1", "SR 4.1", "SR 1.2"],
+        "TLS with the plant CA and one account per node",
+    ),
+]
+
+
+def risk_register(ws: Path, candidate: str, params: dict[str, Any]) -> None:
+    risks = [
+        {
+            "id": f"R{i:02d}",
+            "asset": a,
+            "exposure": e,
+            "threat": t,
+            "iec62443_sr": srs,
+            "mitigation": m,
+            "status": "mitigated",
+        }
+        for i, (a, e, t, srs, m) in enumerate(RISKS, 1)
+    ]
+    doc = {
+        "plant": candidate,
+        "assessed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "risks": risks,
+    }
+    (ws / params["risk_register"]).write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lab", choices=("secure-pipeline", "ics-hardening"), required=True)
+    parser.add_argument("--flaw", choices=FLAWS)
+    args = parser.parse_args()
+    sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
+    params = json.loads(Path(os.environ["AIOTLAB_LAB_PARAMS"]).read_text())
+    ws = Path(os.environ["AIOTLAB_WORKSPACE"])
+    cfg = Path(sheet["config_dir"])
+    os.umask(0o077)
+    make_pki(ws / "pki", sheet["mqtt"]["host"])
+    make_ua_client_cert(ws / "pki", "collector-ua", "urn:aiotlab:collector")
+    broker_files(cfg, ws, sheet, params, args.flaw)
+    plc2_file(cfg, ws, params, args.flaw)
+    for device in ("broker", "sensors", "plc2"):
+        aiotlab("plant", "reload", device)
+    if args.lab == "secure-pipeline":  # the audited read path to stored data
+        bin_dir = ws / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        tool = bin_dir / "read-telemetry"
+        here = Path(__file__).resolve().parent
+        tool.write_text(
+            f'#!/bin/sh\nexport AIOTLAB_WORKSPACE="{ws}"\nexec "{sys.executable}" "{here / "read_telemetry.py"}" "$@"\n'
+        )
+        tool.chmod(0o700)
+    if args.lab == "ics-hardening":
+        text = fw1_text(sheet, params, args.flaw)
+        if args.flaw == "not-persisted":  # tried on the running config, never saved to fw1.yaml
+            running = ws / "fw1-candidate.yaml"
+            running.write_text(text, encoding="utf-8")
+            aiotlab("plant", "apply", "fw1", str(running))
+        else:
+            (cfg / "fw1.yaml").write_text(text, encoding="utf-8")
+            aiotlab("plant", "reload", "fw1")
+        risk_register(ws, os.environ["AIOTLAB_CANDIDATE"], params)
+    print(f"hardened for {args.lab}" + (f" with flaw {args.flaw}" if args.flaw else ""))
+
+
+if __name__ == "__main__":
+    main()
