@@ -172,7 +172,9 @@ def plant_reload(
     from aiotlab.simulators.control_client import ControlClient, ControlError
 
     try:
-        result = ControlClient.for_candidate(candidate).post(f"/v1/reload/{device}", {})
+        client = ControlClient.for_candidate(candidate)
+        client.timeout = 60.0  # a PLC-2 reload may make its certificate first
+        result = client.post(f"/v1/reload/{device}", {})
     except ControlError as exc:
         _fail(str(exc))
     console.print(f"[green]reloaded[/] {result['device']}")
@@ -192,7 +194,9 @@ def plant_apply(
     except OSError as exc:
         _fail(f"cannot read {config}: {exc}")
     try:
-        result = ControlClient.for_candidate(candidate).post(f"/v1/apply/{device}", {"text": text})
+        client = ControlClient.for_candidate(candidate)
+        client.timeout = 60.0
+        result = client.post(f"/v1/apply/{device}", {"text": text})
     except ControlError as exc:
         _fail(str(exc))
     console.print(
@@ -211,6 +215,7 @@ def plant_restart(
     from aiotlab.simulators.runtime import RELOADABLE
 
     client = ControlClient.for_candidate(candidate)
+    client.timeout = 60.0
     for name in RELOADABLE if device == "all" else (device,):
         try:
             client.post(f"/v1/restart/{name}", {})
@@ -332,6 +337,31 @@ def lab_show(
         sys.stdout.write(render_brief(lab, candidate, build(candidate), params, lang))
     except (KeyError, ValueError) as exc:
         _fail(str(exc.args[0] if exc.args else exc))
+
+
+@lab_app.command("kit")
+def lab_kit(
+    lab_id: Annotated[str, typer.Argument(metavar="LAB")],
+    workspace: Annotated[Path, typer.Option(help="Your workspace; the kit goes to <workspace>/.aiotlab/")],
+    candidate: Candidate = "demo",
+) -> None:
+    """Write the candidate's kit: briefs, datasheet, lab parameters, schemas, the grader's OPC UA certificate."""
+    from aiotlab.grader.kit import write_kit
+    from aiotlab.labs.loader import load_lab
+    from aiotlab.simulators import addressing as ad
+    from aiotlab.simulators.datasheet import build
+    from aiotlab.simulators.params import PlantIdentity
+
+    try:
+        lab = load_lab(lab_id)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    st = ad.read_state(candidate) or {}
+    params = lab.params_for(candidate, PlantIdentity.for_candidate(candidate, seed=st.get("seed")))
+    workspace.mkdir(parents=True, exist_ok=True)
+    kit = asyncio.run(write_kit(lab, candidate, workspace.resolve(), params, build(candidate), briefs=True))
+    for f in sorted(kit.iterdir()):
+        console.print(f"  {f}")
 
 
 @app.command("grade")

@@ -401,7 +401,7 @@ async def grade(
 ) -> GradeRun:
     from aiotlab.simulators.datasheet import build as build_datasheet
 
-    from .probes.opcua import grader_cert
+    from .kit import write_kit
 
     say = progress or (lambda who, what: None)
     started = time.time()
@@ -415,13 +415,8 @@ async def grade(
     identity = PlantIdentity.for_candidate(candidate, seed=state.get("seed"))
     params = lab.params_for(candidate, identity)
     sheet = build_datasheet(candidate)
-    kit = workspace / ".aiotlab"
-    kit.mkdir(parents=True, exist_ok=True)
+    kit = await write_kit(lab, candidate, workspace, params, sheet)
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
-    sheet_path.write_text(json.dumps(sheet, indent=2, ensure_ascii=False))
-    params_path.write_text(json.dumps(params, indent=2, ensure_ascii=False))
-    cert, _ = await grader_cert()
-    shutil.copyfile(cert, kit / "grader-opcua.der")
     ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started)
     proc = None
     sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}

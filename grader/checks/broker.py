@@ -30,14 +30,14 @@ async def mqtt_listeners(ctx: Any, fresh: bool = False) -> list[dict[str, Any]]:
     grader = mqtt_account(ctx, "grader")
     out = []
     for port in await open_ports(host, SCAN_PORTS, source=src):
-        plain = await mq.raw_connect(host, port, src, username=grader.username, password=grader.password, timeout=2)
-        tls_version = await mq.tls_handshake(host, port, src, ssl.TLSVersion.TLSv1_2, timeout=2) or (
-            await mq.tls_handshake(host, port, src, ssl.TLSVersion.TLSv1_3, timeout=2)
+        plain = await mq.raw_connect(host, port, src, username=grader.username, password=grader.password, timeout=5)
+        tls_version = await mq.tls_handshake(host, port, src, ssl.TLSVersion.TLSv1_2, timeout=5) or (
+            await mq.tls_handshake(host, port, src, ssl.TLSVersion.TLSv1_3, timeout=5)
         )
         tls_mqtt = None
         if tls_version:
             tls_mqtt = await mq.raw_connect(
-                host, port, src, tls=mq.insecure_tls(), username=grader.username, password=grader.password, timeout=2
+                host, port, src, tls=mq.insecure_tls(), username=grader.username, password=grader.password, timeout=5
             )
         out.append(
             {

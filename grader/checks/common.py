@@ -50,7 +50,11 @@ async def control_get(ctx: Any, path: str) -> Any:
 
 
 async def control_post(ctx: Any, path: str, body: Any) -> Any:
-    return await asyncio.to_thread(ctx.control.post, path, body)
+    """POST with a long timeout: restarting PLC-2 may take seconds on a loaded machine."""
+    from aiotlab.simulators.control_client import ControlClient
+
+    slow = ControlClient(ctx.control.url, ctx.control.token, timeout=60.0)
+    return await asyncio.to_thread(slow.post, path, body)
 
 
 def all_ok(spec: dict[str, Any], probes: list[dict[str, Any]], en: str, zh: str, **extra: Any) -> CheckResult:

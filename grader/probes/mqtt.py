@@ -173,7 +173,7 @@ async def session(
         password=account.password if account else None,
         tls_context=tls,
         bind_address=source,
-        timeout=5,
+        timeout=10,
         protocol=aiomqtt.ProtocolVersion.V311,
     ) as client:
         yield client
@@ -188,7 +188,7 @@ async def delivered(
     topic: str,
     subscriber: Account,
     sub_filter: str,
-    wait: float = 2.0,
+    wait: float = 3.0,
 ) -> dict[str, Any]:
     """Does a message `publisher` sends to `topic` reach `subscriber` subscribed to `sub_filter`?"""
     nonce = f"aiotlab-acl-probe {os.urandom(6).hex()}"
@@ -199,7 +199,7 @@ async def delivered(
         "filter": sub_filter,
     }
     try:
-        async with asyncio.timeout(wait + 12):
+        async with asyncio.timeout(wait + 25):
             async with session(host, port, tls, subscriber, source, f"aiotlab-sub-{nonce[-12:]}") as sub:
                 await sub.subscribe(sub_filter, qos=1)
                 async with session(host, port, tls, publisher, source, f"aiotlab-pub-{nonce[-12:]}") as pub:
@@ -225,7 +225,7 @@ async def receives_any(
     topics: list[str] = []
     out: dict[str, Any] = {"account": account.username, "filter": sub_filter}
     try:
-        async with asyncio.timeout(wait + 12):
+        async with asyncio.timeout(wait + 25):
             async with session(host, port, tls, account, source, f"aiotlab-recv-{os.urandom(4).hex()}") as c:
                 await c.subscribe(sub_filter, qos=0)
                 try:

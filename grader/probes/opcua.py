@@ -7,6 +7,7 @@ The asyncua client cannot choose its source address; probes are told apart by us
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -23,14 +24,27 @@ TIMEOUT_S = 5
 
 
 async def make_cert(directory: Path, name: str, uri: str) -> tuple[Path, Path]:
-    """A self-signed client application certificate (DER) and key (PEM), created once."""
+    """A self-signed client application certificate (DER) and key (PEM), created once.
+
+    Created under a lock and renamed into place: many gradings start at once and copy the certificate, and a
+    half-written one (found by a 12-candidate test run) breaks the trust list it is copied into."""
+    import fcntl
+
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / f"{name}.der", directory / f"{name}.pem"
-    if not (cert.is_file() and key.is_file()):
-        await setup_self_signed_certificate(
-            key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
-        )
-        key.chmod(0o600)
+    with open(directory / f".{name}.lock", "w") as lock:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        try:
+            if not (cert.is_file() and key.is_file()):
+                tmp_cert, tmp_key = directory / f".{name}.der.tmp", directory / f".{name}.pem.tmp"
+                await setup_self_signed_certificate(
+                    tmp_key, tmp_cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
+                )
+                tmp_key.chmod(0o600)
+                os.replace(tmp_key, key)
+                os.replace(tmp_cert, cert)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return cert, key
 
 

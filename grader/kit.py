@@ -1,0 +1,35 @@
+"""The candidate's kit: what a lab hands over before the exam, and what the grader gives a solution it runs.
+
+Both paths write the same files into `<workspace>/.aiotlab/`, so a candidate tests against exactly what the grader
+will use: their datasheet, the lab parameters (issued accounts included), the grader's OPC UA certificate (to put
+in PLC-2's trust list), the briefs and the lab's schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from aiotlab.labs.loader import LANGS, Lab, render_brief
+
+from .probes.opcua import grader_cert
+
+
+async def write_kit(
+    lab: Lab, candidate: str, workspace: Path, params: dict[str, Any], sheet: dict[str, Any], briefs: bool = False
+) -> Path:
+    kit = workspace / ".aiotlab"
+    kit.mkdir(parents=True, exist_ok=True)
+    kit.chmod(0o700)  # it holds issued passwords
+    (kit / "datasheet.json").write_text(json.dumps(sheet, indent=2, ensure_ascii=False), encoding="utf-8")
+    (kit / "lab-params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False), encoding="utf-8")
+    cert, _ = await grader_cert()
+    shutil.copyfile(cert, kit / "grader-opcua.der")
+    for schema in sorted((lab.path / "schema").glob("*.json")) if (lab.path / "schema").is_dir() else []:
+        shutil.copyfile(schema, kit / schema.name)
+    if briefs:
+        for lang in LANGS:
+            (kit / f"brief.{lang}.md").write_text(render_brief(lab, candidate, sheet, params, lang), encoding="utf-8")
+    return kit
