@@ -126,9 +126,12 @@ def test_apply_is_lost_on_restart_and_reload_keeps_saved_config(own_plant: Plant
     p = own_plant
     attacker = p.sheet["network"]["block"] + ".66"
     plc1 = p.sheet["plc1"]
+    level = int(plc1["tables"]["input_registers"][0]["address"])  # addresses vary per candidate
 
     def attacker_reads() -> bool:
-        r = asyncio.run(mp.request(plc1["host"], int(plc1["port"]), int(plc1["unit_id"]), attacker, mp.read_pdu(4, 0)))
+        r = asyncio.run(
+            mp.request(plc1["host"], int(plc1["port"]), int(plc1["unit_id"]), attacker, mp.read_pdu(4, level))
+        )
         return r.ok
 
     assert attacker_reads()
