@@ -244,7 +244,7 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
     import base64
     import gzip
 
-    if ctx.observation.window != (0.0, 0.0):
+    if telemetry_observer(ctx.lab):
         for tag in ("plc1.load_rps", "plc1.scan_time_ms"):
             ctx.truth(tag)
         for s in ctx.lab.data.get("streams", []):
@@ -278,7 +278,7 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
         },
         "truth": {k: [list(v[0]), list(v[1])] for k, v in ctx._truth.items()},
         "truth_extra": {k: [list(v[0]), list(v[1])] for k, v in ctx._extra.items()},
-        "emissions": ctx.emissions() if ctx.observation.window != (0.0, 0.0) else [],
+        "emissions": ctx.emissions() if telemetry_observer(ctx.lab) else [],
         "probe_results": {k: v.as_dict() for k, v in ctx.probe_results.items()},
     }
     db = ctx.db_path if "db_path" in ctx.params else None
@@ -474,7 +474,10 @@ async def grade(
             say(candidate, f"observing {params['observe_s']} s")
             await observe_telemetry(ctx, obs_spec)
         ctx.status_end = await asyncio.to_thread(control.get, "/v1/status")
+        probing_from = time.time()
         await run_probes(lab, ctx, say)
+        if not obs_spec:  # a probes-only lab: the report's window is the probing period
+            ctx.observation.window = (probing_from, time.time())
     finally:
         if proc is not None:
             say(candidate, "stopping solution")

@@ -161,3 +161,12 @@ def test_factory_broker_accepts_anonymous_and_logs_source(plant: PlantHandle) ->
     lines = plant.control.get("/v1/logs/broker?lines=500")["lines"]
     assert any(f"{src}:{r.local_port}" in ln for ln in lines)
     assert os.environ.get("AIOTLAB_EXAM_SECRET") == SECRET
+
+
+@pytest.mark.parametrize("lab_id,solution", [("ics-hardening", "flawed-hmi-blocked"), ("secure-pipeline", "reference")])
+def test_security_recording_replays_identically(graded: dict, lab_id: str, solution: str, tmp_path: Path) -> None:
+    """Passive checks are recomputed from the recording and workspace; active verdicts are the recorded ones."""
+    run = graded[(lab_id, solution)]
+    rec = run["dir"] / "recording.json.gz"
+    proc = cli("grade", lab_id, "--replay", str(rec), "--out", str(tmp_path), check=False)
+    assert proc.returncode == 0 and "replay identical" in proc.stdout, proc.stdout + proc.stderr
