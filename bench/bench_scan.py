@@ -13,8 +13,9 @@ import socket
 import statistics
 import time
 
-from aiotlab.grader.probes.net import port_open, sweep
 from common import RESULTS
+
+from aiotlab.grader.probes.net import port_open, sweep
 
 HOST, SOURCE = "127.9.9.1", "127.9.9.66"
 
@@ -37,7 +38,11 @@ def measure(fn, runs: int) -> dict[str, float]:
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
         assert 4444 in found
-    return {"runs": runs, "wall_s_median": round(statistics.median(walls), 3), "cpu_s_median": round(statistics.median(cpus), 3)}
+    return {
+        "runs": runs,
+        "wall_s_median": round(statistics.median(walls), 3),
+        "cpu_s_median": round(statistics.median(cpus), 3),
+    }
 
 
 def main() -> None:
