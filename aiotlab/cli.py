@@ -169,12 +169,10 @@ def plant_reload(
     candidate: Candidate = "demo",
 ) -> None:
     """Apply an edited device config (files in the plant's state directory under config/)."""
-    from aiotlab.simulators.control_client import ControlClient, ControlError
+    from aiotlab.simulators.control_client import DEVICE_OP_TIMEOUT_S, ControlClient, ControlError
 
     try:
-        client = ControlClient.for_candidate(candidate)
-        client.timeout = 60.0  # a PLC-2 reload may make its certificate first
-        result = client.post(f"/v1/reload/{device}", {})
+        result = ControlClient.for_candidate(candidate, DEVICE_OP_TIMEOUT_S).post(f"/v1/reload/{device}", {})
     except ControlError as exc:
         _fail(str(exc))
     console.print(f"[green]reloaded[/] {result['device']}")
@@ -187,16 +185,14 @@ def plant_apply(
     candidate: Candidate = "demo",
 ) -> None:
     """Run a device with a config without saving it: like a firewall's running config, a restart loses it."""
-    from aiotlab.simulators.control_client import ControlClient, ControlError
+    from aiotlab.simulators.control_client import DEVICE_OP_TIMEOUT_S, ControlClient, ControlError
 
     try:
         text = config.read_text(encoding="utf-8")
     except OSError as exc:
         _fail(f"cannot read {config}: {exc}")
     try:
-        client = ControlClient.for_candidate(candidate)
-        client.timeout = 60.0
-        result = client.post(f"/v1/apply/{device}", {"text": text})
+        result = ControlClient.for_candidate(candidate, DEVICE_OP_TIMEOUT_S).post(f"/v1/apply/{device}", {"text": text})
     except ControlError as exc:
         _fail(str(exc))
     console.print(
@@ -211,11 +207,10 @@ def plant_restart(
     candidate: Candidate = "demo",
 ) -> None:
     """Power-cycle a device: it comes back with its saved config."""
-    from aiotlab.simulators.control_client import ControlClient, ControlError
+    from aiotlab.simulators.control_client import DEVICE_OP_TIMEOUT_S, ControlClient, ControlError
     from aiotlab.simulators.runtime import RELOADABLE
 
-    client = ControlClient.for_candidate(candidate)
-    client.timeout = 60.0
+    client = ControlClient.for_candidate(candidate, DEVICE_OP_TIMEOUT_S)
     for name in RELOADABLE if device == "all" else (device,):
         try:
             client.post(f"/v1/restart/{name}", {})
@@ -326,14 +321,11 @@ def lab_show(
 ) -> None:
     """The candidate's brief, rendered with their own plant and parameters."""
     from aiotlab.labs.loader import load_lab, render_brief
-    from aiotlab.simulators import addressing as ad
     from aiotlab.simulators.datasheet import build
-    from aiotlab.simulators.params import PlantIdentity
 
     try:
         lab = load_lab(lab_id)
-        st = ad.read_state(candidate) or {}
-        params = lab.params_for(candidate, PlantIdentity.for_candidate(candidate, seed=st.get("seed")))
+        params = lab.params_of_plant(candidate)
         sys.stdout.write(render_brief(lab, candidate, build(candidate), params, lang))
     except (KeyError, ValueError) as exc:
         _fail(str(exc.args[0] if exc.args else exc))
@@ -348,16 +340,13 @@ def lab_kit(
     """Write the candidate's kit: briefs, datasheet, lab parameters, schemas, the grader's OPC UA certificate."""
     from aiotlab.grader.kit import write_kit
     from aiotlab.labs.loader import load_lab
-    from aiotlab.simulators import addressing as ad
     from aiotlab.simulators.datasheet import build
-    from aiotlab.simulators.params import PlantIdentity
 
     try:
         lab = load_lab(lab_id)
     except KeyError as exc:
         _fail(str(exc.args[0]))
-    st = ad.read_state(candidate) or {}
-    params = lab.params_for(candidate, PlantIdentity.for_candidate(candidate, seed=st.get("seed")))
+    params = lab.params_of_plant(candidate)
     workspace.mkdir(parents=True, exist_ok=True)
     kit = asyncio.run(write_kit(lab, candidate, workspace.resolve(), params, build(candidate), briefs=True))
     for f in sorted(kit.iterdir()):

@@ -25,7 +25,6 @@ from typing import Any
 from aiotlab.labs.loader import Lab
 from aiotlab.simulators import addressing as ad
 from aiotlab.simulators.control_client import ControlClient
-from aiotlab.simulators.params import PlantIdentity
 
 from .checks import registry
 from .observers import MqttObservation, observe_mqtt
@@ -367,21 +366,26 @@ async def observe_telemetry(ctx: GradeContext, obs_spec: dict[str, Any]) -> None
     )
 
 
+async def spawn(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
+    """Start a solution process in its own session (so stop_process can end its whole group), output to the log."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 async def run_step(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, limit: float) -> dict[str, Any]:
     """Run a solution's setup step to completion (bounded); its output goes to the solution log."""
-    with log_path.open("ab") as log:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=env,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return {"argv": argv, "error": str(exc)}
+    try:
+        proc = await spawn(argv, cwd, env, log_path)
+    except OSError as exc:
+        return {"argv": argv, "error": str(exc)}
     try:
         await asyncio.wait_for(proc.wait(), limit)
     except TimeoutError:
@@ -412,8 +416,7 @@ async def grade(
     state = await asyncio.to_thread(ensure_plant, candidate)
     control = ControlClient.for_candidate(candidate)
     info = await asyncio.to_thread(control.get, "/v1/info")
-    identity = PlantIdentity.for_candidate(candidate, seed=state.get("seed"))
-    params = lab.params_for(candidate, identity)
+    params = lab.params_for(candidate, state.get("seed"))
     sheet = build_datasheet(candidate)
     kit = await write_kit(lab, candidate, workspace, params, sheet)
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
@@ -448,22 +451,11 @@ async def grade(
         if template:
             argv = format_command(template, values)
             sol_info["command"] = argv
-            log = (out_dir / "solution.log").open("ab")
             say(candidate, "starting solution")
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    cwd=workspace,
-                    env=env,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+                proc = await spawn(argv, workspace, env, out_dir / "solution.log")
             except OSError as exc:
                 sol_info["start_error"] = str(exc)
-            finally:
-                log.close()
             await asyncio.sleep(float(params.get("warmup_s", 5)))
             if proc is not None and proc.returncode is not None:
                 sol_info["early_exit"] = proc.returncode

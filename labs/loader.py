@@ -51,9 +51,19 @@ class Lab:
     def total_points(self) -> float:
         return float(sum(c["points"] for c in self.checks))
 
-    def params_for(self, candidate: str, identity: PlantIdentity) -> dict[str, Any]:
-        """This candidate's lab parameters (varied ones drawn from the plant identity's key, per lab)."""
-        return resolve(self.data.get("parameters", {}), identity, path=f"lab:{self.id}")
+    def params_for(self, candidate: str, seed: int | None = None) -> dict[str, Any]:
+        """This candidate's lab parameters (varied ones drawn from the plant identity's key, per lab).
+
+        `seed` is the plant's rehearsal seed, if it was started with one (a plant's state records it)."""
+        return resolve(
+            self.data.get("parameters", {}), PlantIdentity.for_candidate(candidate, seed=seed), path=f"lab:{self.id}"
+        )
+
+    def params_of_plant(self, candidate: str) -> dict[str, Any]:
+        """The parameters for the candidate's plant as it was last started (or would start: no seed)."""
+        from aiotlab.simulators.addressing import read_state
+
+        return self.params_for(candidate, (read_state(candidate) or {}).get("seed"))
 
     def schema(self, name: str = "reading.schema.json") -> dict[str, Any]:
         return json.loads((self.path / "schema" / name).read_text(encoding="utf-8"))

@@ -92,6 +92,8 @@ class ControlApi:
             return await handler(request)
         except web.HTTPException:
             raise
+        except ConfigError as exc:  # an unusable device config: the device keeps running as it was
+            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
             return _error(400, f"{type(exc).__name__}: {exc}")
 
@@ -205,28 +207,17 @@ class ControlApi:
         return _json({"event": event, "until": self.plant.model.active_events().get(event)}, 201)
 
     async def reload(self, request: web.Request) -> web.Response:
-        device = request.match_info["device"]
-        try:
-            return _json(await self.plant.reload(device))
-        except ConfigError as exc:
-            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
+        return _json(await self.plant.reload(request.match_info["device"]))
 
     async def apply(self, request: web.Request) -> web.Response:
         device = request.match_info["device"]
         text = str((await request.json())["text"])
         if len(text) > 1_000_000:
             return _error(413, "config larger than 1 MB")
-        try:
-            return _json(await self.plant.apply(device, text))
-        except ConfigError as exc:
-            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
+        return _json(await self.plant.apply(device, text))
 
     async def restart(self, request: web.Request) -> web.Response:
-        device = request.match_info["device"]
-        try:
-            return _json(await self.plant.restart(device))
-        except ConfigError as exc:
-            return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
+        return _json(await self.plant.restart(request.match_info["device"]))
 
     async def logs(self, request: web.Request) -> web.Response:
         """The last lines of a device log (broker log, FW-1 decisions, PLC-2 audit, HMI): graders read probes here."""

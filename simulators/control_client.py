@@ -15,6 +15,9 @@ class ControlError(Exception):
     pass
 
 
+DEVICE_OP_TIMEOUT_S = 60.0  # reload/apply/restart: a PLC-2 restart may first make its certificate
+
+
 class ControlClient:
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
@@ -22,14 +25,14 @@ class ControlClient:
         self.timeout = timeout
 
     @classmethod
-    def for_candidate(cls, candidate: str) -> ControlClient:
+    def for_candidate(cls, candidate: str, timeout: float = 10.0) -> ControlClient:
         st = ad.read_state(candidate)
         if not ad.is_running(st):
             raise ControlError(
                 f"no running plant for candidate {candidate!r} (aiotlab plant up --candidate {candidate})"
             )
         ctl = st["control"]
-        return cls(ctl["url"], Path(ctl["token_file"]).read_text().strip())
+        return cls(ctl["url"], Path(ctl["token_file"]).read_text().strip(), timeout)
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None

@@ -6,22 +6,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from asyncua import Client, ua
-from asyncua.crypto.cert_gen import setup_self_signed_certificate
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from asyncua import Client
 
-from aiotlab.grader.probes.opcua import raw_none_session  # noqa: F401 - re-exported for tests
+from aiotlab.grader.probes.opcua import make_cert, session
+from aiotlab.grader.probes.opcua import plant_node as node  # noqa: F401 - tests address nodes through it
 
 CLIENT_URI = "urn:aiotlab:test-client"
 
 
 async def client_cert(directory: Path, name: str = "client") -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.der", directory / f"{name}.pem"
-    await setup_self_signed_certificate(
-        key, cert, f"{CLIENT_URI}:{name}", "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
-    )
-    return cert, key
+    return await make_cert(directory, name, f"{CLIENT_URI}:{name}")
 
 
 @contextlib.asynccontextmanager
@@ -33,23 +27,7 @@ async def connect(
     password: str | None = None,
     name: str = "client",
 ) -> AsyncIterator[Client]:
-    c = Client(url, timeout=5)
-    c.application_uri = f"{CLIENT_URI}:{name}"
-    if user:
-        c.set_user(user)
-        c.set_password(password or "")
-    if policy:
-        pol, mode = policy.split("_")
-        assert cert is not None
-        await c.set_security_string(f"{pol},{mode},{cert[0]},{cert[1]}")
-    await c.connect()
-    try:
+    """`policy` as in plc2.yaml (e.g. Basic256Sha256_SignAndEncrypt); None connects without security."""
+    pol, mode = policy.split("_") if policy else (None, None)
+    async with session(url, pol, mode, cert, user or None, password, f"{CLIENT_URI}:{name}") as c:
         yield c
-    finally:
-        with contextlib.suppress(Exception):
-            await c.disconnect()
-
-
-async def node(c: Client, path: str) -> ua.NodeId:
-    ns = await c.get_namespace_index("urn:aiotlab:plant")
-    return c.get_node(f"ns={ns};s={path}")

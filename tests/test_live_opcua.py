@@ -11,8 +11,10 @@ import pytest
 from asyncua import Server, ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
+from aiotlab.grader.probes.opcua import raw_none_session
+
 from conftest import PlantHandle
-from opcua_util import client_cert, connect, node, raw_none_session
+from opcua_util import client_cert, connect, node
 
 POLICIES = [
     "Basic256Sha256_Sign",

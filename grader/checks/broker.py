@@ -14,9 +14,9 @@ from typing import Any
 
 from ..probes import mqtt as mq
 from ..probes.net import open_ports
-from ..results import CheckResult, failed
+from ..results import CheckResult
 from . import check
-from .common import all_ok, attacker, control_get, hosts, mqtt_account, tls_context
+from .common import all_ok, attacker, ca_missing, control_get, hosts, mqtt_account, tls_context
 
 SCAN_PORTS = range(1, 65536)
 
@@ -141,7 +141,7 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     tls = tls_context(ctx)
     probes = []
     if tls is None:
-        return failed(spec["id"], spec["points"], "The candidate's CA certificate is missing", "找不到考生的 CA 憑證")
+        return ca_missing(spec)
     for name in ctx.params["mqtt_accounts"]:
         acct = mqtt_account(ctx, name)
         good = await mq.raw_connect(host, port, src, tls=tls, username=name, password=acct.password)
@@ -203,7 +203,7 @@ async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     host, port, src = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), attacker(ctx, 2)
     tls = tls_context(ctx)
     if tls is None:
-        return failed(spec["id"], spec["points"], "The candidate's CA certificate is missing", "找不到考生的 CA 憑證")
+        return ca_missing(spec)
     cases = acl_cases(ctx)
     results = await asyncio.gather(
         *(
@@ -233,7 +233,7 @@ async def sys_hidden(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     host, port, src = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), attacker(ctx, 3)
     tls = tls_context(ctx)
     if tls is None:
-        return failed(spec["id"], spec["points"], "The candidate's CA certificate is missing", "找不到考生的 CA 憑證")
+        return ca_missing(spec)
     results = await asyncio.gather(
         *(
             mq.receives_any(host, port, tls, src, mqtt_account(ctx, n), "$SYS/#", 2.5)

@@ -45,15 +45,20 @@ def tls_context(ctx: Any) -> ssl.SSLContext | None:
         return None
 
 
+def ca_missing(spec: dict[str, Any]) -> CheckResult:
+    """The verdict of a TLS check that cannot verify the broker: no usable CA certificate in the workspace."""
+    return failed(spec["id"], spec["points"], "The candidate's CA certificate is missing", "找不到考生的 CA 憑證")
+
+
 async def control_get(ctx: Any, path: str) -> Any:
     return await asyncio.to_thread(ctx.control.get, path)
 
 
 async def control_post(ctx: Any, path: str, body: Any) -> Any:
     """POST with a long timeout: restarting PLC-2 may take seconds on a loaded machine."""
-    from aiotlab.simulators.control_client import ControlClient
+    from aiotlab.simulators.control_client import DEVICE_OP_TIMEOUT_S, ControlClient
 
-    slow = ControlClient(ctx.control.url, ctx.control.token, timeout=60.0)
+    slow = ControlClient(ctx.control.url, ctx.control.token, timeout=DEVICE_OP_TIMEOUT_S)
     return await asyncio.to_thread(slow.post, path, body)
 
 
