@@ -18,6 +18,8 @@ need_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || apt_pac
 need_cmd mosquitto mosquitto
 need_cmd mosquitto_sub mosquitto-clients
 need_cmd mbpoll mbpoll
+need_cmd prometheus prometheus   # the dashboard lab grades alerts on a real Prometheus (Debian 12: 2.42)
+need_cmd promtool prometheus
 need_cmd python3 python3
 if [ "$job" = "test" ]; then
   need_cmd node nodejs
@@ -33,6 +35,11 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   say "stopping the system mosquitto service (each plant runs its own broker on its own address)"
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+# Likewise Debian's Prometheus service (0.0.0.0:9090): the grader starts its own per candidate.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  say "stopping the system prometheus service (the grader runs one per candidate)"
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 python3 - <<'PY' || { echo "aiotlab needs Python >= 3.11" >&2; exit 1; }

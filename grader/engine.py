@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class GradeContext:
     cache: dict[str, Any] = field(default_factory=dict)  # probe results shared between active checks
     probe_results: dict[str, CheckResult] = field(default_factory=dict)  # active checks' verdicts, in order
     started: float = field(default_factory=time.time)
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run when probing ends
 
     def truth_range(self, tag: str, t0: float, t1: float) -> tuple[list[float], list[float]]:
         """Truth for any range: from the window's cache when it covers it, else fetched (bounded) and remembered.
@@ -216,6 +217,16 @@ async def run_probes(lab: Lab, ctx: GradeContext, say: Callable[[str, str], None
         if _is_probe(fns[c["fn"]]) and c["id"] not in ctx.probe_results:
             say(ctx.candidate, f"probing {c['id']}")
             ctx.probe_results[c["id"]] = await run_check(fns[c["fn"]], ctx, c)
+
+
+async def run_cleanups(ctx: GradeContext) -> None:
+    """What probes started and left for later checks (e.g. the grader's Prometheus): stopped, newest first."""
+    while ctx.cleanups:
+        cleanup = ctx.cleanups.pop()
+        try:
+            await asyncio.wait_for(cleanup(), 30.0)
+        except Exception:  # noqa: BLE001 - one failing cleanup must not keep the others from running
+            traceback.print_exc()
 
 
 async def run_checks(lab: Lab, ctx: GradeContext) -> list[CheckResult]:
@@ -467,7 +478,10 @@ async def grade(
             await observe_telemetry(ctx, obs_spec)
         ctx.status_end = await asyncio.to_thread(control.get, "/v1/status")
         probing_from = time.time()
-        await run_probes(lab, ctx, say)
+        try:
+            await run_probes(lab, ctx, say)
+        finally:
+            await run_cleanups(ctx)
         if not obs_spec:  # a probes-only lab: the report's window is the probing period
             ctx.observation.window = (probing_from, time.time())
     finally:

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from aiotlab.labs.loader import LANGS, Lab, render_brief
 
 from .probes.opcua import grader_cert
@@ -29,6 +31,16 @@ async def write_kit(
     shutil.copyfile(cert, kit / "grader-opcua.der")
     for schema in sorted((lab.path / "schema").glob("*.json")) if (lab.path / "schema").is_dir() else []:
         shutil.copyfile(schema, kit / schema.name)
+    kit_templates = lab.path / "kit"
+    if kit_templates.is_dir():  # e.g. the Prometheus configuration the grader itself will use
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(kit_templates)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        for t in sorted(kit_templates.glob("*.j2")):
+            text = env.get_template(t.name).render(candidate=candidate, params=params, sheet=sheet)
+            (kit / t.name.removesuffix(".j2")).write_text(text, encoding="utf-8")
     if briefs:
         for lang in LANGS:
             (kit / f"brief.{lang}.md").write_text(render_brief(lab, candidate, sheet, params, lang), encoding="utf-8")

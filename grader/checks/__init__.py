@@ -20,6 +20,6 @@ def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def registry() -> dict[str, Callable[..., Any]]:
-    from . import broker, daq, modbus, opcua, persist, pipeline, risk  # noqa: F401 - importing registers the checks
+    from . import broker, daq, dashboard, modbus, opcua, persist, pipeline, risk  # noqa: F401 - importing registers the checks
 
     return dict(_REGISTRY)
