@@ -647,8 +647,8 @@ def load_dashboard(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], str
         return None, evidence, f"cannot be read: {evidence.get('error')}"
     try:
         model = json.loads(text)
-    except ValueError as exc:
-        return None, evidence, f"is not JSON: {exc}"
+    except (ValueError, RecursionError) as exc:
+        return None, evidence, f"is not usable JSON: {type(exc).__name__}: {str(exc)[:200]}"
     if isinstance(model, dict) and isinstance(model.get("dashboard"), dict):
         model = model["dashboard"]  # the HTTP API's envelope {"dashboard": {...}}
     if not isinstance(model, dict) or not isinstance(model.get("panels"), list):
