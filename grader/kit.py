@@ -2,7 +2,8 @@
 
 Both paths write the same files into `<workspace>/.aiotlab/`, so a candidate tests against exactly what the grader
 will use: their datasheet, the lab parameters (issued accounts included), the grader's OPC UA certificate (to put
-in PLC-2's trust list), the briefs and the lab's schemas.
+in PLC-2's trust list), the briefs, the lab's schemas and files the lab renders for the candidate
+(`labs/<lab>/kit/*.j2`, e.g. the Prometheus configuration the grader itself uses).
 """
 
 from __future__ import annotations
