@@ -1,11 +1,12 @@
-"""Grading benchmarks: one candidate's data-acquisition lab, and N candidates graded concurrently.
+"""Grading benchmarks: one candidate's lab (data-acquisition by default), and N candidates graded concurrently.
 
 Method: each candidate has their own plant (started before timing, as in an exam where plants are up before
 grading) and runs the lab's reference solution, started by the grader (--solution). Wall time covers the whole
 grading: solution start, 8 s warm-up, 30 s observation window, stop, every check, all report files. The grader's
 CPU is its own process's (user + system, from /proc); its memory is peak RSS (ru_maxrss). The collectors' and
 plants' CPU is not the grader's and is reported separately.
-Usage: python bench/bench_grade.py [N]
+For dashboard-alerting each grading also starts its own Prometheus and runs the live alert test.
+Usage: python bench/bench_grade.py [N] [LAB]
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import AIOTLAB, cli, save  # noqa: E402
 
 
-async def run(candidates: list[str], out: Path) -> dict:
+async def run(candidates: list[str], out: Path, lab_id: str) -> dict:
     from aiotlab.grader import report
     from aiotlab.grader.engine import grade
     from aiotlab.labs.loader import load_lab
 
-    lab = load_lab("data-acquisition")
+    lab = load_lab(lab_id)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
 
@@ -54,6 +55,7 @@ async def run(candidates: list[str], out: Path) -> dict:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    lab_id = sys.argv[2] if len(sys.argv) > 2 else "data-acquisition"
     home = Path(tempfile.mkdtemp(prefix="aiotlab-bench-"))
     os.environ["AIOTLAB_HOME"] = str(home)
     os.environ["AIOTLAB_EXAM_SECRET"] = "bench"
@@ -62,15 +64,16 @@ def main() -> None:
         names = [f"gb{i:02d}" for i in range(n)]
         for name in names:
             cli("plant", "up", "-c", name, "--detach")
-        one = asyncio.run(run(names[:1], out / "one"))
-        many = asyncio.run(run(names, out / "many"))
+        one = asyncio.run(run(names[:1], out / "one", lab_id))
+        many = asyncio.run(run(names, out / "many", lab_id))
         peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     finally:
         subprocess.run([*AIOTLAB, "plant", "down", "--all"], capture_output=True, timeout=600)
         shutil.rmtree(home, ignore_errors=True)
     save(
-        f"grade-{n}",
+        f"grade-{n}" if lab_id == "data-acquisition" else f"grade-{lab_id}-{n}",
         {
+            "lab": lab_id,
             "one_candidate": one,
             f"{n}_candidates_concurrently": many,
             "ratio_many_to_one": round(many["wall_s"] / one["wall_s"], 2),

@@ -535,6 +535,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     silent_resolve_by = node_back + period + resolve_within
     times: dict[str, float | None] = {"level_fired": None, "level_cleared": None, "level_resolved": None}
     times |= {"silent_fired": None, "silent_resolved": None}
+    surge_on = True
     try:
         while time.time() < max(silent_resolve_by, level_fire_by + resolve_within + 5):
             alerts = await server.alerts()
@@ -542,8 +543,11 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             if times["level_fired"] is None and firing(alerts, "TankLevelHigh"):
                 times["level_fired"] = now
                 ctx.cache["dash.alert_firing_at"] = now
-                await end_high_level(ctx)
-                times["level_cleared"] = time.time()
+            if surge_on and (times["level_fired"] is not None or now > level_fire_by):
+                await end_high_level(ctx)  # fired, or never will: either way the condition clears now
+                surge_on = False
+                if times["level_fired"] is not None:
+                    times["level_cleared"] = time.time()
             if times["level_cleared"] and times["level_resolved"] is None and not active(alerts, "TankLevelHigh"):
                 times["level_resolved"] = now
             if times["silent_fired"] is None and firing(alerts, "SensorSilent", node=node):
@@ -551,15 +555,15 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             if times["silent_fired"] and times["silent_resolved"] is None and now > node_back:
                 if not active(alerts, "SensorSilent", node=node):
                     times["silent_resolved"] = now
-            if times["level_fired"] is None and now > level_fire_by:
-                break
-            if times["level_resolved"] and (
-                times["silent_resolved"] or (not times["silent_fired"] and now > silent_fire_by)
-            ):
+            level_done = times["level_resolved"] is not None or (times["level_fired"] is None and not surge_on)
+            silent_done = times["silent_resolved"] is not None or (
+                times["silent_fired"] is None and now > silent_fire_by
+            )
+            if level_done and silent_done:
                 break
             await asyncio.sleep(1.0)
     finally:
-        if times["level_cleared"] is None:
+        if surge_on:
             await end_high_level(ctx)
     rel = {k: (None if v is None else round(v - t0, 1)) for k, v in times.items()}
     probes += [
