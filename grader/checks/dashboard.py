@@ -332,8 +332,8 @@ async def check_rules(ctx: Any) -> tuple[str | None, dict[str, Any]]:
     return ctx.cache["dash.rules"]
 
 
-@check("dash.rules_valid")
-async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+async def accepted_rules(ctx: Any, spec: dict[str, Any], en: str, zh: str) -> tuple[str, dict[str, Any]] | CheckResult:
+    """(rules text, evidence) when promtool accepts the file, else this check's failing verdict."""
     try:
         text, evidence = await check_rules(ctx)
     except ToolMissing as exc:
@@ -341,13 +341,18 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     if "error" in evidence:
         return missing_file(spec, evidence)
     if text is None:
-        return failed(
-            spec["id"],
-            spec["points"],
-            "promtool check rules rejects the rule file",
-            "promtool check rules 拒絕此規則檔",
-            evidence,
-        )
+        return failed(spec["id"], spec["points"], en, zh, evidence)
+    return text, evidence
+
+
+@check("dash.rules_valid")
+async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    got = await accepted_rules(
+        ctx, spec, "promtool check rules rejects the rule file", "promtool check rules 拒絕此規則檔"
+    )
+    if isinstance(got, CheckResult):
+        return got
+    text, evidence = got
     rules = alert_rules(text)
     probes = []
     for a in ctx.lab.data["alerts"]:
@@ -388,20 +393,15 @@ def rendered_cases(ctx: Any, suite: str) -> list[tuple[str, str, str]]:
 @check("dash.rule_tests")
 async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """Hidden `promtool test rules` cases, one promtool run per case so each verdict is the case's own."""
-    try:
-        text, evidence = await check_rules(ctx)
-    except ToolMissing as exc:
-        return tool_missing(spec, exc)
-    if "error" in evidence:
-        return missing_file(spec, evidence)
-    if text is None:
-        return failed(
-            spec["id"],
-            spec["points"],
-            "The rules cannot be tested: promtool check rules rejects the file",
-            "無法測試規則：promtool check rules 拒絕此檔",
-            evidence,
-        )
+    got = await accepted_rules(
+        ctx,
+        spec,
+        "The rules cannot be tested: promtool check rules rejects the file",
+        "無法測試規則：promtool check rules 拒絕此檔",
+    )
+    if isinstance(got, CheckResult):
+        return got
+    text, evidence = got
     cases = rendered_cases(ctx, str(spec["params"]["suite"]))
     results = []
     with tempfile.TemporaryDirectory(prefix="aiotlab-ruletest-") as tmp:
@@ -462,6 +462,16 @@ async def grader_prometheus(ctx: Any) -> PrometheusServer:
     return server
 
 
+async def prometheus_or_verdict(ctx: Any, spec: dict[str, Any]) -> PrometheusServer | CheckResult:
+    """The grader's Prometheus, or this check's verdict saying why there is none."""
+    try:
+        return await grader_prometheus(ctx)
+    except ToolMissing as exc:
+        return tool_missing(spec, exc)
+    except Exception as exc:  # noqa: BLE001 - the cause is evidence, whatever it is
+        return failed(spec["id"], spec["points"], f"Prometheus did not start: {exc}", f"Prometheus 無法啟動：{exc}")
+
+
 async def wait_for_data(server: PrometheusServer, expr: str, limit: float = 20.0) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -495,12 +505,9 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     the grader's Prometheus (scraping the exporter, evaluating the candidate's rules) TankLevelHigh and
     SensorSilent must fire in time, then resolve when the level falls and the node reports again."""
     p = ctx.params
-    try:
-        server = await grader_prometheus(ctx)
-    except ToolMissing as exc:
-        return tool_missing(spec, exc)
-    except Exception as exc:  # noqa: BLE001
-        return failed(spec["id"], spec["points"], f"Prometheus did not start: {exc}", f"Prometheus 無法啟動：{exc}")
+    server = await prometheus_or_verdict(ctx, spec)
+    if isinstance(server, CheckResult):
+        return server
     evidence: dict[str, Any] = {"prometheus": server.url, "rules_loaded": ctx.cache.get("dash.rules_loaded")}
     if not ctx.cache.get("dash.rules_loaded"):
         return failed(
@@ -730,12 +737,9 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     model, evidence, why = load_dashboard(ctx)
     if model is None:
         return dashboard_unusable(spec, evidence, why or "")
-    try:
-        server = await grader_prometheus(ctx)
-    except ToolMissing as exc:
-        return tool_missing(spec, exc)
-    except Exception as exc:  # noqa: BLE001
-        return failed(spec["id"], spec["points"], f"Prometheus did not start: {exc}", f"Prometheus 無法啟動：{exc}")
+    server = await prometheus_or_verdict(ctx, spec)
+    if isinstance(server, CheckResult):
+        return server
     await wait_for_data(server, "plant_tank_level_meters")
     at = ctx.cache.get("dash.alert_firing_at")
     probes = []
@@ -778,12 +782,9 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     model, evidence, why = load_dashboard(ctx)
     if model is None:
         return dashboard_unusable(spec, evidence, why or "")
-    try:
-        server = await grader_prometheus(ctx)
-    except ToolMissing as exc:
-        return tool_missing(spec, exc)
-    except Exception as exc:  # noqa: BLE001
-        return failed(spec["id"], spec["points"], f"Prometheus did not start: {exc}", f"Prometheus 無法啟動：{exc}")
+    server = await prometheus_or_verdict(ctx, spec)
+    if isinstance(server, CheckResult):
+        return server
     await wait_for_data(server, "plant_tank_level_meters")
     tol = float(spec["params"]["tol"])
     lag = float(ctx.params["max_age_s"]) + float(ctx.params["scrape_interval_s"]) + 2.0
