@@ -23,6 +23,9 @@ lab_app = typer.Typer(help="Labs (practical exam tasks).", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 report_app = typer.Typer(help="Exam reports.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+exam_app = typer.Typer(help="Exams: a roster's plants, kits and grading (EXAM.yaml).", no_args_is_help=True)
+app.add_typer(exam_app, name="exam")
+ExamFile = Annotated[Path, typer.Argument(metavar="EXAM.yaml", help="The exam file (roster, labs, backend, secret).")]
 console = Console()
 err = Console(stderr=True)
 
@@ -421,6 +424,105 @@ def _version(
 
         console.print(__version__)
         raise typer.Exit()
+
+
+def _exam(path: Path):  # noqa: ANN202 - an aiotlab.exam.Exam; imported lazily to keep the CLI fast
+    from aiotlab.exam import load_exam
+    from aiotlab.simulators.yamlconf import ConfigError
+
+    try:
+        exam = load_exam(path)
+        exam.use_secret()
+    except ConfigError as exc:
+        _fail(str(exc))
+    return exam
+
+
+@exam_app.command("up")
+def exam_up(exam_file: ExamFile) -> None:
+    """Launch every candidate's plant and write each one's kit (briefs, datasheet, issued credentials)."""
+    import time
+
+    from aiotlab.exam import up
+
+    exam = _exam(exam_file)
+    t0 = time.monotonic()
+    with console.status(f"launching {len(exam.candidates)} plants ({exam.backend} backend)"):
+        results = up(exam)
+    table = Table(title=f"exam {exam.id}: {', '.join(exam.labs)}")
+    for col in ("candidate", "plant", "workspace (kit in .aiotlab/)", "s"):
+        table.add_column(col)
+    for r in results:
+        ok = r["status"] == "running"
+        table.add_row(
+            r["candidate"],
+            "[green]running[/]" if ok else f"[red]failed: {r.get('error')}[/]",
+            r.get("workspace", ""),
+            f"{r['seconds']:.1f}",
+        )
+    console.print(table)
+    bad = [r for r in results if r["status"] != "running"]
+    console.print(f"{len(results) - len(bad)}/{len(results)} plants running in {time.monotonic() - t0:.1f} s")
+    raise typer.Exit(1 if bad else 0)
+
+
+@exam_app.command("status")
+def exam_status(exam_file: ExamFile) -> None:
+    """Each candidate's plant and kit."""
+    from aiotlab.exam import status
+
+    exam = _exam(exam_file)
+    rows = status(exam)
+    table = Table(title=f"exam {exam.id}")
+    for col in ("candidate", "plant", "tasks", "broker", "kit"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["candidate"], r["plant"], r.get("tasks", ""), r.get("broker", ""), "✓" if r["kit"] else "✗")
+    console.print(table)
+    raise typer.Exit(0 if all(r["plant"] == "running" for r in rows) else 1)
+
+
+@exam_app.command("grade")
+def exam_grade(
+    exam_file: ExamFile,
+    solution: Annotated[
+        str | None, typer.Option(help="Start this for every candidate (e.g. reference, for a rehearsal).")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="Default language of the HTML reports")] = "zh-TW",
+) -> None:
+    """Grade every candidate on every lab of the exam, concurrently; reports and cohort summaries (CSV + HTML)."""
+    from aiotlab.grader.cohort import grade_cohort
+    from aiotlab.labs.loader import load_lab
+
+    exam = _exam(exam_file)
+    workspaces = {c: exam.workspace(c) for c in exam.candidates}
+    complete = True
+    for lab_id in exam.labs:
+        lab = load_lab(lab_id)
+        docs = asyncio.run(
+            grade_cohort(
+                lab,
+                exam.candidates,
+                solution,
+                workspaces,
+                exam.reports,
+                lang,
+                console,
+                cohort_dir=exam.reports / "cohort" / lab_id,
+            )
+        )
+        complete = complete and len(docs) == len(exam.candidates)
+    raise typer.Exit(0 if complete else 1)
+
+
+@exam_app.command("down")
+def exam_down(exam_file: ExamFile) -> None:
+    """Stop every candidate's plant; crashed plants' leftovers are cleaned too. Workspaces and reports stay."""
+    from aiotlab.exam import down
+
+    exam = _exam(exam_file)
+    for r in down(exam):
+        console.print(f"{r['candidate']}: {r['result']}")
 
 
 def main() -> None:

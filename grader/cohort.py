@@ -21,11 +21,14 @@ async def grade_cohort(
     lab: Lab,
     candidates: list[str],
     solution: str | None,
-    workspace: Path | None,
+    workspace: Path | dict[str, Path] | None,
     out: Path,
     lang: str,
     console: Console,
+    cohort_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
+    """`workspace`: one path (one candidate), or each candidate's own (an exam); else OUT/<candidate>/workspace.
+    The cohort summary (CSV + HTML) goes to `cohort_dir` (default OUT) when more than one candidate is graded."""
     secret = exam_secret()
     docs: list[dict[str, Any]] = []
     with Progress(
@@ -39,7 +42,8 @@ async def grade_cohort(
         async def one(c: str) -> dict[str, Any] | None:
             cdir = out / c / lab.id
             try:
-                run = await grade(lab, c, solution=solution, workspace=workspace, out_dir=cdir, progress=say)
+                ws = workspace.get(c) if isinstance(workspace, dict) else workspace
+                run = await grade(lab, c, solution=solution, workspace=ws, out_dir=cdir, progress=say)
                 doc = report.write_all(run, cdir, secret, lang)
                 say(c, f"{doc['score']['points']}/{doc['score']['max_points']} → {cdir / 'report.html'}")
                 return doc
@@ -63,6 +67,7 @@ async def grade_cohort(
         )
     console.print(table)
     if len(candidates) > 1:
-        path = report.cohort(docs, out)
+        graded = {d["candidate"] for d in docs}
+        path = report.cohort(docs, cohort_dir or out, out, [c for c in candidates if c not in graded], lang)
         console.print(f"cohort summary: {path}")
     return docs

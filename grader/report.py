@@ -203,13 +203,21 @@ def verify_file(path: Path, secret: str) -> tuple[bool, list[str]]:
     return ok, findings
 
 
-def cohort(docs: list[dict[str, Any]], out_dir: Path) -> Path:
-    """One CSV row per candidate: score, every check's points, every indicator's verdict."""
+def cohort(
+    docs: list[dict[str, Any]],
+    out_dir: Path,
+    reports_dir: Path | None = None,
+    missing: list[str] | None = None,
+    lang: str = "zh-TW",
+) -> Path:
+    """One CSV row per candidate (score, every check's points, every indicator's verdict), and cohort.html beside
+    it for an assessor: pass rates per check and indicator, one row per candidate linking their report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "cohort.csv"
     if not docs:
         path.write_text("")
         return path
+    cohort_html(docs, out_dir, reports_dir or out_dir, missing or [], lang)
     check_ids = [c["id"] for c in docs[0]["checks"]]
     ind_ids = [i["id"] for i in docs[0]["indicators"]]
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -229,4 +237,49 @@ def cohort(docs: list[dict[str, Any]], out_dir: Path) -> Path:
                     *(ach.get(i) for i in ind_ids),
                 ]
             )
+    return path
+
+
+def cohort_html(docs: list[dict[str, Any]], out_dir: Path, reports_dir: Path, missing: list[str], lang: str) -> Path:
+    import os
+    import statistics
+
+    first = docs[0]
+    checks = [
+        {**c, "passed": sum(1 for d in docs for x in d["checks"] if x["id"] == c["id"] and x["status"] == "pass")}
+        for c in first["checks"]
+    ]
+    indicators = [
+        {
+            "id": i["id"],
+            "achieved": sum(1 for d in docs for x in d["indicators"] if x["id"] == i["id"] and x["achieved"]),
+        }
+        for i in first["indicators"]
+    ]
+    percents = [float(d["score"]["percent"]) for d in docs]
+    links = {
+        d["candidate"]: os.path.relpath(reports_dir / d["candidate"] / d["lab"]["id"] / "report.html", out_dir)
+        for d in docs
+    }
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    html = env.get_template("cohort.html.j2").render(
+        lang=lang,
+        lab_id=first["lab"]["id"],
+        title=first["lab"]["title"],
+        docs=sorted(docs, key=lambda d: d["candidate"]),
+        missing=missing,
+        checks=checks,
+        indicators=indicators,
+        links=links,
+        stats={
+            "mean": statistics.fmean(percents),
+            "median": statistics.median(percents),
+            "full": sum(1 for p in percents if p >= 100.0),
+        },
+    )
+    path = out_dir / "cohort.html"
+    path.write_text(html, encoding="utf-8")
     return path

@@ -1,0 +1,229 @@
+"""An exam: a roster, the labs it sets, a backend, a time limit and where the exam secret is. `aiotlab exam up`
+launches every candidate's plant and writes their kits; `grade` grades everyone; `down` stops and cleans up.
+
+The exam file (YAML):
+
+    exam: aiot-2026-11            # id, used in paths
+    labs: [data-acquisition]      # lab ids
+    backend: process              # process (embedded plants)
+    time_limit_min: 120
+    secret: {file: exam.secret}   # or {env: VAR}; a relative path is relative to the exam file
+    roster: roster.csv            # a CSV with an `id` column (and optional `name`), or a list of ids / {id, name}
+    out: exam-out                 # per candidate: <out>/<id>/workspace; reports: <out>/reports
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiotlab.simulators.yamlconf import ConfigError, load_yaml
+
+BACKENDS = ("process",)
+CANDIDATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+LAUNCH_WORKERS = 8  # plants start in parallel; each start is mostly waiting for its devices to listen
+
+
+@dataclass
+class Exam:
+    path: Path
+    id: str
+    labs: list[str]
+    backend: str
+    time_limit_min: int
+    secret: dict[str, str]
+    roster: list[dict[str, str]]
+    out: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def candidates(self) -> list[str]:
+        return [c["id"] for c in self.roster]
+
+    def workspace(self, candidate: str) -> Path:
+        return self.out / candidate / "workspace"
+
+    @property
+    def reports(self) -> Path:
+        return self.out / "reports"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "exam-state.json"
+
+    def use_secret(self) -> None:
+        """Make the exam secret the one every plant and report of this process (and its children) uses."""
+        if "file" in self.secret:
+            f = Path(self.secret["file"])
+            f = f if f.is_absolute() else self.path.parent / f
+            if not f.is_file() or not f.read_text(encoding="utf-8").strip():
+                raise ConfigError(self.path, f"secret file {f} is missing or empty")
+            os.environ["AIOTLAB_EXAM_SECRET_FILE"] = str(f.resolve())
+            os.environ.pop("AIOTLAB_EXAM_SECRET", None)
+        else:
+            value = os.environ.get(self.secret["env"], "")
+            if not value:
+                raise ConfigError(self.path, f"environment variable {self.secret['env']} (the exam secret) is not set")
+            os.environ["AIOTLAB_EXAM_SECRET"] = value
+            os.environ.pop("AIOTLAB_EXAM_SECRET_FILE", None)
+
+
+def load_exam(path: Path) -> Exam:
+    """Read and validate an exam file; every problem is a ConfigError naming the file and what is wrong."""
+    from aiotlab.labs.loader import load_lab
+
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(path, "an exam file is a mapping (exam, labs, backend, secret, roster, out)")
+    for key in ("exam", "labs", "roster", "secret"):
+        if key not in data:
+            raise ConfigError(path, f"missing required key '{key}'")
+    if not CANDIDATE_ID.match(str(data["exam"])):
+        raise ConfigError(path, f"exam id {data['exam']!r}: lower-case letters, digits, - and _ only")
+    labs = data["labs"] if isinstance(data["labs"], list) else [data["labs"]]
+    for lab in labs:
+        try:
+            load_lab(str(lab))
+        except KeyError as exc:
+            raise ConfigError(path, str(exc.args[0])) from exc
+    backend = str(data.get("backend", "process"))
+    if backend not in BACKENDS:
+        raise ConfigError(path, f"backend {backend!r}: this build has {', '.join(BACKENDS)}")
+    secret = data["secret"]
+    if not isinstance(secret, dict) or len(secret) != 1 or not ({"file", "env"} & set(secret)):
+        raise ConfigError(path, "secret: give {file: PATH} or {env: VARIABLE} (never the secret itself)")
+    roster = read_roster(path, data["roster"])
+    out = Path(str(data.get("out", f"{data['exam']}-out")))
+    return Exam(
+        path=path.resolve(),
+        id=str(data["exam"]),
+        labs=[str(lab) for lab in labs],
+        backend=backend,
+        time_limit_min=int(data.get("time_limit_min", 120)),
+        secret={k: str(v) for k, v in secret.items()},
+        roster=roster,
+        out=(out if out.is_absolute() else path.resolve().parent / out),
+        data=dict(data),
+    )
+
+
+def read_roster(path: Path, roster: Any) -> list[dict[str, str]]:
+    if isinstance(roster, str):
+        f = Path(roster) if Path(roster).is_absolute() else path.parent / roster
+        try:
+            with f.open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError as exc:
+            raise ConfigError(path, f"roster {f}: {exc.strerror}") from exc
+        if rows and "id" not in rows[0]:
+            raise ConfigError(f, "the roster CSV needs an 'id' column")
+        entries = [{"id": (r.get("id") or "").strip(), "name": (r.get("name") or "").strip()} for r in rows]
+    elif isinstance(roster, list):
+        entries = [
+            {"id": str(r.get("id", "")), "name": str(r.get("name", ""))}
+            if isinstance(r, dict)
+            else {"id": str(r), "name": ""}
+            for r in roster
+        ]
+    else:
+        raise ConfigError(path, "roster: a CSV file name or a list")
+    seen: set[str] = set()
+    for e in entries:
+        if not CANDIDATE_ID.match(e["id"]):
+            raise ConfigError(path, f"candidate id {e['id']!r}: lower-case letters, digits, - and _ only, ≤ 40")
+        if e["id"] in seen:
+            raise ConfigError(path, f"candidate {e['id']} is on the roster twice")
+        seen.add(e["id"])
+    if not entries:
+        raise ConfigError(path, "the roster is empty")
+    return entries
+
+
+def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
+    """Start (or keep) one candidate's plant and write their kit for every lab; a failure is reported, not raised."""
+    import asyncio
+
+    from aiotlab.grader.kit import write_kit
+    from aiotlab.labs.loader import load_lab
+    from aiotlab.simulators import addressing as ad
+    from aiotlab.simulators.daemonctl import detach
+    from aiotlab.simulators.datasheet import build
+
+    t0 = time.monotonic()
+    st = ad.read_state(candidate)
+    if not ad.is_running(st):
+        st = detach(candidate, None)
+    if st.get("status") != "running":
+        return {"candidate": candidate, "status": "failed", "error": st.get("error"), "seconds": time.monotonic() - t0}
+    ws = exam.workspace(candidate)
+    ws.mkdir(parents=True, exist_ok=True)
+    sheet = build(candidate)
+    for lab_id in exam.labs:
+        lab = load_lab(lab_id)
+        asyncio.run(write_kit(lab, candidate, ws, lab.params_of_plant(candidate), sheet, briefs=True))
+    return {
+        "candidate": candidate,
+        "status": "running",
+        "workspace": str(ws),
+        "slot": st.get("slot"),
+        "seconds": round(time.monotonic() - t0, 2),
+    }
+
+
+def up(exam: Exam) -> list[dict[str, Any]]:
+    exam.use_secret()
+    exam.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
+        results = list(pool.map(lambda c: launch_one(exam, c), exam.candidates))
+    state = {
+        "exam": exam.id,
+        "file": str(exam.path),
+        "backend": exam.backend,
+        "labs": exam.labs,
+        "started": time.time(),
+        "launch_seconds": round(time.monotonic() - t0, 2),
+        "candidates": {r["candidate"]: r for r in results},
+    }
+    exam.state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    return results
+
+
+def status(exam: Exam) -> list[dict[str, Any]]:
+    from aiotlab.simulators import addressing as ad
+    from aiotlab.simulators.control_client import ControlClient, ControlError
+
+    rows = []
+    for c in exam.candidates:
+        st = ad.read_state(c)
+        row: dict[str, Any] = {"candidate": c, "plant": "not launched" if not st else st.get("status")}
+        if ad.is_running(st):
+            try:
+                s = ControlClient.for_candidate(c, 5.0).get("/v1/status")
+                tasks = s.get("supervised", {})
+                row["tasks"] = f"{sum(1 for t in tasks.values() if t.get('running'))}/{len(tasks)}"
+                row["broker"] = "up" if (s.get("broker") or {}).get("alive") else "down"
+                row["plant"] = "running"
+            except ControlError as exc:
+                row["plant"] = f"running, control plane not answering: {exc}"
+        elif st and st.get("status") == "running":
+            row["plant"] = "crashed (leftover: `aiotlab exam down` cleans it)"
+        row["kit"] = (exam.workspace(c) / ".aiotlab" / "datasheet.json").is_file()
+        rows.append(row)
+    return rows
+
+
+def down(exam: Exam) -> list[dict[str, Any]]:
+    """Stop every roster plant, crashed ones included (their leftover brokers too)."""
+    from aiotlab.simulators.daemonctl import down as plant_down
+
+    with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
+        done = list(pool.map(plant_down, exam.candidates))
+    return [{"candidate": c, "result": r} for c, r in zip(exam.candidates, done, strict=True)]

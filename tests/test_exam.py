@@ -1,0 +1,119 @@
+"""`aiotlab exam up/status/grade/down` on the process backend with a 20-candidate roster: every plant launched
+with the exam's own secret, every kit written, a crashed plant found and cleaned, everyone graded at once with
+signed reports and a cohort summary (CSV + HTML), and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from aiotlab.simulators import addressing as ad
+
+from conftest import AIOTLAB
+
+pytestmark = pytest.mark.timeout(600)
+
+N = 20
+
+
+def exam_cli(*args: str, secret_file: Path | None = None, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("AIOTLAB_EXAM_SECRET", None)  # the exam file says where its secret is
+    return subprocess.run([*AIOTLAB, "exam", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def write_exam(d: Path, roster: str = "roster.csv", **extra: str) -> Path:
+    (d / "exam.secret").write_text("exam-secret-for-the-test\n")
+    lines = {
+        "exam": "t-exam",
+        "labs": "[data-acquisition]",
+        "backend": "process",
+        "secret": "{file: exam.secret}",
+        "roster": roster,
+        "out": "out",
+        **extra,
+    }
+    path = d / "exam.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in lines.items()))
+    return path
+
+
+def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) -> None:
+    ids = [f"ex{i:02d}" for i in range(N)]
+    (tmp_path / "roster.csv").write_text("id,name\n" + "".join(f"{c},Candidate {c}\n" for c in ids))
+    exam = write_exam(tmp_path)
+    t0 = time.monotonic()
+    up = exam_cli("up", str(exam))
+    launch_s = time.monotonic() - t0
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"{N}/{N} plants running" in up.stdout
+    for c in ids:
+        kit = tmp_path / "out" / c / "workspace" / ".aiotlab"
+        assert {"brief.en.md", "brief.zh-TW.md", "datasheet.json", "lab-params.json"} <= {p.name for p in kit.iterdir()}
+        assert ad.is_running(ad.read_state(c))
+    state = json.loads((tmp_path / "out" / "exam-state.json").read_text())
+    assert set(state["candidates"]) == set(ids) and state["backend"] == "process"
+    assert launch_s < 120, f"launching {N} plants took {launch_s:.0f} s"
+
+    st = exam_cli("status", str(exam))
+    assert st.returncode == 0, st.stdout + st.stderr
+
+    # a crashed plant: its daemon killed outright, its broker left behind
+    victim = ad.read_state(ids[3])
+    os.kill(victim["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    st = exam_cli("status", str(exam))
+    assert st.returncode == 1 and "crashed" in st.stdout
+
+    graded = exam_cli("grade", str(exam), "--solution", "reference", "--lang", "en")
+    assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+    reports = tmp_path / "out" / "reports"
+    rows = list(csv.DictReader((reports / "cohort" / "data-acquisition" / "cohort.csv").open()))
+    assert sorted(r["candidate"] for r in rows) == ids
+    assert all(float(r["percent"]) == 100.0 for r in rows), [(r["candidate"], r["percent"]) for r in rows]
+    html = (reports / "cohort" / "data-acquisition" / "cohort.html").read_text()
+    for c in ids:
+        link = f"../../{c}/data-acquisition/report.html"
+        assert link in html and (reports / "cohort" / "data-acquisition" / link).resolve().is_file()
+    env = {**os.environ, "AIOTLAB_EXAM_SECRET_FILE": str(tmp_path / "exam.secret")}
+    env.pop("AIOTLAB_EXAM_SECRET", None)
+    verify = subprocess.run(
+        [*AIOTLAB, "report", "verify", str(reports / ids[0] / "data-acquisition" / "report.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert verify.returncode == 0, verify.stdout  # signed with the exam's secret, not the test default
+    assert exam_cli("down", str(exam)).returncode == 0
+    for c in ids:
+        s = ad.read_state(c)
+        assert not ad.pid_alive(s.get("pid")) and not ad.pid_alive(s.get("mosquitto_pid"))
+    assert not ad.pid_alive(victim.get("mosquitto_pid"))  # the crashed plant's leftover broker is gone too
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"secret": "{env: AIOTLAB_TEST_NO_SUCH_VAR}"}, "AIOTLAB_TEST_NO_SUCH_VAR"),
+        ({"secret": "s3cr3t"}, "never the secret itself"),
+        ({"labs": "[no-such-lab]"}, "unknown lab"),
+        ({"backend": "kubernetes"}, "backend 'kubernetes'"),
+        ({"roster": "[Alice]"}, "candidate id 'Alice'"),
+        ({"roster": "[bob, bob]"}, "twice"),
+        ({"roster": "missing.csv"}, "missing.csv"),
+    ],
+)
+def test_bad_exam_files_are_refused_clearly(aiot_home: Path, tmp_path: Path, change: dict, message: str) -> None:
+    (tmp_path / "roster.csv").write_text("id\nzed\n")
+    exam = write_exam(tmp_path, **change)
+    r = exam_cli("up", str(exam), timeout=60)
+    assert r.returncode != 0 and message in (r.stdout + r.stderr), r.stdout + r.stderr
+    assert not (tmp_path / "out").exists()  # nothing launched, nothing written
