@@ -32,17 +32,21 @@ async def write_kit(
     shutil.copyfile(cert, kit / "grader-opcua.der")
     for schema in sorted((lab.path / "schema").glob("*.json")) if (lab.path / "schema").is_dir() else []:
         shutil.copyfile(schema, kit / schema.name)
-    kit_templates = lab.path / "kit"
-    if kit_templates.is_dir():  # e.g. the Prometheus configuration the grader itself will use
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(kit_templates)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-        )
-        for t in sorted(kit_templates.glob("*.j2")):
-            text = env.get_template(t.name).render(candidate=candidate, params=params, sheet=sheet)
-            (kit / t.name.removesuffix(".j2")).write_text(text, encoding="utf-8")
+    for t in sorted((lab.path / "kit").glob("*.j2")):  # e.g. the Prometheus configuration the grader itself uses
+        text = render_kit_file(lab, t.name, candidate=candidate, params=params, sheet=sheet)
+        (kit / t.name.removesuffix(".j2")).write_text(text, encoding="utf-8")
     if briefs:
         for lang in LANGS:
             (kit / f"brief.{lang}.md").write_text(render_brief(lab, candidate, sheet, params, lang), encoding="utf-8")
     return kit
+
+
+def render_kit_file(lab: Lab, name: str, **values: Any) -> str:
+    """One of the lab's kit templates (`labs/<lab>/kit/<name>`), rendered with the candidate's values; the grader
+    renders the same template with its own overrides (e.g. its Prometheus's rule files and address)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(lab.path / "kit")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(name).render(**values)

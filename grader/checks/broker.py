@@ -134,14 +134,24 @@ async def password_file(ctx: Any) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-@check("mq.accounts")
-async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    host, port = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"])
-    src = attacker(ctx, 2)
+def tls_broker(
+    ctx: Any, spec: dict[str, Any], attacker_index: int
+) -> tuple[str, int, ssl.SSLContext, str] | CheckResult:
+    """(broker host, TLS port, a context verifying with the candidate's CA, the attacker source to probe from), or
+    this check's verdict when the CA is missing or unusable."""
     tls = tls_context(ctx)
-    probes = []
     if tls is None:
         return ca_missing(spec)
+    return hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), tls, attacker(ctx, attacker_index)
+
+
+@check("mq.accounts")
+async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    target = tls_broker(ctx, spec, 2)
+    if isinstance(target, CheckResult):
+        return target
+    host, port, tls, src = target
+    probes = []
     for name in ctx.params["mqtt_accounts"]:
         acct = mqtt_account(ctx, name)
         good = await mq.raw_connect(host, port, src, tls=tls, username=name, password=acct.password)
@@ -200,10 +210,10 @@ def acl_cases(ctx: Any) -> list[dict[str, Any]]:
 
 @check("mq.acl")
 async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    host, port, src = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), attacker(ctx, 2)
-    tls = tls_context(ctx)
-    if tls is None:
-        return ca_missing(spec)
+    target = tls_broker(ctx, spec, 2)
+    if isinstance(target, CheckResult):
+        return target
+    host, port, tls, src = target
     cases = acl_cases(ctx)
     results = await asyncio.gather(
         *(
@@ -230,10 +240,10 @@ async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 
 @check("mq.sys_hidden")
 async def sys_hidden(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    host, port, src = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), attacker(ctx, 3)
-    tls = tls_context(ctx)
-    if tls is None:
-        return ca_missing(spec)
+    target = tls_broker(ctx, spec, 3)
+    if isinstance(target, CheckResult):
+        return target
+    host, port, tls, src = target
     results = await asyncio.gather(
         *(
             mq.receives_any(host, port, tls, src, mqtt_account(ctx, n), "$SYS/#", 2.5)

@@ -21,8 +21,9 @@ import jinja2
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..kit import render_kit_file
 from ..probes.prometheus import PrometheusServer, Scrape, ToolMissing, promtool, scrape
-from ..results import PASS, CheckResult, failed, verdict
+from ..results import ERROR, PASS, CheckResult, failed, verdict
 from . import check
 from .common import all_ok, control_get, control_post, hosts
 
@@ -72,8 +73,6 @@ def missing_file(spec: dict[str, Any], evidence: dict[str, Any]) -> CheckResult:
 
 
 def tool_missing(spec: dict[str, Any], exc: ToolMissing) -> CheckResult:
-    from ..results import ERROR
-
     return CheckResult(spec["id"], ERROR, 0.0, spec["points"], {"en": str(exc), "zh-TW": f"評分環境缺少工具：{exc}"})
 
 
@@ -430,11 +429,15 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 
 # -- the grader's Prometheus ----------------------------------------------------------------------------------------
 def prometheus_config(ctx: Any, rule_files: list[str], listen: str) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(ctx.lab.path / "kit")), undefined=jinja2.StrictUndefined
-    )
-    return env.get_template("prometheus.yml.j2").render(
-        candidate=ctx.candidate, params=ctx.params, sheet=ctx.sheet, rule_files=rule_files, listen=listen
+    """The kit's prometheus.yml, as the candidate has it, with the grader's copy of the rules and its own address."""
+    return render_kit_file(
+        ctx.lab,
+        "prometheus.yml.j2",
+        candidate=ctx.candidate,
+        params=ctx.params,
+        sheet=ctx.sheet,
+        rule_files=rule_files,
+        listen=listen,
     )
 
 
@@ -742,8 +745,9 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return server
     await wait_for_data(server, "plant_tank_level_meters")
     at = ctx.cache.get("dash.alert_firing_at")
+    panels = all_panels(model)
     probes = []
-    for panel in all_panels(model):
+    for panel in panels:
         for raw in exprs(panel):
             expr = grafana_substitute(raw, model)
             uses_alerts = re.search(r"\bALERTS(_FOR_STATE)?\b", expr) is not None
@@ -762,7 +766,7 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 row["ok"], row["why"] = False, f"{panel.get('title')!r}: {expr}: {exc}"
             probes.append(row)
     for req in ctx.lab.data["panels"]:
-        panel = find_panel(all_panels(model), req["title"])
+        panel = find_panel(panels, req["title"])
         if panel is not None and req.get("metric"):
             uses = any(re.search(r"\b" + re.escape(req["metric"]) + r"\b", e) for e in exprs(panel))
             probes.append(

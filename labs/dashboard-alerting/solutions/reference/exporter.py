@@ -23,10 +23,9 @@ import aiomqtt
 from asyncua import Client as UaClient
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-from pymodbus.client import AsyncModbusTcpClient
 
 FLAWS = ("counter-as-gauge", "wrong-unit", "oee-wrong")
-MODBUS = {"plc1": ["level", "outflow", "pump_starts"], "em1": ["active_power", "energy"]}
+MODBUS_DEVICES = ["plc1", "em1"]  # read as the acquisition lab's collector reads them (a superset of what is needed)
 UA_TAGS = [
     "Heater.Temperature",
     "FillingLine.GoodCount",
@@ -103,7 +102,7 @@ def oee(s: dict[str, Any], flaw: str | None) -> dict[str, float]:
 
 async def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(args.labs_dir) / "data-acquisition" / "solutions" / "reference"))
-    from collector import block, decode  # the acquisition lab's register decoding, reused
+    from collector import modbus_clients, poll_modbus  # the acquisition lab's Modbus reading, reused
 
     sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
     params = json.loads(Path(os.environ["AIOTLAB_LAB_PARAMS"]).read_text())
@@ -116,12 +115,7 @@ async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    mb = {
-        d: AsyncModbusTcpClient(sheet[d]["host"], port=sheet[d]["port"], source_address=(ws, 0), timeout=2)
-        for d in MODBUS
-    }
-    for c in mb.values():
-        await c.connect()
+    mb = await modbus_clients(sheet, MODBUS_DEVICES, ws)
     ua = UaClient(sheet["plc2"]["endpoint"], timeout=5)
     await ua.connect()
     ns = await ua.get_namespace_index(sheet["plc2"]["namespace_uri"])
@@ -131,14 +125,10 @@ async def run(args: argparse.Namespace) -> None:
         while True:
             snap: dict[str, Any] = {}
             for device, client in mb.items():
-                start, count, tags = block(sheet, device, MODBUS[device])
-                rr = await client.read_input_registers(start, count=count, device_id=sheet[device]["unit_id"])
-                if rr.isError():
-                    raise RuntimeError(f"{device}: {rr}")
-                for name, t in tags.items():
-                    snap[name] = decode(
-                        t, rr.registers[t["address"] - start : t["address"] - start + t["registers"]], None
-                    )
+                readings = await poll_modbus(sheet, device, client, None, {})
+                if not readings:
+                    raise RuntimeError(f"{device}: Modbus read failed")
+                snap.update({name: value for name, value, _ in readings})
             for tag, dv in zip(UA_TAGS, await ua.read_attributes(nodes), strict=True):
                 snap[tag] = float(dv.Value.Value)
             collector.snapshot = snap

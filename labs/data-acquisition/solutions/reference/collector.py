@@ -110,6 +110,17 @@ def block(sheet: dict[str, Any], device: str, names: list[str]) -> tuple[int, in
     return start, end - start, tags
 
 
+async def modbus_clients(sheet: dict[str, Any], devices: list[str], source: str) -> dict[str, AsyncModbusTcpClient]:
+    """One connected client per device, from the given source address (FW-1 tells clients apart by it)."""
+    clients = {
+        d: AsyncModbusTcpClient(sheet[d]["host"], port=sheet[d]["port"], source_address=(source, 0), timeout=2)
+        for d in devices
+    }
+    for c in clients.values():
+        await c.connect()
+    return clients
+
+
 async def poll_modbus(
     sheet: dict[str, Any], device: str, client: AsyncModbusTcpClient, flaw: str | None, latest: dict[str, Any]
 ) -> list[tuple[str, float, str]]:
@@ -153,12 +164,7 @@ async def run(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     ws = sheet["network"]["workstation"]
-    mb = {
-        d: AsyncModbusTcpClient(sheet[d]["host"], port=sheet[d]["port"], source_address=(ws, 0), timeout=2)
-        for d in MODBUS_STREAMS
-    }
-    for c in mb.values():
-        await c.connect()
+    mb = await modbus_clients(sheet, list(MODBUS_STREAMS), ws)
     ua = UaClient(sheet["plc2"]["endpoint"], timeout=5)
     if args.secure:
         ua.application_uri = "urn:aiotlab:collector"
