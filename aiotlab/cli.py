@@ -61,6 +61,10 @@ def plant_up(
     seed: Annotated[int | None, typer.Option(help="Explicit seed instead of (exam secret, candidate).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint table as JSON.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="process (this machine, embedded) or docker (one container per device).")
+    ] = "process",
+    image: Annotated[str, typer.Option(help="Plant image for the docker backend.")] = "aiotlab-plant:latest",
 ) -> None:
     """Start the candidate's plant and print its endpoints."""
     from aiotlab.simulators import daemonctl
@@ -79,6 +83,19 @@ def plant_up(
             )
             console.print(f"datasheet: aiotlab plant datasheet --candidate {candidate}")
 
+    if backend == "docker":
+        from aiotlab.simulators.containers import ContainerError, DockerBackend
+
+        try:
+            state = DockerBackend(image).up(candidate, seed)
+        except (ContainerError, ValueError) as exc:
+            _fail(f"plant did not start: {exc}")
+        from aiotlab.simulators.control_client import ControlClient
+
+        show({**state, "endpoints": ControlClient.for_candidate(candidate).get("/v1/info")["endpoints"]})
+        return
+    if backend != "process":
+        _fail(f"unknown backend {backend!r}: process or docker")
     if detach:
         try:
             state = daemonctl.detach(candidate, seed)
@@ -118,7 +135,7 @@ def plant_status(
     states = [s for s in ad.all_states() if candidate is None or s.get("candidate") == candidate]
     out = []
     for s in states:
-        alive = ad.pid_alive(s.get("pid"))
+        alive = ad.is_running(s) if ad.is_container_plant(s) else ad.pid_alive(s.get("pid"))
         entry = {**s, "alive": alive}
         if alive and s.get("status") == "running":
             try:
@@ -141,7 +158,7 @@ def plant_status(
             e.get("candidate", "?"),
             e.get("status", "?"),
             str(e.get("slot")),
-            str(e.get("pid") or "-"),
+            str(e.get("pid") or e.get("backend") or "-"),
             f"{live['plc1']['scan_time_ms']:.1f}" if live else "-",
             str((live.get("tick_jitter_ms") or {}).get("p99", "-")) if live else "-",
             ", ".join(f"{k}:{v['published']}" for k, v in sensors.items()) or "-",
@@ -163,7 +180,55 @@ def plant_down(
 
     names = [s["candidate"] for s in ad.all_states()] if all_plants else [candidate or "demo"]
     for name in names:
-        console.print(f"{name}: {down(name)}")
+        st = ad.read_state(name) or {}
+        if st.get("backend") == "docker":
+            from aiotlab.simulators.containers import ContainerError, DockerBackend
+
+            try:
+                console.print(f"{name}: {DockerBackend(st.get('image') or 'aiotlab-plant:latest').down(name)}")
+            except ContainerError as exc:
+                err.print(f"{name}: {exc}")
+        elif st.get("backend") == "compose":
+            from aiotlab.simulators.daemonctl import mark
+
+            mark(name, status="stopped")
+            console.print(
+                f"{name}: compose plant marked stopped; remove it with: docker-compose -p {st['project']} down"
+            )
+        else:
+            console.print(f"{name}: {down(name)}")
+
+
+@plant_app.command("compose-env")
+def plant_compose_env(
+    candidate: Candidate = "demo",
+    seed: Annotated[int | None, typer.Option(help="Explicit seed instead of (exam secret, candidate).")] = None,
+    image: Annotated[str, typer.Option(help="The plant image.")] = "aiotlab-plant:latest",
+) -> None:
+    """Record the candidate's plant as a compose plant and print its variables for docker-compose --env-file."""
+    from aiotlab.simulators.containers import ContainerError, register
+
+    try:
+        env = register(candidate, seed, "compose", image)
+    except (ContainerError, ValueError) as exc:
+        _fail(str(exc))
+    for k, v in env.items():
+        print(f"{k}={v}")
+
+
+@plant_app.command("wait")
+def plant_wait(
+    candidate: Candidate = "demo",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 90.0,
+) -> None:
+    """Wait until the candidate's plant answers with every device connected (containers take a while)."""
+    from aiotlab.simulators.containers import ContainerError, wait_ready
+
+    try:
+        st = wait_ready(candidate, timeout)
+    except ContainerError as exc:
+        _fail(str(exc))
+    console.print(f"{candidate}: ready (slot {st.get('slot')}, {st.get('backend', 'process')} backend)")
 
 
 @plant_app.command("reload")

@@ -139,6 +139,13 @@ def ensure_plant(candidate: str) -> dict[str, Any]:
     st = ad.read_state(candidate)
     if ad.is_running(st):
         return st
+    if ad.is_container_plant(st) and ad.holds_slot(st):
+        from aiotlab.simulators.containers import ContainerError, wait_ready
+
+        try:  # containers restart on failure: give them the time a start takes
+            return wait_ready(candidate, 60.0)
+        except ContainerError as exc:
+            raise RuntimeError(f"the plant of {candidate} runs in containers and does not answer: {exc}") from None
     st = detach(candidate, st.get("seed") if st else None)
     if st.get("status") != "running":
         raise RuntimeError(f"the plant of {candidate} did not start: {st.get('error')}")

@@ -53,11 +53,21 @@ def may_bind_privileged() -> bool:
         return False
 
 
+def container_nets(slot: int) -> dict[str, str]:
+    """The /24 prefixes of a containerised plant's networks: `plant` (candidate-facing, its gateway is the
+    workstation) and `field` (PLC-1, EM-1 and FW-1's field side). Same slot numbering as the loopback blocks."""
+    block(slot)
+    a, b = 64 + slot // 256, slot % 256
+    return {"plant": f"10.{a}.{b}", "field": f"10.{a + 64}.{b}"}
+
+
 @dataclass(frozen=True)
 class Addresses:
     slot: int
     hosts: dict[str, str]
     ports: dict[str, int]
+    # where FW-1 listens for each conduit when not at (hosts[name], ports["modbus"]): a container has one address
+    listen: dict[str, tuple[str, int]] | None = None
 
     @classmethod
     def for_slot(cls, slot: int, spec_addressing: dict[str, Any]) -> Addresses:
@@ -66,6 +76,24 @@ class Addresses:
         offset = 0 if may_bind_privileged() else int(spec_addressing.get("privileged_port_offset", 10000))
         ports = {name: (p + offset if p < 1024 else p) for name, p in spec_addressing["ports"].items()}
         return cls(slot, hosts, ports)
+
+    @classmethod
+    def in_containers(cls, slot: int, spec_addressing: dict[str, Any]) -> Addresses:
+        """The plant as its containers see it: devices on the plant and field networks at the same host numbers,
+        standard ports, the workstation being the plant network's gateway (the host, where docker-proxy relays
+        the published ports from). FW-1 holds one plant address (.11, PLC-1's) and serves EM-1's conduit on
+        port 1502 there; the datasheet still gives EM-1 at its own published address and port 502."""
+        nets = container_nets(slot)
+        hosts = {
+            name: f"{nets['field' if name.endswith('_field') else 'plant']}.{int(h)}"
+            for name, h in spec_addressing["hosts"].items()
+        }
+        hosts["em1"] = hosts["plc1"]
+        ports = dict(spec_addressing["ports"])
+        return cls(slot, hosts, ports, {"plc1": (hosts["plc1"], ports["modbus"]), "em1": (hosts["plc1"], 1502)})
+
+    def conduit_listen(self, name: str) -> tuple[str, int]:
+        return (self.listen or {}).get(name) or (self.hosts[name], self.ports["modbus"])
 
     def as_dict(self) -> dict[str, Any]:
         return {"slot": self.slot, "hosts": self.hosts, "ports": self.ports}
@@ -114,9 +142,40 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+CONTAINER_BACKENDS = ("compose", "docker")
+
+
+def is_container_plant(state: dict[str, Any] | None) -> bool:
+    return bool(state) and state.get("backend") in CONTAINER_BACKENDS
+
+
+def control_reachable(url: str, timeout: float = 0.5) -> bool:
+    import socket
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((u.hostname or "", u.port or 80), timeout):
+            return True
+    except OSError:
+        return False
+
+
 def is_running(state: dict[str, Any] | None) -> bool:
-    """A recorded plant that says it runs and whose process is alive."""
-    return bool(state) and state.get("status") == "running" and pid_alive(state.get("pid"))
+    """A recorded plant that says it runs and whose process is alive (a container plant: whose control plane
+    accepts connections)."""
+    if not state or state.get("status") != "running":
+        return False
+    if is_container_plant(state):
+        return control_reachable(state.get("control", {}).get("url", ""))
+    return pid_alive(state.get("pid"))
+
+
+def holds_slot(state: dict[str, Any]) -> bool:
+    """A plant that keeps its slot: a live process, or containers recorded and not brought down."""
+    if is_container_plant(state):
+        return state.get("status") not in ("stopped", "failed")
+    return pid_alive(state.get("pid"))
 
 
 def all_states() -> list[dict[str, Any]]:
@@ -163,7 +222,7 @@ def allocate_slot(candidate: str, spec_addressing: dict[str, Any] | None = None)
         if st.get("candidate") == candidate:
             mine = st.get("slot")
             continue
-        if pid_alive(st.get("pid")) and st.get("slot") is not None:
+        if holds_slot(st) and st.get("slot") is not None:
             taken[int(st["slot"])] = st["candidate"]
 
     def usable(slot: int) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .devices.modbus_device import encode_image
 from .params import params_digest
 from .process.model import EVENTS
 from .truth import TruthReader
@@ -108,7 +109,8 @@ class ControlApi:
                 "seed": p.identity.seed,
                 "params": p.params,
                 "params_digest": params_digest(p.params),
-                "addresses": p.addr.as_dict(),
+                "addresses": p.public.as_dict(),
+                "device_addresses": p.addr.as_dict(),  # where the devices bind (differs in containers)
                 "endpoints": p.endpoints(),
                 "state_dir": str(p.dir),
                 "tags": sorted(p.model.values),
@@ -162,10 +164,10 @@ class ControlApi:
     async def registers(self, request: web.Request) -> web.Response:
         """Raw register words as the device would serve them (read directly, not over the network)."""
         device = request.match_info["device"]
-        dev = {"plc1": self.plant.plc1, "em1": self.plant.em1}.get(device)
-        if dev is None:
+        regmap = {"plc1": self.plant.plc1_map, "em1": self.plant.em1_map}.get(device)
+        if regmap is None:
             return _error(404, "device must be plc1 or em1")
-        words = dev.encode(self.plant.model.plc1_image if device == "plc1" else self.plant.model.values)
+        words = encode_image(regmap, self.plant.model.plc1_image if device == "plc1" else self.plant.model.values)
         return _json({table: {str(a): w for a, w in sorted(m.items())} for table, m in words.items()})
 
     async def write_tags(self, request: web.Request) -> web.Response:

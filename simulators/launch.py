@@ -47,6 +47,12 @@ def build_plant(candidate: str, seed: int | None = None, secret: str | None = No
     identity, spec, params = plant_params(candidate, seed, secret)
     with ad.registry_lock():
         previous = ad.read_state(candidate)
+        if previous and ad.is_container_plant(previous) and ad.holds_slot(previous):
+            raise PlantStartError(
+                "plant",
+                f"candidate {candidate!r} has a plant in containers ({previous['backend']} backend, project "
+                f"{previous.get('project')}): bring it down first",
+            )
         if previous and ad.pid_alive(previous.get("pid")) and previous.get("pid") != os.getpid():
             raise PlantStartError(
                 "plant", f"candidate {candidate!r} already has a running plant (pid {previous['pid']})"

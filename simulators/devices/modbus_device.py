@@ -155,15 +155,7 @@ class ModbusDevice:
         return self._cache[table]
 
     def encode(self, image: dict[str, Any]) -> dict[str, dict[int, int]]:
-        out: dict[str, dict[int, int]] = {t: {} for t in self.regmap.by_addr}
-        for tag in self.regmap.tags:
-            value = image.get(tag.source, 0)
-            if tag.dtype == "bool":
-                out[tag.table][tag.address] = 1 if value else 0
-            else:
-                for i, w in enumerate(mb.encode_value(float(value), tag.dtype, tag.scale, tag.word_order)):
-                    out[tag.table][tag.address + i] = w
-        return out
+        return encode_image(self.regmap, image)
 
     def _read_reply(self, fc: int, table: str, start: int, count: int) -> bytes:
         words = self._words(table)
@@ -227,3 +219,16 @@ class ModbusDevice:
     def _device_identification(self, object_id: int) -> bytes:
         objs = b"".join(bytes([k, len(v.encode())]) + v.encode() for k, v in sorted(self.identity.items()))
         return bytes([43, 0x0E, 0x01, 0x01, 0x00, 0x00, len(self.identity)]) + objs
+
+
+def encode_image(regmap: RegisterMap, image: dict[str, Any]) -> dict[str, dict[int, int]]:
+    """Register words as a device with this map serves them for this process image."""
+    out: dict[str, dict[int, int]] = {t: {} for t in regmap.by_addr}
+    for tag in regmap.tags:
+        value = image.get(tag.source, 0)
+        if tag.dtype == "bool":
+            out[tag.table][tag.address] = 1 if value else 0
+        else:
+            for i, w in enumerate(mb.encode_value(float(value), tag.dtype, tag.scale, tag.word_order)):
+                out[tag.table][tag.address + i] = w
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import shutil
@@ -113,8 +114,10 @@ class OpcUaPlc:
         fault_state: Callable[[], tuple[bool, float]],
         clock: Callable[[], float],
         on_event: Callable[..., None],
+        bind: tuple[str, int] | None = None,
     ) -> None:
         self.spec = spec
+        self.bind = bind  # where to listen when not at the endpoint's own address (a container behind a port)
         self.security = security
         self.endpoint = endpoint
         self.pki_dir = pki_dir
@@ -137,6 +140,8 @@ class OpcUaPlc:
         server = Server(user_manager=ConfiguredUserManager(self.security, self.audit))
         await server.init(shelf_file=shelf)
         server.set_endpoint(self.endpoint)
+        if self.bind is not None:
+            server.socket_address = self.bind
         server.set_server_name("aiotlab PLC-2")
         await server.set_application_uri(self.spec["application_uri"])
         server.set_security_policy([POLICIES[p] for p in self.security.policies], permission_ruleset=self.ruleset)
@@ -233,6 +238,8 @@ class OpcUaPlc:
     def _method(self, name: str) -> Callable[..., Any]:
         async def call(parent: Any, *args: Any) -> list[ua.Variant]:
             ok = self._call(name)
+            if inspect.isawaitable(ok):  # a device process asks its plant core
+                ok = await ok
             self.audit.write(event="call", method=name, result=ok)
             self._on_event("opcua_call", method=name, result=ok)
             await self.sync()

@@ -1,0 +1,321 @@
+"""Plants in containers: the variables of the compose plant, and the Docker SDK backend that creates the same
+services from the same docker-compose.yml for a whole roster.
+
+Every container, network and plant state this module makes is labelled with the candidate and the registry
+(AIOTLAB_HOME) it belongs to, so leftovers of a crashed run are found by label and removed, and two registries on
+one engine never touch each other's plants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from . import addressing as ad
+from .daemonctl import mark
+from .launch import load_spec
+from .yamlconf import ConfigError, load_yaml
+
+DEFAULT_IMAGE = "aiotlab-plant:latest"
+LABEL = "io.aiotlab.plant"
+LABEL_CANDIDATE = "io.aiotlab.candidate"
+LABEL_HOME = "io.aiotlab.home"
+READY_TIMEOUT_S = 90.0
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ContainerError(Exception):
+    pass
+
+
+def compose_file() -> Path:
+    """The repository's docker-compose.yml (the topology of a containerised plant)."""
+    path = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+    if not path.is_file():
+        raise ContainerError(f"no docker-compose.yml at {path}: run from a clone of the repository")
+    return path
+
+
+def project_name(candidate: str) -> str:
+    """A compose project name for the candidate (lower case, [a-z0-9_-]; distinct ids stay distinct)."""
+    norm = re.sub(r"[^a-z0-9_-]", "-", candidate.lower())
+    if norm != candidate:
+        norm += "-" + hashlib.sha256(candidate.encode()).hexdigest()[:6]
+    return f"aiotlab-{norm}"
+
+
+def plant_env(candidate: str, slot: int, seed: int | None, image: str = DEFAULT_IMAGE) -> dict[str, str]:
+    """The compose variables of one candidate's plant (the exam secret is not among them: it comes from the
+    environment of whoever runs compose, and never lands in a file)."""
+    nets = ad.container_nets(slot)
+    return {
+        "COMPOSE_PROJECT_NAME": project_name(candidate),
+        "AIOTLAB_CANDIDATE": candidate,
+        "AIOTLAB_SEED": "" if seed is None else str(seed),
+        "AIOTLAB_SLOT": str(slot),
+        "AIOTLAB_STATE": str(ad.plant_dir(candidate)),
+        "AIOTLAB_PLANT_NET": nets["plant"],
+        "AIOTLAB_FIELD_NET": nets["field"],
+        "AIOTLAB_PUBLISH": ad.block(slot),
+        "AIOTLAB_IMAGE": image,
+    }
+
+
+def register(candidate: str, seed: int | None, backend: str, image: str = DEFAULT_IMAGE) -> dict[str, str]:
+    """Allocate the candidate's slot and record their plant as a container plant; returns its compose variables.
+
+    The plant counts as running once its control plane answers (see addressing.is_running)."""
+    spec = load_spec()
+    with ad.registry_lock():
+        previous = ad.read_state(candidate)
+        if ad.is_running(previous) and previous.get("backend") not in ad.CONTAINER_BACKENDS:
+            raise ContainerError(f"{candidate} already has a running process plant: aiotlab plant down first")
+        try:
+            slot = ad.allocate_slot(candidate, None)
+        except ad.SlotInUse as exc:
+            raise ContainerError(str(exc)) from None
+        d = ad.plant_dir(candidate)
+        (d / "logs").mkdir(parents=True, exist_ok=True)
+        public = ad.Addresses(slot, ad.Addresses.for_slot(slot, spec["addressing"]).hosts, spec["addressing"]["ports"])
+        ad.write_state(
+            candidate,
+            {
+                "candidate": candidate,
+                "seed": seed,
+                "slot": slot,
+                "pid": None,
+                "backend": backend,
+                "project": project_name(candidate),
+                "image": image,
+                "status": "running",
+                "state_dir": str(d),
+                "addresses": public.as_dict(),
+                "control": {
+                    "url": f"http://{public.hosts['control']}:{public.ports['control']}",
+                    "token_file": str(d / "control.token"),
+                },
+                "since": time.time(),
+            },
+        )
+    return plant_env(candidate, slot, seed, image)
+
+
+def wait_ready(candidate: str, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """Wait until the plant's control plane answers and every device process is on the core's bus."""
+    from .control_client import ControlClient, ControlError
+
+    deadline = time.monotonic() + timeout
+    last = "control plane not answering"
+    while time.monotonic() < deadline:
+        st = ad.read_state(candidate) or {}
+        token_file = Path(st.get("control", {}).get("token_file", "/nonexistent"))
+        if ad.is_running(st) and token_file.exists():
+            try:
+                status = ControlClient(st["control"]["url"], token_file.read_text().strip(), 3.0).get("/v1/status")
+                missing = [r for r, up in (status.get("processes") or {}).items() if not up]
+                if not missing and status.get("broker", {}).get("alive"):
+                    return st
+                last = f"waiting for {', '.join(missing) or 'the broker'}"
+            except ControlError as exc:
+                last = str(exc)
+        time.sleep(0.5)
+    raise ContainerError(f"the plant of {candidate} was not ready after {timeout:.0f} s: {last}")
+
+
+# -- the compose file, as the Docker SDK backend reads it ---------------------------------------------------------
+def substitute(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR} / ${VAR:-default} interpolation (the forms docker-compose.yml uses)."""
+
+    def one(m: re.Match[str]) -> str:
+        value = env.get(m.group(1))
+        return value if value else (m.group(2) or "")
+
+    return _VAR.sub(one, text)
+
+
+def load_topology(path: Path, env: dict[str, str], profiles: set[str] | None = None) -> dict[str, Any]:
+    """The services and networks of the compose file with the candidate's variables in, profiles applied."""
+    raw = load_yaml(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("services"), dict):
+        raise ConfigError(path, "not a compose file (no services)")
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return substitute(node, env)
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if isinstance(node, dict):
+            return {walk(k): walk(v) for k, v in node.items()}
+        return node
+
+    data = walk(raw)
+    services = {
+        name: svc
+        for name, svc in data["services"].items()
+        if not svc.get("profiles") or set(svc["profiles"]) & (profiles or set())
+    }
+    return {"services": services, "networks": data.get("networks") or {}, "base": path.parent}
+
+
+def _memory(text: str) -> int:
+    m = re.fullmatch(r"(\d+)([kmg]?)b?", str(text).strip().lower())
+    if not m:
+        raise ContainerError(f"memory limit {text!r} not understood")
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)]
+
+
+def _binds(volumes: list[str], base: Path) -> dict[str, dict[str, str]]:
+    out = {}
+    for v in volumes:
+        src, dst, *mode = v.split(":")
+        path = Path(src) if src.startswith("/") else (base / src).resolve()
+        out[str(path)] = {"bind": dst, "mode": mode[0] if mode else "rw"}
+    return out
+
+
+def _ports(ports: list[str]) -> dict[int, list[tuple[str, int]]]:
+    out: dict[int, list[tuple[str, int]]] = {}
+    for p in ports:
+        ip, host, container = p.rsplit(":", 2)
+        out.setdefault(int(container), []).append((ip, int(host)))
+    return out
+
+
+class DockerBackend:
+    """Candidates' plants as containers on a Docker engine, through the Docker SDK."""
+
+    def __init__(self, image: str = DEFAULT_IMAGE, compose: Path | None = None, client: Any = None) -> None:
+        try:
+            import docker
+        except ImportError:
+            raise ContainerError("the docker backend needs the Docker SDK: pip install 'aiotlab[docker]'") from None
+        try:
+            self.client = client or docker.from_env(timeout=60)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise ContainerError(f"no Docker engine answers ({exc}); start dockerd or use backend: process") from None
+        self.errors = docker.errors
+        self.image = image
+        self.compose = compose or compose_file()
+        self.home = str(ad.home())
+
+    def _labels(self, candidate: str) -> dict[str, str]:
+        return {LABEL: "true", LABEL_CANDIDATE: candidate, LABEL_HOME: self.home}
+
+    def _filters(self, candidate: str | None = None) -> dict[str, Any]:
+        labels = [f"{LABEL}=true", f"{LABEL_HOME}={self.home}"]
+        if candidate is not None:
+            labels.append(f"{LABEL_CANDIDATE}={candidate}")
+        return {"label": labels}
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def up(self, candidate: str, seed: int | None = None, wait: bool = True) -> dict[str, Any]:
+        """Create and start the candidate's plant (after removing any leftover of theirs); wait until ready."""
+        try:
+            self.client.images.get(self.image)
+        except self.errors.ImageNotFound:
+            raise ContainerError(f"image {self.image} not found: build it (infra/docker/build-image.sh)") from None
+        self.remove(candidate)
+        env = register(candidate, seed, "docker", self.image)
+        topo = load_topology(self.compose, env)
+        project = env["COMPOSE_PROJECT_NAME"]
+        labels = self._labels(candidate)
+        try:
+            nets = self._networks(project, topo, labels)
+            for name, svc in topo["services"].items():
+                self._container(project, name, svc, nets, labels, topo["base"])
+        except (self.errors.DockerException, ContainerError, OSError) as exc:
+            self.remove(candidate)
+            mark(candidate, status="failed", error=f"docker: {exc}")
+            raise ContainerError(f"{candidate}: {exc}") from None
+        mark(candidate, status="running", containers=sorted(topo["services"]))
+        return wait_ready(candidate) if wait else ad.read_state(candidate) or {}
+
+    def _networks(self, project: str, topo: dict[str, Any], labels: dict[str, str]) -> dict[str, str]:
+        from docker.types import IPAMConfig, IPAMPool
+
+        out = {}
+        for name, net in topo["networks"].items():
+            pools = [IPAMPool(subnet=c["subnet"], gateway=c.get("gateway")) for c in net["ipam"]["config"]]
+            created = self.client.networks.create(
+                f"{project}_{name}",
+                driver="bridge",
+                internal=bool(net.get("internal")),
+                ipam=IPAMConfig(pool_configs=pools),
+                labels=labels,
+            )
+            out[name] = created.name
+        return out
+
+    def _container(
+        self, project: str, name: str, svc: dict[str, Any], nets: dict[str, str], labels: dict[str, str], base: Path
+    ) -> None:
+        api = self.client.api
+        networks = list(svc["networks"].items())
+        ports = _ports(svc.get("ports", []))
+        host_config = api.create_host_config(
+            binds=_binds(svc.get("volumes", []), base),
+            port_bindings=ports,
+            mem_limit=_memory(svc["mem_limit"]) if svc.get("mem_limit") else None,
+            nano_cpus=int(float(svc["cpus"]) * 1e9) if svc.get("cpus") else None,
+            pids_limit=int(svc["pids_limit"]) if svc.get("pids_limit") else None,
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": 5} if svc.get("restart") else None,
+        )
+        first, first_cfg = networks[0]
+        created = api.create_container(
+            svc.get("image", self.image),
+            command=svc.get("command"),
+            entrypoint=svc.get("entrypoint"),
+            environment=svc.get("environment"),
+            labels={**(svc.get("labels") or {}), **labels, "io.aiotlab.service": name},
+            name=f"{project}-{name}",
+            hostname=name,
+            ports=list(ports),
+            host_config=host_config,
+            networking_config=api.create_networking_config(
+                {nets[first]: api.create_endpoint_config(ipv4_address=first_cfg["ipv4_address"], aliases=[name])}
+            ),
+        )
+        for net, cfg in networks[1:]:
+            api.connect_container_to_network(created["Id"], nets[net], ipv4_address=cfg["ipv4_address"], aliases=[name])
+        api.start(created["Id"])
+
+    def remove(self, candidate: str | None = None) -> list[str]:
+        """Remove the containers and networks of a candidate (or of every candidate of this registry)."""
+        removed = []
+        for c in self.client.containers.list(all=True, filters=self._filters(candidate)):
+            try:
+                c.remove(force=True)
+                removed.append(c.name)
+            except self.errors.NotFound:
+                pass
+        for n in self.client.networks.list(filters=self._filters(candidate)):
+            try:
+                n.remove()
+                removed.append(n.name)
+            except self.errors.NotFound:
+                pass
+        return removed
+
+    def down(self, candidate: str) -> str:
+        removed = self.remove(candidate)
+        if ad.read_state(candidate):
+            mark(candidate, status="stopped", pid=None)
+        return f"removed {len(removed)} containers and networks" if removed else "nothing to remove"
+
+    def status(self, candidate: str) -> dict[str, str]:
+        """service -> container state (running, restarting, exited ...)."""
+        return {
+            c.labels.get("io.aiotlab.service", c.name): c.status
+            for c in self.client.containers.list(all=True, filters=self._filters(candidate))
+        }
+
+    def leftovers(self, keep: set[str] = frozenset()) -> list[str]:
+        """Candidates of this registry with containers or networks on the engine but no running plant recorded
+        (a crashed or killed run), other than those in `keep`."""
+        found = {c.labels.get(LABEL_CANDIDATE) for c in self.client.containers.list(all=True, filters=self._filters())}
+        found |= {n.attrs["Labels"].get(LABEL_CANDIDATE) for n in self.client.networks.list(filters=self._filters())}
+        return sorted(c for c in found if c and c not in keep and not ad.is_running(ad.read_state(c)))

@@ -1,0 +1,122 @@
+"""One role of a plant split over processes: the entry point of every plant container.
+
+    python -m aiotlab.simulators.node --role core|broker|plc1|em1|fw1|plc2|sensors|hmi
+
+Configured by the environment, as a compose file or the Docker backend sets it:
+AIOTLAB_CANDIDATE, AIOTLAB_SEED (optional), AIOTLAB_SLOT (the plant's slot: its networks and published
+addresses), AIOTLAB_STATE_DIR (the plant's state folder, shared by all its containers), AIOTLAB_CORE (host:port
+of the core's bus; device roles only), AIOTLAB_ADDRESSING ("containers", default, or "loopback" to run the split
+plant on this machine's loopback block, as the tests do).
+
+A device role exits (status 3) when it loses the core, so a restart policy brings it back connected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .addressing import Addresses
+from .bus import BUS_PORT, BusError, BusLink
+from .launch import plant_params
+from .runtime import ROLES, Plant, PlantStartError
+from .yamlconf import ConfigError
+
+log = logging.getLogger("aiotlab.node")
+TOKEN_WAIT_S = 60.0
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None or value == "":
+        raise ValueError(f"{name} must be set")
+    return value
+
+
+def _addresses(slot: int, spec: dict, mode: str) -> tuple[Addresses, Addresses]:
+    """(where devices bind, how clients reach them)."""
+    public = Addresses.for_slot(slot, spec["addressing"])
+    if mode == "loopback":
+        return public, public
+    public = Addresses(slot, public.hosts, dict(spec["addressing"]["ports"]))  # published on the standard ports
+    return Addresses.in_containers(slot, spec["addressing"]), public
+
+
+async def _wait_token(state_dir: Path, timeout: float) -> str:
+    path = state_dir / "control.token"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            token = path.read_text().strip()
+            if token:
+                return token
+        await asyncio.sleep(0.2)
+    raise BusError(f"no control token at {path} after {timeout:.0f} s: is the core running with this state folder?")
+
+
+async def run(role: str) -> int:
+    candidate = _env("AIOTLAB_CANDIDATE")
+    seed_text = os.environ.get("AIOTLAB_SEED") or None
+    slot = int(_env("AIOTLAB_SLOT"))
+    state_dir = Path(_env("AIOTLAB_STATE_DIR", "/var/lib/aiotlab/plant"))
+    mode = _env("AIOTLAB_ADDRESSING", "containers")
+    identity, spec, params = plant_params(candidate, int(seed_text) if seed_text else None)
+    inside, public = _addresses(slot, spec, mode)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    link = None
+    if role != "core":
+        token = await _wait_token(state_dir, TOKEN_WAIT_S)
+        core = _env("AIOTLAB_CORE", f"{inside.hosts['control']}:{BUS_PORT}")
+        host, _, port = core.rpartition(":")
+        link = BusLink(host, int(port), role, token)
+        await link.connect()
+    plant = Plant(identity, spec, params, inside, state_dir, roles=frozenset({role}), link=link, public=public)
+    if role == "core" and mode == "containers":
+        plant.bus_host = "0.0.0.0"  # the core's containers' networks only; the bus asks for the control token  # noqa: S104
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await plant.start()
+    log.info("%s of %s running (slot %d, %s addressing)", role, candidate, slot, mode)
+    waits = [asyncio.create_task(stop.wait())]
+    if link is not None:
+        waits.append(asyncio.create_task(link.lost.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    lost = link is not None and link.lost.is_set() and not stop.is_set()
+    for w in waits:
+        w.cancel()
+    await plant.stop()
+    if link is not None:
+        await link.close()
+    plant.close()
+    if lost:
+        log.error("%s lost its plant core; exiting to be restarted", role)
+        return 3
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="aiotlab-node", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--role", required=True, choices=ROLES)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("asyncua", "aiohttp.access", "transitions", "amqtt"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return asyncio.run(run(args.role))
+    except (PlantStartError, ConfigError, ValueError, BusError) as exc:
+        print(f"{args.role} failed to start: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
