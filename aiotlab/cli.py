@@ -539,10 +539,17 @@ def exam_status(exam_file: ExamFile) -> None:
     exam = _exam(exam_file)
     rows = status(exam)
     table = Table(title=f"exam {exam.id}")
-    for col in ("candidate", "plant", "tasks", "broker", "kit"):
+    for col in ("candidate", "plant", "tasks", "containers", "broker", "kit"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["candidate"], r["plant"], r.get("tasks", ""), r.get("broker", ""), "✓" if r["kit"] else "✗")
+        table.add_row(
+            r["candidate"],
+            r["plant"],
+            r.get("tasks", ""),
+            r.get("containers", "-"),
+            r.get("broker", ""),
+            "✓" if r["kit"] else "✗",
+        )
     console.print(table)
     raise typer.Exit(0 if all(r["plant"] == "running" for r in rows) else 1)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiotlab.simulators.yamlconf import ConfigError, load_yaml
 
-BACKENDS = ("process",)
+BACKENDS = ("process", "docker")
 CANDIDATE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 LAUNCH_WORKERS = 8  # plants start in parallel; each start is mostly waiting for its devices to listen
 
@@ -158,7 +158,14 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
 
     t0 = time.monotonic()
     st = ad.read_state(candidate)
-    if not ad.is_running(st):
+    if exam.backend == "docker" and not (ad.is_running(st) and st.get("backend") == "docker"):
+        from aiotlab.simulators.containers import ContainerError
+
+        try:
+            st = docker_backend(exam).up(candidate)
+        except ContainerError as exc:
+            st = {"status": "failed", "error": str(exc)}
+    elif not ad.is_running(st):
         st = detach(candidate, None)
     if st.get("status") != "running":
         return {"candidate": candidate, "status": "failed", "error": st.get("error"), "seconds": time.monotonic() - t0}
@@ -177,10 +184,28 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     }
 
 
+def docker_backend(exam: Exam) -> Any:
+    from aiotlab.simulators.containers import DockerBackend
+
+    return DockerBackend(str(exam.data.get("image", "aiotlab-plant:latest")))
+
+
+def remove_leftovers(exam: Exam) -> list[str]:
+    """Containers and networks of this registry's plants that no running plant owns (a crashed or killed run)."""
+    if exam.backend != "docker":
+        return []
+    backend = docker_backend(exam)
+    gone = backend.leftovers()
+    for c in gone:
+        backend.down(c)
+    return gone
+
+
 def up(exam: Exam) -> list[dict[str, Any]]:
     exam.use_secret()
     exam.out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    cleaned = remove_leftovers(exam)
     with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
         results = list(pool.map(lambda c: launch_one(exam, c), exam.candidates))
     state = {
@@ -190,6 +215,7 @@ def up(exam: Exam) -> list[dict[str, Any]]:
         "labs": exam.labs,
         "started": time.time(),
         "launch_seconds": round(time.monotonic() - t0, 2),
+        "leftovers_removed": cleaned,
         "candidates": {r["candidate"]: r for r in results},
     }
     exam.state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -215,6 +241,9 @@ def status(exam: Exam) -> list[dict[str, Any]]:
                 row["plant"] = f"running, control plane not answering: {exc}"
         elif st and st.get("status") == "running":
             row["plant"] = "crashed (leftover: `aiotlab exam down` cleans it)"
+        if st and st.get("backend") == "docker":
+            states = docker_backend(exam).status(c)
+            row["containers"] = f"{sum(1 for v in states.values() if v == 'running')}/{len(states)} running"
         row["kit"] = (exam.workspace(c) / ".aiotlab" / "datasheet.json").is_file()
         rows.append(row)
     return rows
@@ -222,8 +251,17 @@ def status(exam: Exam) -> list[dict[str, Any]]:
 
 def down(exam: Exam) -> list[dict[str, Any]]:
     """Stop every roster plant, crashed ones included (their leftover brokers too)."""
+    from aiotlab.simulators import addressing as ad
     from aiotlab.simulators.daemonctl import down as plant_down
 
+    def one(candidate: str) -> str:
+        st = ad.read_state(candidate) or {}
+        if exam.backend == "docker" or st.get("backend") == "docker":
+            return docker_backend(exam).down(candidate)
+        return plant_down(candidate)
+
     with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
-        done = list(pool.map(plant_down, exam.candidates))
-    return [{"candidate": c, "result": r} for c, r in zip(exam.candidates, done, strict=True)]
+        done = list(pool.map(one, exam.candidates))
+    rows = [{"candidate": c, "result": r} for c, r in zip(exam.candidates, done, strict=True)]
+    rows += [{"candidate": c, "result": "leftover removed"} for c in remove_leftovers(exam)]
+    return rows

@@ -103,6 +103,7 @@ class BusServer:
         self.peers: dict[str, asyncio.StreamWriter] = {}
         self.stats: dict[str, dict[str, Any]] = {}  # role -> its latest counters
         self.seen: dict[str, float] = {}  # role -> when it last said anything
+        self.ready: set[str] = set()  # roles whose device serves (connected first, then started)
         self._requests = _Requests()
         self._server: asyncio.Server | None = None
 
@@ -164,12 +165,15 @@ class BusServer:
         finally:
             if role is not None and self.peers.get(role) is writer:
                 self.peers.pop(role, None)
+                self.ready.discard(role)
                 self._on_message(role, {"op": "event", "kind": "bus_disconnect", "detail": {"role": role}})
             writer.close()
 
     def _handle(self, role: str, msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         if "reply" in msg:
             self._requests.answer(msg)
+        elif msg.get("op") == "ready":
+            self.ready.add(role)
         elif msg.get("op") == "stats":
             self.stats[role] = msg.get("stats") or {}
         elif msg.get("op") == "call":

@@ -125,6 +125,16 @@ def wait_ready(candidate: str, timeout: float = READY_TIMEOUT_S) -> dict[str, An
     raise ContainerError(f"the plant of {candidate} was not ready after {timeout:.0f} s: {last}")
 
 
+def _secret_in_use() -> str:
+    """The exam secret this process uses (the containers must derive the same plant); empty: the development one."""
+    import os
+
+    path = os.environ.get("AIOTLAB_EXAM_SECRET_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return os.environ.get("AIOTLAB_EXAM_SECRET", "")
+
+
 # -- the compose file, as the Docker SDK backend reads it ---------------------------------------------------------
 def substitute(text: str, env: dict[str, str]) -> str:
     """Compose's ${VAR} / ${VAR:-default} interpolation (the forms docker-compose.yml uses)."""
@@ -219,7 +229,7 @@ class DockerBackend:
         except self.errors.ImageNotFound:
             raise ContainerError(f"image {self.image} not found: build it (infra/docker/build-image.sh)") from None
         self.remove(candidate)
-        env = register(candidate, seed, "docker", self.image)
+        env = {**register(candidate, seed, "docker", self.image), "AIOTLAB_EXAM_SECRET": _secret_in_use()}
         topo = load_topology(self.compose, env)
         project = env["COMPOSE_PROJECT_NAME"]
         labels = self._labels(candidate)
@@ -244,6 +254,7 @@ class DockerBackend:
                 f"{project}_{name}",
                 driver="bridge",
                 internal=bool(net.get("internal")),
+                options=net.get("driver_opts"),
                 ipam=IPAMConfig(pool_configs=pools),
                 labels=labels,
             )

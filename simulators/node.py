@@ -86,6 +86,8 @@ async def run(role: str) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await plant.start()
+    if link is not None:
+        link.send({"op": "ready"})  # the core counts this device as serving from now on
     log.info("%s of %s running (slot %d, %s addressing)", role, candidate, slot, mode)
     waits = [asyncio.create_task(stop.wait())]
     if link is not None:

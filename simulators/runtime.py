@@ -629,7 +629,7 @@ class Plant:
             "hmi": devices.get("hmi"),
             "supervised": self.supervisor.status(),
             "processes": (
-                {role: role in self.bus.peers for role in ROLES if role != "core"} if self.bus is not None else None
+                {role: role in self.bus.ready for role in ROLES if role != "core"} if self.bus is not None else None
             ),
             "unsaved_configs": sorted(self.running_configs),
             "faults": self.model.faults.listing(),
