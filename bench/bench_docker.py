@@ -56,7 +56,9 @@ def main() -> None:
                 "roster: roster.csv\nout: out\n"
             )
             t0 = time.perf_counter()
-            subprocess.run([*AIOTLAB, "exam", "up", str(home / "exam.yaml")], capture_output=True, timeout=900, check=True)
+            subprocess.run(
+                [*AIOTLAB, "exam", "up", str(home / "exam.yaml")], capture_output=True, timeout=900, check=True
+            )
             up = time.perf_counter() - t0
             t0 = time.perf_counter()
             subprocess.run([*AIOTLAB, "exam", "down", str(home / "exam.yaml")], capture_output=True, timeout=900)
