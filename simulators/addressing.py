@@ -78,6 +78,12 @@ class Addresses:
         return cls(slot, hosts, ports)
 
     @classmethod
+    def published(cls, slot: int, spec_addressing: dict[str, Any]) -> Addresses:
+        """A containerised plant as clients reach it: the slot's loopback block, on the standard ports (the
+        engine, not this process, binds the published ports)."""
+        return cls(slot, cls.for_slot(slot, spec_addressing).hosts, dict(spec_addressing["ports"]))
+
+    @classmethod
     def in_containers(cls, slot: int, spec_addressing: dict[str, Any]) -> Addresses:
         """The plant as its containers see it: devices on the plant and field networks at the same host numbers,
         standard ports, the workstation being the plant network's gateway (the host, where docker-proxy relays

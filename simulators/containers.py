@@ -79,7 +79,7 @@ def register(candidate: str, seed: int | None, backend: str, image: str = DEFAUL
             raise ContainerError(str(exc)) from None
         d = ad.plant_dir(candidate)
         (d / "logs").mkdir(parents=True, exist_ok=True)
-        public = ad.Addresses(slot, ad.Addresses.for_slot(slot, spec["addressing"]).hosts, spec["addressing"]["ports"])
+        public = ad.Addresses.published(slot, spec["addressing"])
         ad.write_state(
             candidate,
             {
@@ -126,13 +126,11 @@ def wait_ready(candidate: str, timeout: float = READY_TIMEOUT_S) -> dict[str, An
 
 
 def _secret_in_use() -> str:
-    """The exam secret this process uses (the containers must derive the same plant); empty: the development one."""
-    import os
+    """The exam secret this process uses: the containers must derive the same plants (the development secret,
+    when none is set, warned about once here as everywhere)."""
+    from .params import exam_secret
 
-    path = os.environ.get("AIOTLAB_EXAM_SECRET_FILE")
-    if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    return os.environ.get("AIOTLAB_EXAM_SECRET", "")
+    return exam_secret()
 
 
 # -- the compose file, as the Docker SDK backend reads it ---------------------------------------------------------

@@ -42,11 +42,10 @@ def _env(name: str, default: str | None = None) -> str:
 
 def _addresses(slot: int, spec: dict, mode: str) -> tuple[Addresses, Addresses]:
     """(where devices bind, how clients reach them)."""
-    public = Addresses.for_slot(slot, spec["addressing"])
     if mode == "loopback":
-        return public, public
-    public = Addresses(slot, public.hosts, dict(spec["addressing"]["ports"]))  # published on the standard ports
-    return Addresses.in_containers(slot, spec["addressing"]), public
+        local = Addresses.for_slot(slot, spec["addressing"])
+        return local, local
+    return Addresses.in_containers(slot, spec["addressing"]), Addresses.published(slot, spec["addressing"])
 
 
 async def _wait_token(state_dir: Path, timeout: float) -> str:

@@ -14,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +45,6 @@ def failed_checks(report: Path) -> set[str]:
     return {c["id"] for c in doc["checks"] if c["status"] != "pass"}
 
 
-def tcp_reaches(host: str, port: int, timeout: float = 2.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout):
-            return True
-    except OSError:
-        return False
-
-
 MODBUS_PROBE = """
 import socket, sys
 try:
@@ -75,6 +69,20 @@ def modbus_answers(host: str, unit: int, via: list[str] | None = None) -> bool:
         [*(via or [sys.executable]), "-c", MODBUS_PROBE, host, str(unit)], capture_output=True, text=True, timeout=30
     )
     return out.stdout.strip() == "answered"
+
+
+def http_ready(url: str, within_s: float) -> bool:
+    """200 from a readiness endpoint within the time (a service may still be starting)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - the plant's own published port
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def modbus_read(host: str, port: int, unit: int) -> bytes:
@@ -121,8 +129,8 @@ def test_compose_plant_graded_full_marks(aiot_home: Path, engine: Any, tmp_path:
         for unit, host in ((1, f"{field}.111"), (21, f"{field}.112")):
             assert not modbus_answers(host, unit)
             assert not modbus_answers(host, unit, via=hmi)
-        # the plant's Prometheus runs (from the image's Debian package)
-        assert tcp_reaches(f"{pub}.90", 9090)
+        # the plant's Prometheus runs (from the image's Debian package) and says it is ready
+        assert http_ready(f"http://{pub}.90:9090/-/ready", 30.0)
         out = tmp_path / "graded"
         graded = cli("grade", "data-acquisition", "-c", cand, "--solution", "reference", "-o", str(out), timeout=240)
         report = out / cand / "data-acquisition" / "report.json"
