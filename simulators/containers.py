@@ -73,8 +73,12 @@ def register(candidate: str, seed: int | None, backend: str, image: str = DEFAUL
         previous = ad.read_state(candidate)
         if ad.is_running(previous) and previous.get("backend") not in ad.CONTAINER_BACKENDS:
             raise ContainerError(f"{candidate} already has a running process plant: aiotlab plant down first")
-        try:
-            slot = ad.allocate_slot(candidate, None)
+        try:  # its running containers keep their slot; else the slot must be free on this machine, as for processes
+            slot = (
+                int(previous["slot"])
+                if ad.is_running(previous) and previous.get("backend") == backend
+                else ad.allocate_slot(candidate, spec["addressing"])
+            )
         except ad.SlotInUse as exc:
             raise ContainerError(str(exc)) from None
         d = ad.plant_dir(candidate)
