@@ -26,9 +26,10 @@ from aiotlab.labs.loader import Lab
 from aiotlab.simulators import addressing as ad
 from aiotlab.simulators.control_client import ControlClient
 
+from . import scoring
 from .checks import registry
 from .observers import MqttObservation, observe_mqtt
-from .results import ERROR, CheckResult
+from .results import ERROR, GRADER_OVERLOADED, CheckResult, not_assessable
 
 CHECK_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 150.0  # an active check probes many things, each bounded; this bounds the whole
@@ -60,6 +61,26 @@ class GradeContext:
     probe_results: dict[str, CheckResult] = field(default_factory=dict)  # active checks' verdicts, in order
     started: float = field(default_factory=time.time)
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run when probing ends
+    # Candidate defects that keep the grader from assessing other checks: cause id -> {en, zh-TW, check}. The
+    # check that owns the defect fails; the checks it blocks are "not assessable" naming the cause, stated once.
+    blockers: dict[str, dict[str, str]] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)  # the grader's own lag and window coverage
+
+    def block(self, cause: str, en: str, zh: str, check: str) -> None:
+        """Record a candidate defect that blocks the grader (first report of a cause wins)."""
+        self.blockers.setdefault(cause, {"en": en, "zh-TW": zh, "check": check})
+
+    def blocked(self, spec: dict[str, Any], cause: str, evidence: dict[str, Any] | None = None) -> CheckResult:
+        """The verdict of a check that a recorded blocker (or the grader's overload) kept from running."""
+        if cause == GRADER_OVERLOADED:
+            en, zh = (
+                "the grader fell behind during observation (not the candidate's fault)",
+                "評分程式觀測期間延遲（非考生之過）",
+            )
+        else:
+            b = self.blockers.get(cause, {"en": cause, "zh-TW": cause})
+            en, zh = b["en"], b["zh-TW"]
+        return not_assessable(spec["id"], spec["points"], cause, en, zh, {"blocked_by": cause, **(evidence or {})})
 
     def truth_range(self, tag: str, t0: float, t1: float) -> tuple[list[float], list[float]]:
         """Truth for any range: from the window's cache when it covers it, else fetched (bounded) and remembered.
@@ -130,6 +151,8 @@ class GradeRun:
     finished: float
     solution: dict[str, Any]
     evidence_series: dict[str, Any] = field(default_factory=dict)
+    blockers: dict[str, dict[str, str]] = field(default_factory=dict)  # causes named once at the report's top
+    health: dict[str, Any] = field(default_factory=dict)  # the grader's own lag and coverage of the window
 
 
 def ensure_plant(candidate: str) -> dict[str, Any]:
@@ -212,8 +235,10 @@ async def run_check(fn: Callable[..., Any], ctx: GradeContext, spec: dict[str, A
             {"en": f"check error: {type(exc).__name__}: {exc}", "zh-TW": f"檢查錯誤：{type(exc).__name__}: {exc}"},
             {"traceback": traceback.format_exc()[-2000:]},
         )
+    if result.id != spec["id"]:
+        result.id = spec["id"]
     result.started, result.finished = started, time.time()
-    return result
+    return scoring.apply(spec, result)
 
 
 async def run_probes(lab: Lab, ctx: GradeContext, say: Callable[[str, str], None] = lambda w, x: None) -> None:
@@ -297,6 +322,8 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
         "truth_extra": {k: [list(v[0]), list(v[1])] for k, v in ctx._extra.items()},
         "emissions": ctx.emissions() if telemetry_observer(ctx.lab) else [],
         "probe_results": {k: v.as_dict() for k, v in ctx.probe_results.items()},
+        "blockers": ctx.blockers,
+        "health": ctx.health,
     }
     db = ctx.db_path if "db_path" in ctx.params else None
     if db is not None and db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:
@@ -345,6 +372,8 @@ def load_recording(lab: Lab, path: Path) -> GradeContext:
     ctx._extra = {k: (v[0], v[1]) for k, v in rec.get("truth_extra", {}).items()}
     ctx._emissions = rec["emissions"]
     ctx.probe_results = {k: CheckResult(**v) for k, v in rec.get("probe_results", {}).items()}
+    ctx.blockers = rec.get("blockers", {})
+    ctx.health = rec.get("health", {})
     ctx.db_override = path.parent / rec["db_copy"] if rec.get("db_copy") else path.parent / "no-database-was-recorded"
     return ctx
 
@@ -514,4 +543,6 @@ async def grade(
         started,
         time.time(),
         sol_info,
+        blockers=ctx.blockers,
+        health=ctx.health,
     )

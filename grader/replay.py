@@ -35,6 +35,8 @@ def replay_run(lab: Lab, recording: Path, out: Path, lang: str, console: Console
         time.time(),
         time.time(),
         {"replayed": True},
+        blockers=ctx.blockers,
+        health=ctx.health,
     )
     doc = report.write_all(run, out, exam_secret(), lang)
     original = recording.parent / "report.json"

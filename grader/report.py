@@ -15,7 +15,7 @@ import jinja2
 
 from aiotlab import __version__
 
-from . import signing, svg
+from . import scoring, signing, svg
 from .engine import GradeRun
 from .results import PASS
 from .standards import indicator, security_requirements
@@ -50,6 +50,8 @@ def build(run: GradeRun, out_dir: Path) -> dict[str, Any]:
                 "points": r.points,
                 "max_points": r.max_points,
                 "summary": r.summary,
+                "scoring": scoring.rule_of(spec),
+                **({"blocked_by": r.blocked_by} if r.blocked_by else {}),
                 "indicators": spec.get("indicators", []),
                 "iec62443_sr": spec.get("iec62443_sr", []),
                 "started": _iso(r.started),
@@ -106,10 +108,38 @@ def build(run: GradeRun, out_dir: Path) -> dict[str, Any]:
             "max_points": max_points,
             "percent": round(100 * points / max_points, 1) if max_points else 0.0,
         },
+        "not_assessable": not_assessable_causes(run, checks),
+        "grader_health": run.health,
         "checks": checks,
         "indicators": indicators,
         "iec62443_sr_summary": sr_summary,
     }
+
+
+def not_assessable_causes(run: GradeRun, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cause that kept checks from being assessed, named once with the checks it blocked (report's top)."""
+    from .results import GRADER_OVERLOADED
+
+    out = []
+    for cause in dict.fromkeys(c["blocked_by"] for c in checks if c.get("blocked_by")):
+        if cause == GRADER_OVERLOADED:
+            text = {
+                "en": "the grader fell behind while observing; re-grade (not the candidate's fault)",
+                "zh-TW": "評分程式觀測時延遲，請重新評分（非考生之過）",
+            }
+            owner = None
+        else:
+            b = run.blockers.get(cause, {"en": cause, "zh-TW": cause})
+            text, owner = {"en": b["en"], "zh-TW": b["zh-TW"]}, b.get("check")
+        out.append(
+            {
+                "cause": cause,
+                "text": text,
+                "failed_check": owner,
+                "blocked_checks": [c["id"] for c in checks if c.get("blocked_by") == cause],
+            }
+        )
+    return out
 
 
 def redact(params: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,11 @@ class Lab:
         return self.data["checks"]
 
     @property
+    def requirements(self) -> list[dict[str, Any]]:
+        """What the brief requires, each with the checks that assess it and the flawed solutions that violate it."""
+        return self.data.get("requirements", [])
+
+    @property
     def total_points(self) -> float:
         return float(sum(c["points"] for c in self.checks))
 
@@ -106,6 +111,12 @@ def load_lab(lab_id: str) -> Lab:
     for ind in data["indicators"]:
         if not any(ind in c.get("indicators", []) for c in data["checks"]):
             raise ConfigError(path / "lab.yaml", f"indicator {ind} has no check assessing it")
+    from aiotlab.grader import scoring
+
+    for c in data["checks"]:
+        why = scoring.validate(c)
+        if why:
+            raise ConfigError(path / "lab.yaml", f"check {c['id']}: {why}")
     lab = Lab(lab_id, path, data)
     sol_root = path / "solutions"
     if sol_root.is_dir():
@@ -126,7 +137,64 @@ def load_lab(lab_id: str) -> Lab:
                     m.get("description", ""),
                     m.get("setup"),
                 )
+    validate_requirements(lab)
     return lab
+
+
+def validate_requirements(lab: Lab) -> None:
+    """The requirement table is consistent: every requirement is assessed by known checks and violated by a known
+    flawed solution whose declared failures are this requirement's checks (one defect, its own checks); every check
+    assesses a requirement. A lab without the table is reported by the test suite, not here."""
+    reqs = lab.requirements
+    if not reqs:
+        return
+    where = lab.path / "lab.yaml"
+    check_ids = {c["id"] for c in lab.checks}
+    seen_ids: set[str] = set()
+    for r in reqs:
+        rid = r.get("id")
+        if not rid or rid in seen_ids:
+            raise ConfigError(where, f"requirement id missing or repeated: {rid!r}")
+        seen_ids.add(rid)
+        text = r.get("text") or {}
+        if not all(text.get(lang) for lang in LANGS):
+            raise ConfigError(where, f"requirement {rid}: text needs both {LANGS}")
+        checks = r.get("checks") or []
+        if not checks or set(checks) - check_ids:
+            raise ConfigError(where, f"requirement {rid}: checks must name known checks, got {checks}")
+        for sol in r.get("violated_by") or []:
+            if sol not in lab.solutions:
+                raise ConfigError(where, f"requirement {rid}: violated_by names unknown solution {sol!r}")
+            fails = set(lab.solutions[sol].expect_fail)
+            if not fails & set(checks):
+                raise ConfigError(where, f"requirement {rid}: {sol} fails none of its checks ({sorted(fails)})")
+    unassessing = check_ids - {c for r in reqs for c in r["checks"]}
+    if unassessing:
+        raise ConfigError(where, f"checks that assess no stated requirement: {sorted(unassessing)}")
+
+
+def requirements_table(lab: Lab, lang: str) -> str:
+    """The brief's requirement list, rendered from the lab data: what is required, which check assesses it, its
+    points and its scoring rule. One source for the brief, the report and the consistency test."""
+    from aiotlab.grader import scoring
+
+    by_id = {c["id"]: c for c in lab.checks}
+    zh = lang == "zh-TW"
+    head = (
+        "| 編號 | 要求 | 評量檢查（配分，給分方式） |\n|---|---|---|\n"
+        if zh
+        else "| id | requirement | assessed by (points, scoring rule) |\n|---|---|---|\n"
+    )
+    rows = []
+    for r in lab.requirements:
+        cells = "<br>".join(
+            f"`{cid}` {by_id[cid]['title'][lang]}（{by_id[cid]['points']} 分，{scoring.describe(by_id[cid], lang)}）"
+            if zh
+            else f"`{cid}` {by_id[cid]['title'][lang]} ({by_id[cid]['points']} points, {scoring.describe(by_id[cid], lang)})"
+            for cid in r["checks"]
+        )
+        rows.append(f"| {r['id']} | {r['text'][lang].strip()} | {cells} |")
+    return head + "\n".join(rows) + "\n"
 
 
 def render_brief(lab: Lab, candidate: str, sheet: dict[str, Any], params: dict[str, Any], lang: str) -> str:
@@ -167,4 +235,12 @@ def render_brief(lab: Lab, candidate: str, sheet: dict[str, Any], params: dict[s
             for p in sorted((lab.path / "schema").glob("*.json"))
         },
         config_dir=sheet["config_dir"],
+        requirements_table=requirements_table(lab, lang),
+        scoring_of={c["id"]: scoring_describe(c, lang) for c in lab.checks},
     )
+
+
+def scoring_describe(spec: dict[str, Any], lang: str) -> str:
+    from aiotlab.grader import scoring
+
+    return scoring.describe(spec, lang)
