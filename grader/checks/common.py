@@ -19,10 +19,26 @@ def block(ctx: Any) -> str:
     return hosts(ctx)["broker"].rsplit(".", 1)[0]
 
 
+ATTACKERS_PER_RUN = 4
+
+
+def attackers(ctx: Any) -> list[str]:
+    """This grading run's attacker source addresses: drawn afresh per run from the candidate's plant network,
+    outside every address the plant or its allow-lists use, and never printed in a brief or kit (a firewall that
+    denies only the addresses it was told about must not pass)."""
+    if "attackers" not in ctx.cache:
+        import secrets
+
+        taken = {int(a.rsplit(".", 1)[1]) for a in hosts(ctx).values() if a.startswith(block(ctx) + ".")}
+        pool = [n for n in range(2, 250) if n not in taken and not 85 <= n <= 95]  # .90: the plant's Prometheus
+        ctx.cache["attackers"] = [f"{block(ctx)}.{n}" for n in secrets.SystemRandom().sample(pool, ATTACKERS_PER_RUN)]
+    return ctx.cache["attackers"]
+
+
 def attacker(ctx: Any, i: int = 0) -> str:
-    """The i-th attacker source address inside the candidate's block (the lab names the host numbers)."""
-    numbers = ctx.params.get("attacker_hosts", [66, 67, 68, 69])
-    return f"{block(ctx)}.{numbers[i % len(numbers)]}"
+    """The i-th attacker source address of this grading run."""
+    drawn = attackers(ctx)
+    return drawn[i % len(drawn)]
 
 
 def mqtt_account(ctx: Any, name: str) -> Account:
