@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -21,27 +22,28 @@ async def run_demo(lab_id: str, out: Path, console: Console) -> int:
     console.print(
         f"[bold]aiotlab demo[/]: lab [cyan]{lab.id}[/] {lab.version}, candidate [cyan]{CANDIDATE}[/] (seed {SEED})"
     )
-    started_here = False
-    st = ad.read_state(CANDIDATE)
-    if not ad.is_running(st):
-        t0 = time.monotonic()
-        st = detach(CANDIDATE, SEED)
-        if st.get("status") != "running":
-            console.print(f"[red]plant did not start:[/] {st.get('error')}")
-            return 1
-        started_here = True
-        console.print(
-            f"plant up in {time.monotonic() - t0:.2f} s: "
-            + ", ".join(f"{e['device']} {e['endpoint']}" for e in st["endpoints"] if e["protocol"] != "client")
-        )
+    # Always a fresh plant: an earlier demo of another lab may have hardened this one (its broker, FW-1, PLC-2).
+    if ad.is_running(ad.read_state(CANDIDATE)):
+        console.print("stopping the demo plant left from an earlier run (the demo starts from a fresh plant)")
+        down(CANDIDATE)
+    for sub in ("config", "running-config"):
+        shutil.rmtree(ad.plant_dir(CANDIDATE) / sub, ignore_errors=True)
+    t0 = time.monotonic()
+    st = detach(CANDIDATE, SEED)
+    if st.get("status") != "running":
+        console.print(f"[red]plant did not start:[/] {st.get('error')}")
+        return 1
+    console.print(
+        f"plant up in {time.monotonic() - t0:.2f} s: "
+        + ", ".join(f"{e['device']} {e['endpoint']}" for e in st["endpoints"] if e["protocol"] != "client")
+    )
+    observe_s = lab.data.get("parameters", {}).get("observe_s")
+    how = f"observing for {observe_s} s" if observe_s else "probing it"
     try:
-        console.print(
-            f"running the reference solution, observing for {lab.data['parameters']['observe_s']} s, grading…"
-        )
+        console.print(f"running the reference solution, {how}, grading…")
         docs = await grade_cohort(lab, [CANDIDATE], "reference", None, out, "zh-TW", console)
     finally:
-        if started_here:
-            down(CANDIDATE)
+        down(CANDIDATE)
     if not docs:
         return 1
     d = docs[0]

@@ -16,6 +16,14 @@ from aiotlab.simulators.params import exam_secret
 from . import report
 from .engine import grade
 
+MARKS = {
+    "pass": "[green]✓[/]",
+    "partial": "[yellow]½[/]",
+    "fail": "[red]✗[/]",
+    "not_assessable": "–",
+    "error": "[red]![/]",
+}
+
 
 async def grade_cohort(
     lab: Lab,
@@ -57,7 +65,7 @@ async def grade_cohort(
     for col in ("candidate", "score", *(c["id"].split(".", 1)[-1] for c in lab.checks), "indicators achieved"):
         table.add_column(col)
     for d in docs:
-        marks = ["✓" if c["status"] == "pass" else ("½" if c["status"] == "partial" else "✗") for c in d["checks"]]
+        marks = [MARKS.get(c["status"], "!") for c in d["checks"]]
         ach = sum(i["achieved"] for i in d["indicators"])
         table.add_row(
             d["candidate"],
@@ -66,6 +74,13 @@ async def grade_cohort(
             f"{ach}/{len(d['indicators'])}",
         )
     console.print(table)
+    for d in docs:  # a candidate defect (or the host) that kept checks from being assessed: said once, plainly
+        for b in d.get("not_assessable", []):
+            owner = f" ({b['failed_check']} fails)" if b.get("failed_check") else ""
+            console.print(
+                f"[yellow]{d['candidate']}: not assessable because {b['text']['en']}{owner}:[/] "
+                f"{', '.join(b['blocked_checks'])} (0 points)"
+            )
     if len(candidates) > 1:
         graded = {d["candidate"] for d in docs}
         path = report.cohort(docs, cohort_dir or out, out, [c for c in candidates if c not in graded], lang)

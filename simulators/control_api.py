@@ -68,6 +68,7 @@ class ControlApi:
         r.add_post("/v1/reload/{device}", self.reload)
         r.add_post("/v1/apply/{device}", self.apply)
         r.add_post("/v1/restart/{device}", self.restart)
+        r.add_post("/v1/factory-reset", self.factory_reset)
         r.add_get("/v1/logs/{name}", self.logs)
         r.add_get("/v1/config/{name}", self.config_file)
         self.app = app
@@ -177,6 +178,7 @@ class ControlApi:
         for tag, value in body.items():
             self.plant.model.write(tag, value)
             self.plant.event("control_write", tag=tag, value=value)
+        await self.plant.settle()
         return _json({"written": sorted(body)})
 
     async def list_faults(self, request: web.Request) -> web.Response:
@@ -192,12 +194,14 @@ class ControlApi:
             body.get("params") or {},
         )
         self.plant.event("fault", fault=f.as_dict())
+        await self.plant.settle()  # in effect in every device when the call returns
         return _json(f.as_dict(), 201)
 
     async def clear_faults(self, request: web.Request) -> web.Response:
         fid = request.match_info.get("id")
         n = self.plant.model.faults.clear(int(fid) if fid else None)
         self.plant.event("fault_clear", id=fid, cleared=n)
+        await self.plant.settle()
         return _json({"cleared": n})
 
     async def trigger(self, request: web.Request) -> web.Response:
@@ -206,6 +210,7 @@ class ControlApi:
         duration = float(body.get("duration_s", 60.0))
         self.plant.model.trigger(event, duration)
         self.plant.event("process_event", event=event, duration_s=duration)
+        await self.plant.settle()
         return _json({"event": event, "until": self.plant.model.active_events().get(event)}, 201)
 
     async def reload(self, request: web.Request) -> web.Response:
@@ -220,6 +225,9 @@ class ControlApi:
 
     async def restart(self, request: web.Request) -> web.Response:
         return _json(await self.plant.restart(request.match_info["device"]))
+
+    async def factory_reset(self, request: web.Request) -> web.Response:
+        return _json(await self.plant.factory_reset())
 
     async def logs(self, request: web.Request) -> web.Response:
         """The last lines of a device log (broker log, FW-1 decisions, PLC-2 audit, HMI): graders read probes here."""

@@ -82,6 +82,8 @@ class Plant:
         for sub in ("config", "logs", "pki"):
             (state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.config_dir = state_dir / "config"
+        self.loops = 0  # completed physics loop iterations (settle() waits on them)
+        self._loop_waiters: list[asyncio.Future[int]] = []
         self.running_configs: dict[str, Path] = {}  # device -> applied but unsaved config (lost on restart)
         self.logs = state_dir / "logs"
         self.model: Any
@@ -427,7 +429,29 @@ class Plant:
                 self.bus.broadcast(self._snapshot())
             if self.plc2 is not None:
                 await self.plc2.sync()
+            self.loops += 1
+            waiters, self._loop_waiters = self._loop_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(self.loops)
             next_t = self.model.t + tick
+
+    async def settle(self, loops: int = 2, timeout: float = 5.0) -> None:
+        """Return once the physics loop has completed `loops` more iterations: a fault, write or event accepted by
+        the control plane is then in the values every device serves (the snapshot of the first iteration reached
+        the device processes before the second one ended)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for _ in range(loops):
+            fut: asyncio.Future[int] = loop.create_future()
+            self._loop_waiters.append(fut)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                return
 
     def _plc1_load(self) -> float:
         if self.plc1 is not None:
@@ -472,6 +496,20 @@ class Plant:
             raise
         self.event("apply", device=device, saved=False)
         return {**result, "applied": True, "saved": False}
+
+    async def factory_reset(self) -> dict[str, Any]:
+        """Every configurable device back to its factory config, saved and running: what a lab whose brief
+        describes a factory plant starts from, whatever an earlier lab or attempt left on this plant."""
+        for device, name in CONFIG_FILES.items():
+            self.running_configs.pop(device, None)
+            (self.config_dir / name).unlink(missing_ok=True)
+        ensure_configs(self.config_dir, self.params, self.addr.hosts, self.addr.ports)
+        done = []
+        for device in CONFIG_FILES:
+            await self.reload(device)
+            done.append(device)
+        self.event("factory_reset", devices=done)
+        return {"factory_reset": done}
 
     async def restart(self, device: str) -> dict[str, Any]:
         """Power-cycle a device: it comes back with its saved config (anything only applied is gone)."""

@@ -7,12 +7,13 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from aiotlab.simulators.control_client import ControlClient, ControlError
 
-from conftest import PlantHandle
+from conftest import PlantHandle, cli
 from modbus_util import client, decode
 
 
@@ -34,9 +35,14 @@ def test_control_plane_is_not_on_candidate_endpoints(plant: PlantHandle) -> None
 
 
 def test_truth_series_and_emissions(plant: PlantHandle) -> None:
-    now = time.time()
-    series = plant.control.get(f"/v1/truth?tags=tank.level_m,heater.temp_c&start={now - 5}&end={now}")
-    ts = series["t"]
+    deadline = time.time() + 10  # a plant started just now has less than 5 s of history: wait for it
+    while True:
+        now = time.time()
+        series = plant.control.get(f"/v1/truth?tags=tank.level_m,heater.temp_c&start={now - 5}&end={now}")
+        ts = series["t"]
+        if len(ts) >= 20 or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert len(ts) >= 20 and now - ts[-1] < 0.5  # recorded up to now
     assert len(ts) == pytest.approx((ts[-1] - ts[0]) * 10 + 1, abs=1)  # every 0.1 s tick, none missing
     assert all(b - a == pytest.approx(0.1, abs=1e-6) for a, b in zip(series["t"], series["t"][1:], strict=False))
@@ -112,3 +118,32 @@ def test_tank_high_level_event_raises_the_alarm(own_plant: PlantHandle) -> None:
     assert p.value("tank.level_m") > p.value("tank.alarm_high_m")
     time.sleep(3)
     assert p.value("tank.level_m") > p.value("tank.alarm_high_m")  # held while the event lasts
+
+
+def test_factory_reset_restores_saved_and_running_configs(own_plant: PlantHandle, tmp_path: Path) -> None:
+    """What a lab whose brief describes a factory plant starts from, whatever an earlier lab left on the plant."""
+    p = own_plant
+    factory = {name: p.config(name).read_text() for name in ("fw1.yaml", "mosquitto.conf")}
+    p.config("fw1.yaml").write_text("default_action: deny\ndeny_response: exception\nrules: []\n")
+    p.reload("fw1")
+    deny = tmp_path / "deny.yaml"
+    deny.write_text("default_action: deny\ndeny_response: drop\nrules: []\n")
+    cli("plant", "apply", "fw1", str(deny), "-c", p.candidate)
+    assert p.control.get("/v1/status")["unsaved_configs"] == ["fw1"]
+    done = p.control.post("/v1/factory-reset", {})
+    assert set(done["factory_reset"]) == {"broker", "fw1", "plc2", "sensors"}
+    assert p.control.get("/v1/status")["unsaved_configs"] == []
+    assert {name: p.config(name).read_text() for name in factory} == factory
+    first = p.sheet["plc1"]["tables"]["input_registers"][0]["address"]
+
+    async def read() -> bytes:
+        from modbus_util import adu, raw_request
+
+        return await raw_request(
+            p.sheet["plc1"]["host"],
+            p.sheet["plc1"]["port"],
+            adu(bytes([4]) + first.to_bytes(2, "big") + b"\x00\x01"),
+            source=p.workstation,
+        )
+
+    assert asyncio.run(read())[7] == 4  # the factory FW-1 forwards the workstation's read again
