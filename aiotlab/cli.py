@@ -27,6 +27,7 @@ exam_app = typer.Typer(help="Exams: a roster's plants, kits and grading (EXAM.ya
 app.add_typer(exam_app, name="exam")
 ExamFile = Annotated[Path, typer.Argument(metavar="EXAM.yaml", help="The exam file (roster, labs, backend, secret).")]
 console = Console()
+err_console = Console(stderr=True)
 err = Console(stderr=True)
 
 Candidate = Annotated[str, typer.Option("--candidate", "-c", help="Candidate id (the plant's owner).")]
@@ -394,7 +395,18 @@ def lab_show(
     try:
         lab = load_lab(lab_id)
         params = lab.params_of_plant(candidate)
-        sys.stdout.write(render_brief(lab, candidate, build(candidate), params, lang))
+        sheet = build(candidate)
+        if not sheet["addresses_assigned"]:
+            warn = (
+                f"> **注意**：考生 {candidate} 尚未有工廠，以下位址僅為範例，並非您的位址。請先執行 "
+                f"`aiotlab plant up --candidate {candidate} --detach`。\n\n"
+                if lang == "zh-TW"
+                else f"> **Warning**: candidate {candidate} has no plant yet; the addresses below are placeholders, "
+                f"not yours. Start it first: `aiotlab plant up --candidate {candidate} --detach`.\n\n"
+            )
+            sys.stdout.write(warn)
+            err_console.print(f"[yellow]{candidate} has no plant yet: the brief's addresses are placeholders[/]")
+        sys.stdout.write(render_brief(lab, candidate, sheet, params, lang))
     except (KeyError, ValueError) as exc:
         _fail(str(exc.args[0] if exc.args else exc))
 
@@ -415,8 +427,14 @@ def lab_kit(
     except KeyError as exc:
         _fail(str(exc.args[0]))
     params = lab.params_of_plant(candidate)
+    sheet = build(candidate)
+    if not sheet["addresses_assigned"]:
+        _fail(
+            f"{candidate} has no plant yet, so a kit would carry another plant's addresses. Start it first: "
+            f"aiotlab plant up --candidate {candidate} --detach"
+        )
     workspace.mkdir(parents=True, exist_ok=True)
-    kit = asyncio.run(write_kit(lab, candidate, workspace.resolve(), params, build(candidate), briefs=True))
+    kit = asyncio.run(write_kit(lab, candidate, workspace.resolve(), params, sheet, briefs=True))
     for f in sorted(kit.iterdir()):
         console.print(f"  {f}")
 
@@ -515,7 +533,7 @@ def exam_up(exam_file: ExamFile) -> None:
     with console.status(f"launching {len(exam.candidates)} plants ({exam.backend} backend)"):
         results = up(exam)
     table = Table(title=f"exam {exam.id}: {', '.join(exam.labs)}")
-    for col in ("candidate", "plant", "workspace (kit in .aiotlab/)", "s"):
+    for col in ("candidate", "plant", "workspace (<lab>/.aiotlab/: kit)", "s"):
         table.add_column(col)
     for r in results:
         ok = r["status"] == "running"
@@ -567,10 +585,10 @@ def exam_grade(
     from aiotlab.labs.loader import load_lab
 
     exam = _exam(exam_file)
-    workspaces = {c: exam.workspace(c) for c in exam.candidates}
     complete = True
     for lab_id in exam.labs:
         lab = load_lab(lab_id)
+        workspaces = {c: exam.workspace(c, lab_id) for c in exam.candidates}
         docs = asyncio.run(
             grade_cohort(
                 lab,

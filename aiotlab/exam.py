@@ -9,7 +9,7 @@ The exam file (YAML):
     time_limit_min: 120
     secret: {file: exam.secret}   # or {env: VAR}; a relative path is relative to the exam file
     roster: roster.csv            # a CSV with an `id` column (and optional `name`), or a list of ids / {id, name}
-    out: exam-out                 # per candidate: <out>/<id>/workspace; reports: <out>/reports
+    out: exam-out                 # per candidate and lab: <out>/<id>/workspace/<lab>; reports: <out>/reports
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class Exam:
     def candidates(self) -> list[str]:
         return [c["id"] for c in self.roster]
 
-    def workspace(self, candidate: str) -> Path:
-        return self.out / candidate / "workspace"
+    def workspace(self, candidate: str, lab: str) -> Path:
+        """One folder per lab: each lab's kit (.aiotlab/: briefs, parameters, datasheet) and the candidate's work."""
+        return self.out / candidate / "workspace" / lab
 
     @property
     def reports(self) -> Path:
@@ -169,16 +170,26 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
         st = detach(candidate, None)
     if st.get("status") != "running":
         return {"candidate": candidate, "status": "failed", "error": st.get("error"), "seconds": time.monotonic() - t0}
-    ws = exam.workspace(candidate)
-    ws.mkdir(parents=True, exist_ok=True)
     sheet = build(candidate)
     for lab_id in exam.labs:
         lab = load_lab(lab_id)
-        asyncio.run(write_kit(lab, candidate, ws, lab.params_of_plant(candidate), sheet, briefs=True))
+        ws = exam.workspace(candidate, lab_id)
+        ws.mkdir(parents=True, exist_ok=True)
+        asyncio.run(
+            write_kit(
+                lab,
+                candidate,
+                ws,
+                lab.params_of_plant(candidate),
+                sheet,
+                briefs=True,
+                time_limit_min=exam.time_limit_min,
+            )
+        )
     return {
         "candidate": candidate,
         "status": "running",
-        "workspace": str(ws),
+        "workspace": str(exam.workspace(candidate, exam.labs[0]).parent),
         "slot": st.get("slot"),
         "seconds": round(time.monotonic() - t0, 2),
     }
@@ -244,7 +255,7 @@ def status(exam: Exam) -> list[dict[str, Any]]:
         if st and st.get("backend") == "docker":
             states = docker_backend(exam).status(c)
             row["containers"] = f"{sum(1 for v in states.values() if v == 'running')}/{len(states)} running"
-        row["kit"] = (exam.workspace(c) / ".aiotlab" / "datasheet.json").is_file()
+        row["kit"] = all((exam.workspace(c, lab) / ".aiotlab" / "datasheet.json").is_file() for lab in exam.labs)
         rows.append(row)
     return rows
 

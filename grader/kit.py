@@ -21,8 +21,15 @@ from .probes.opcua import grader_cert
 
 
 async def write_kit(
-    lab: Lab, candidate: str, workspace: Path, params: dict[str, Any], sheet: dict[str, Any], briefs: bool = False
+    lab: Lab,
+    candidate: str,
+    workspace: Path,
+    params: dict[str, Any],
+    sheet: dict[str, Any],
+    briefs: bool = False,
+    time_limit_min: int | None = None,
 ) -> Path:
+    """`time_limit_min`: the exam's, when the kit is written for an exam (the brief states it, not the lab's)."""
     kit = workspace / ".aiotlab"
     kit.mkdir(parents=True, exist_ok=True)
     kit.chmod(0o700)  # it holds issued passwords
@@ -37,7 +44,9 @@ async def write_kit(
         (kit / t.name.removesuffix(".j2")).write_text(text, encoding="utf-8")
     if briefs:
         for lang in LANGS:
-            (kit / f"brief.{lang}.md").write_text(render_brief(lab, candidate, sheet, params, lang), encoding="utf-8")
+            (kit / f"brief.{lang}.md").write_text(
+                render_brief(lab, candidate, sheet, params, lang, time_limit_min), encoding="utf-8"
+            )
     return kit
 
 

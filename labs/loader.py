@@ -197,7 +197,15 @@ def requirements_table(lab: Lab, lang: str) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def render_brief(lab: Lab, candidate: str, sheet: dict[str, Any], params: dict[str, Any], lang: str) -> str:
+def render_brief(
+    lab: Lab,
+    candidate: str,
+    sheet: dict[str, Any],
+    params: dict[str, Any],
+    lang: str,
+    time_limit_min: int | None = None,
+) -> str:
+    """The candidate's brief; `time_limit_min` is the exam's when it sets one (the lab's own is a default)."""
     from aiotlab.grader.standards import indicator
 
     if lang not in LANGS:
@@ -220,7 +228,7 @@ def render_brief(lab: Lab, candidate: str, sheet: dict[str, Any], params: dict[s
 
     template = env.get_template(f"brief.{lang}.md.j2")
     return template.render(
-        lab=lab.data,
+        lab={**lab.data, "time_limit_min": time_limit_min or lab.data.get("time_limit_min")},
         candidate=candidate,
         sheet=sheet,
         params=params,

@@ -56,6 +56,9 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
     plc2 = devs["plc2"]
     return {
         "datasheet_version": 1,
+        # False when the candidate has no plant yet: the addresses are then slot 0's, which may be another
+        # candidate's plant. A kit refuses such a datasheet; a brief says so at its top.
+        "addresses_assigned": bool(st and st.get("slot") is not None),
         "candidate": candidate,
         "plant": spec["title"],
         "parameter_fingerprint": identity.digest(),

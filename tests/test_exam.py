@@ -55,7 +55,7 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"{N}/{N} plants running" in up.stdout
     for c in ids:
-        kit = tmp_path / "out" / c / "workspace" / ".aiotlab"
+        kit = tmp_path / "out" / c / "workspace" / "data-acquisition" / ".aiotlab"
         assert {"brief.en.md", "brief.zh-TW.md", "datasheet.json", "lab-params.json"} <= {p.name for p in kit.iterdir()}
         assert ad.is_running(ad.read_state(c))
     state = json.loads((tmp_path / "out" / "exam-state.json").read_text())
@@ -97,6 +97,56 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
         s = ad.read_state(c)
         assert not ad.pid_alive(s.get("pid")) and not ad.pid_alive(s.get("mosquitto_pid"))
     assert not ad.pid_alive(victim.get("mosquitto_pid"))  # the crashed plant's leftover broker is gone too
+
+
+def test_exam_with_two_labs_keeps_a_kit_per_lab_with_the_exams_time_limit(aiot_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "roster.csv").write_text("id\nkitone\n")
+    exam = write_exam(tmp_path, labs="[data-acquisition, ics-hardening]", time_limit_min="75")
+    try:
+        up = exam_cli("up", str(exam))
+        assert up.returncode == 0, up.stdout + up.stderr
+        kits = {
+            lab: tmp_path / "out" / "kitone" / "workspace" / lab / ".aiotlab"
+            for lab in ("data-acquisition", "ics-hardening")
+        }
+        params = {lab: json.loads((k / "lab-params.json").read_text()) for lab, k in kits.items()}
+        assert "period_s" in params["data-acquisition"] and "risk_register" in params["ics-hardening"]
+        for lab, k in kits.items():
+            en = (k / "brief.en.md").read_text()
+            assert "time limit 75 min" in en, lab  # the exam's time limit, not the lab's default
+            assert lab in en
+            sheet = json.loads((k / "datasheet.json").read_text())
+            assert (
+                sheet["addresses_assigned"]
+                and sheet["plc1"]["host"]
+                == ad.Addresses.for_slot(ad.read_state("kitone")["slot"], _spec_addressing()).hosts["plc1"]
+            )
+    finally:
+        exam_cli("down", str(exam))
+
+
+def _spec_addressing() -> dict:
+    from aiotlab.simulators.launch import load_spec
+
+    return load_spec()["addressing"]
+
+
+def test_kit_refuses_a_candidate_without_a_plant(aiot_home: Path, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*AIOTLAB, "lab", "kit", "data-acquisition", "-c", "noplantyet", "--workspace", str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0 and "no plant yet" in r.stdout + r.stderr
+    assert not (tmp_path / "ws" / ".aiotlab").exists()
+    show = subprocess.run(
+        [*AIOTLAB, "lab", "show", "data-acquisition", "-c", "noplantyet", "--lang", "en"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert show.returncode == 0 and show.stdout.startswith("> **Warning**: candidate noplantyet has no plant yet")
 
 
 @pytest.mark.parametrize(

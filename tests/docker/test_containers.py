@@ -210,7 +210,7 @@ def test_exam_on_docker_backend_and_crashed_run_leftovers(aiot_home: Path, engin
     cli("exam", "up", exam, timeout=240)
     st = cli("exam", "status", exam, timeout=60)
     assert st.stdout.count("9/9 running") == 2, st.stdout
-    assert (tmp_path / "out" / "ex-a" / "workspace" / ".aiotlab" / "datasheet.json").is_file()
+    assert (tmp_path / "out" / "ex-a" / "workspace" / "data-acquisition" / ".aiotlab" / "datasheet.json").is_file()
     # a crashed run: the launcher's record of ex-b is gone, its containers are not
     shutil.rmtree(aiot_home / "plants" / "ex-b")
     from aiotlab.simulators.containers import DockerBackend
