@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -475,12 +476,30 @@ def grade_cmd(
 
 
 @report_app.command("verify")
-def report_verify(file: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
-    """Check a report's signature and its evidence files' hashes (needs the exam secret)."""
+def report_verify(
+    file: Annotated[Path, typer.Argument(metavar="REPORT.json")],
+    key: Annotated[Path | None, typer.Option(help="The exam's Ed25519 public key (PEM).")] = None,
+    exam_file: Annotated[Path | None, typer.Option("--exam", help="The exam file: its public key is used.")] = None,
+) -> None:
+    """Check a report's Ed25519 signature, every output file it binds, and where it is (public key only)."""
+    from aiotlab.grader import signing
     from aiotlab.grader.report import verify_file
-    from aiotlab.simulators.params import exam_secret
 
-    ok, findings = verify_file(file, exam_secret())
+    public = None
+    try:
+        if key is not None:
+            public = signing.load_public(key)
+        elif exam_file is not None:
+            from aiotlab.exam import load_exam
+            from aiotlab.simulators.yamlconf import ConfigError
+
+            try:
+                public = signing.load_public(load_exam(exam_file).public_key)
+            except ConfigError as exc:
+                _fail(str(exc))
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read the public key: {exc}")
+    ok, findings = verify_file(file, public)
     for f in findings:
         console.print(("[green]✓[/] " if ok else "[red]✗[/] ") + f)
     raise typer.Exit(0 if ok else 1)
@@ -521,14 +540,30 @@ def _exam(path: Path):  # noqa: ANN202 - an aiotlab.exam.Exam; imported lazily t
     return exam
 
 
+PRACTICE_WARNING = (
+    "practice mode: the process backend runs every plant as your own user on this machine. It is NOT an isolated "
+    "exam: whoever can log in here as this user can read every plant's truth and parameters. Use it to rehearse "
+    "or practise; sit real exams in containers (backend: docker)."
+)
+
+
 @exam_app.command("up")
-def exam_up(exam_file: ExamFile) -> None:
+def exam_up(
+    exam_file: ExamFile,
+    practice: Annotated[
+        bool, typer.Option("--practice", help="Allow the process backend (practice: not an isolated exam).")
+    ] = False,
+) -> None:
     """Launch every candidate's plant and write each one's kit (briefs, datasheet, issued credentials)."""
     import time
 
     from aiotlab.exam import up
 
     exam = _exam(exam_file)
+    if exam.backend == "process":
+        if not practice:
+            _fail(f"refused: {PRACTICE_WARNING} To run it anyway for practice: aiotlab exam up {exam_file} --practice")
+        err_console.print(f"[yellow]warning: {PRACTICE_WARNING}[/]")
     t0 = time.monotonic()
     with console.status(f"launching {len(exam.candidates)} plants ({exam.backend} backend)"):
         results = up(exam)
@@ -585,6 +620,12 @@ def exam_grade(
     from aiotlab.labs.loader import load_lab
 
     exam = _exam(exam_file)
+    from aiotlab.grader import signing
+
+    try:
+        signer = signing.load_signer(exam.private_key)
+    except (OSError, ValueError) as exc:
+        _fail(f"the exam's signing key ({exam.private_key}) cannot be read: {exc}; was `aiotlab exam up` run?")
     complete = True
     for lab_id in exam.labs:
         lab = load_lab(lab_id)
@@ -599,6 +640,8 @@ def exam_grade(
                 lang,
                 console,
                 cohort_dir=exam.reports / "cohort" / lab_id,
+                exam=exam.id,
+                signer=signer,
             )
         )
         complete = complete and len(docs) == len(exam.candidates)
@@ -621,6 +664,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("asyncua", "transitions", "amqtt"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.umask(0o077)  # plant state, truth, keys, kits and reports are private to this user (practice mode)
     app()
 
 

@@ -56,6 +56,22 @@ class Exam:
         return self.out / "reports"
 
     @property
+    def keys(self) -> Path:
+        """The exam's signing key pair (0700): the private key stays with the instructor, never in a workspace."""
+        return self.out / "keys"
+
+    @property
+    def private_key(self) -> Path:
+        from aiotlab.grader.signing import PRIVATE_NAME
+
+        return self.keys / PRIVATE_NAME
+
+    @property
+    def public_key(self) -> Path:
+        """What assessors verify reports with (`aiotlab report verify REPORT.json --key` this file)."""
+        return self.out / "exam-public-key.pem"
+
+    @property
     def state_path(self) -> Path:
         return self.out / "exam-state.json"
 
@@ -215,6 +231,7 @@ def remove_leftovers(exam: Exam) -> list[str]:
 def up(exam: Exam) -> list[dict[str, Any]]:
     exam.use_secret()
     exam.out.mkdir(parents=True, exist_ok=True)
+    ensure_keys(exam)
     t0 = time.monotonic()
     cleaned = remove_leftovers(exam)
     with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
@@ -231,6 +248,17 @@ def up(exam: Exam) -> list[dict[str, Any]]:
     }
     exam.state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
     return results
+
+
+def ensure_keys(exam: Exam) -> None:
+    """The exam's Ed25519 pair, made once: reports of every attempt are signed with it."""
+    import shutil
+
+    from aiotlab.grader.signing import PUBLIC_NAME, make_pair
+
+    if not exam.private_key.is_file():
+        make_pair(exam.keys)
+    shutil.copyfile(exam.keys / PUBLIC_NAME, exam.public_key)
 
 
 def status(exam: Exam) -> list[dict[str, Any]]:

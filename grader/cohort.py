@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aiotlab.labs.loader import Lab
-from aiotlab.simulators.params import exam_secret
 
-from . import report
+from . import report, signing
 from .engine import grade
 
 MARKS = {
@@ -25,6 +25,34 @@ MARKS = {
 }
 
 
+def new_attempt(lab_dir: Path) -> tuple[int, Path]:
+    """The next attempt's own folder (attempt-1, attempt-2, ...): a grading never overwrites an earlier one."""
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name.split("-", 1)[1]) for p in lab_dir.glob("attempt-*") if p.name[8:].isdigit()), default=0)
+    while True:
+        try:
+            (lab_dir / f"attempt-{n}").mkdir()
+            return n, lab_dir / f"attempt-{n}"
+        except FileExistsError:
+            n += 1
+
+
+def point_latest(lab_dir: Path, attempt: int) -> None:
+    """latest.json (and a `latest` link for people) names the newest attempt; replaced atomically."""
+    tmp = lab_dir / f".latest.{attempt}.json"
+    tmp.write_text(json.dumps({"attempt": attempt, "dir": f"attempt-{attempt}"}), encoding="utf-8")
+    tmp.replace(lab_dir / "latest.json")
+    link = lab_dir / f".latest.{attempt}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(f"attempt-{attempt}")
+    link.replace(lab_dir / "latest")
+
+
+def latest_dir(lab_dir: Path) -> Path:
+    """The newest attempt's folder of a candidate's lab."""
+    return lab_dir / json.loads((lab_dir / "latest.json").read_text(encoding="utf-8"))["dir"]
+
+
 async def grade_cohort(
     lab: Lab,
     candidates: list[str],
@@ -34,10 +62,12 @@ async def grade_cohort(
     lang: str,
     console: Console,
     cohort_dir: Path | None = None,
+    exam: str | None = None,
+    signer: signing.Signer | None = None,
 ) -> list[dict[str, Any]]:
     """`workspace`: one path (one candidate), or each candidate's own (an exam); else OUT/<candidate>/workspace.
     The cohort summary (CSV + HTML) goes to `cohort_dir` (default OUT) when more than one candidate is graded."""
-    secret = exam_secret()
+    signer = signer or signing.default_signer()
     docs: list[dict[str, Any]] = []
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
@@ -48,11 +78,12 @@ async def grade_cohort(
             progress.update(tasks[who], description=f"{who}: {what}")
 
         async def one(c: str) -> dict[str, Any] | None:
-            cdir = out / c / lab.id
             try:
+                attempt, cdir = new_attempt(out / c / lab.id)
                 ws = workspace.get(c) if isinstance(workspace, dict) else workspace
                 run = await grade(lab, c, solution=solution, workspace=ws, out_dir=cdir, progress=say)
-                doc = report.write_all(run, cdir, secret, lang)
+                doc = report.write_all(run, cdir, signer, lang, exam=exam, attempt=attempt)
+                point_latest(out / c / lab.id, attempt)
                 say(c, f"{doc['score']['points']}/{doc['score']['max_points']} → {cdir / 'report.html'}")
                 return doc
             except Exception as exc:  # noqa: BLE001 - one candidate's failure must not stop the cohort

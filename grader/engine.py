@@ -177,6 +177,28 @@ def ensure_plant(candidate: str) -> dict[str, Any]:
     return st
 
 
+# What a solution's environment may inherit from the grader's: never the exam secret, a signing key or a token.
+# AIOTLAB_HOME stays in practice mode: it is the practitioner's own plant registry, which `aiotlab plant reload`
+# (their device configuration) needs; the control token inside it is theirs on their own machine.
+SOLUTION_ENV_ALLOW = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "AIOTLAB_HOME",
+)
+
+
+def solution_base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in SOLUTION_ENV_ALLOW}
+
+
 def format_command(template: str, values: dict[str, Any]) -> list[str]:
     """Substitute only known {placeholders}; leave any other braces alone (a candidate's command is theirs)."""
     out = template
@@ -574,7 +596,7 @@ async def _grade_once(
             "candidate": candidate,
         }
         env = {
-            **os.environ,
+            **solution_base_env(),
             "AIOTLAB_CANDIDATE": candidate,
             "AIOTLAB_WORKSPACE": str(workspace),
             "AIOTLAB_DATASHEET": str(sheet_path),

@@ -10,7 +10,6 @@ from pathlib import Path
 from rich.console import Console
 
 from aiotlab.labs.loader import Lab
-from aiotlab.simulators.params import exam_secret
 
 from . import report
 from .engine import GradeRun, load_recording, run_checks
@@ -19,6 +18,15 @@ from .engine import GradeRun, load_recording, run_checks
 def replay_run(lab: Lab, recording: Path, out: Path, lang: str, console: Console) -> bool:
     if recording.is_dir():
         recording = recording / "recording.json.gz"
+    original = recording.parent / "report.json"
+    ok, findings = (
+        report.verify_file(original) if original.is_file() else (False, [f"no signed report beside {recording}"])
+    )
+    if not ok or "recording.json.gz" not in json.loads(original.read_text(encoding="utf-8"))["manifest"]["files"]:
+        for f in findings:
+            console.print(f"[red]✗[/] {f}")
+        console.print("[red]refused: a recording is replayed only when its signed report binds it unchanged[/]")
+        return False
     ctx = load_recording(lab, recording)
     results = asyncio.run(run_checks(lab, ctx))
     run = GradeRun(
@@ -38,13 +46,7 @@ def replay_run(lab: Lab, recording: Path, out: Path, lang: str, console: Console
         blockers=ctx.blockers,
         health=ctx.health,
     )
-    doc = report.write_all(run, out, exam_secret(), lang)
-    original = recording.parent / "report.json"
-    if not original.is_file():
-        console.print(
-            f"replayed: {doc['score']['points']}/{doc['score']['max_points']} (no original report to compare)"
-        )
-        return True
+    doc = report.write_all(run, out, None, lang)
     before = {c["id"]: (c["status"], c["points"]) for c in json.loads(original.read_text())["checks"]}
     after = {c["id"]: (c["status"], c["points"]) for c in doc["checks"]}
     diff = {k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)}

@@ -150,12 +150,61 @@ def redact(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_all(run: GradeRun, out_dir: Path, secret: str, lang: str = "zh-TW") -> dict[str, Any]:
-    doc = signing.sign(build(run, out_dir), secret)
-    (out_dir / "report.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+MANIFEST_SKIP = {"report.json"}  # the signed document itself; everything else in the folder is bound
+
+
+def location_of(out_dir: Path, candidate: str) -> str | None:
+    """The tail of the report's folder from the candidate's own folder on ("alice/data-acquisition/attempt-2"):
+    verification fails when the report is found elsewhere (copied into another candidate's folder)."""
+    parts = out_dir.resolve().parts
+    if candidate not in parts:
+        return None
+    i = len(parts) - 1 - parts[::-1].index(candidate)
+    return "/".join(parts[i:])
+
+
+def output_files(out_dir: Path) -> dict[str, str]:
+    """SHA-256 of every regular file the grading wrote into out_dir (never following symlinks)."""
+    files = {}
+    for p in sorted(out_dir.rglob("*")):
+        rel = p.relative_to(out_dir).as_posix()
+        if rel in MANIFEST_SKIP or p.is_symlink() or not p.is_file() or rel.startswith("workspace/"):
+            continue
+        files[rel] = _sha256(p)
+    return files
+
+
+def write_all(
+    run: GradeRun,
+    out_dir: Path,
+    signer: signing.Signer | None = None,
+    lang: str = "zh-TW",
+    *,
+    exam: str | None = None,
+    attempt: int | None = None,
+) -> dict[str, Any]:
+    """Evidence, report.html, results.json, then report.json: the document with a manifest binding exam, candidate,
+    lab, attempt, plant and the hash of every output file, signed with Ed25519 (the exam's key or the local one)."""
+    signer = signer or signing.default_signer()
+    doc = build(run, out_dir)
+    doc["manifest"] = {
+        "exam": exam,
+        "candidate": run.candidate,
+        "lab": run.lab.id,
+        "lab_version": run.lab.version,
+        "attempt": attempt,
+        "plant_fingerprint": run.plant.get("identity_digest"),
+        "params_digest": run.plant.get("params_digest"),
+        "location": location_of(out_dir, run.candidate),
+        "key_id": signer.key_id,
+        "files": {},
+    }
     evidence = {c["id"]: json.loads((out_dir / c["evidence_file"]["path"]).read_text()) for c in doc["checks"]}
     (out_dir / "report.html").write_text(render_html(doc, evidence, lang), encoding="utf-8")
     (out_dir / "results.json").write_text(json.dumps(gradescope(doc), indent=2, ensure_ascii=False))
+    doc["manifest"]["files"] = output_files(out_dir)
+    doc = signer.sign(doc)
+    (out_dir / "report.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
     return doc
 
 
@@ -211,25 +260,50 @@ def render_html(doc: dict[str, Any], evidence: dict[str, Any], lang: str) -> str
     )
 
 
-def verify_file(path: Path, secret: str) -> tuple[bool, list[str]]:
-    """Signature plus every evidence file's SHA-256; returns (ok, findings)."""
+def verify_file(path: Path, public: Any = None) -> tuple[bool, list[str]]:
+    """Signature (with the given Ed25519 public key, else the exam's or local one), every file the manifest lists,
+    and the report's location; returns (ok, findings)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return False, [f"cannot read {path}: {exc}"]
-    ok, why = signing.verify(doc, secret)
-    findings = [why]
-    for c in doc.get("checks", []):
-        ef = c.get("evidence_file") or {}
-        p = path.parent / str(ef.get("path", ""))
-        if not p.is_file():
+    findings = []
+    if public is None:
+        try:
+            public, where = signing.default_public()
+            findings.append(f"public key: {where}")
+        except (OSError, ValueError) as exc:
+            return False, [str(exc)]
+    ok, why = signing.verify(doc, public)
+    findings.append(why)
+    manifest = doc.get("manifest") or {}
+    files = manifest.get("files") or {}
+    if not files:
+        ok = False
+        findings.append("no manifest of output files")
+    for rel, digest in files.items():
+        p = path.parent / rel
+        if p.is_symlink() or not p.is_file():
             ok = False
-            findings.append(f"evidence file missing: {ef.get('path')}")
-        elif _sha256(p) != ef.get("sha256"):
+            findings.append(f"file missing: {rel}")
+        elif _sha256(p) != digest:
             ok = False
-            findings.append(f"evidence file modified: {ef.get('path')}")
+            findings.append(f"{'evidence file' if rel.startswith('evidence/') else 'file'} modified: {rel}")
+    for c in doc.get("checks", []):  # every check's evidence is in the manifest
+        if c.get("evidence_file", {}).get("path") not in files:
+            ok = False
+            findings.append(f"evidence of {c.get('id')} is not bound by the manifest")
+    loc = manifest.get("location")
+    if loc:
+        here = "/".join(path.resolve().parent.parts[-len(loc.split("/")) :])
+        if here != loc:
+            ok = False
+            findings.append(f"report found at .../{here}, signed for .../{loc} (moved or copied to another folder)")
     if ok:
-        findings.append(f"{len(doc.get('checks', []))} evidence files match their SHA-256")
+        findings.append(
+            f"{len(files)} files match their SHA-256; candidate {manifest.get('candidate')}, lab "
+            f"{manifest.get('lab')}, attempt {manifest.get('attempt')}, exam {manifest.get('exam')}"
+        )
     return ok, findings
 
 
@@ -288,7 +362,14 @@ def cohort_html(docs: list[dict[str, Any]], out_dir: Path, reports_dir: Path, mi
     ]
     percents = [float(d["score"]["percent"]) for d in docs]
     links = {
-        d["candidate"]: os.path.relpath(reports_dir / d["candidate"] / d["lab"]["id"] / "report.html", out_dir)
+        d["candidate"]: os.path.relpath(
+            reports_dir
+            / d["candidate"]
+            / d["lab"]["id"]
+            / (f"attempt-{d['manifest']['attempt']}" if (d.get("manifest") or {}).get("attempt") else "")
+            / "report.html",
+            out_dir,
+        )
         for d in docs
     }
     env = jinja2.Environment(

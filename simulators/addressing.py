@@ -25,7 +25,10 @@ def home() -> Path:
 
 
 def plants_dir() -> Path:
-    return home() / "plants"
+    h = home()
+    if not h.exists():
+        h.mkdir(parents=True, mode=0o700)
+    return h / "plants"
 
 
 def validate_candidate(candidate: str) -> str:

@@ -14,6 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
+from .params import env_without_secret
+
 log = logging.getLogger(__name__)
 
 
@@ -91,6 +93,7 @@ class MosquittoBroker:
                 stderr=logf,
                 stdin=asyncio.subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
+                env=env_without_secret(),  # a broker has no business with the exam secret
             )
         finally:
             logf.close()

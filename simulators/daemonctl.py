@@ -26,13 +26,27 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
     """Start the plant as a daemon and wait until it runs or fails; returns its state."""
     d = ad.plant_dir(candidate)
     (d / "logs").mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "aiotlab.simulators.daemon", "--candidate", candidate]
+    from .params import env_without_secret, exam_secret
+
+    cmd = [sys.executable, "-m", "aiotlab.simulators.daemon", "--candidate", candidate, "--secret-stdin"]
     if seed is not None:
         cmd += ["--seed", str(seed)]
+    secret = exam_secret()
     with open(d / "logs" / "plant.log", "ab") as logf:
         proc = subprocess.Popen(
-            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            env=env_without_secret(),
         )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write((secret + "\n").encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it exited at once: the loop below reports why
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = ad.read_state(candidate) or {}

@@ -18,10 +18,26 @@ from dataclasses import dataclass
 from typing import Any
 
 DEV_SECRET = "aiotlab-dev-secret-not-for-exams"
+SECRET_VARS = ("AIOTLAB_EXAM_SECRET", "AIOTLAB_EXAM_SECRET_FILE")
+_given_secret: str | None = None  # handed to this process on its stdin (a plant daemon), never in its environment
+
+
+def set_exam_secret(value: str) -> None:
+    """This process's exam secret, given privately (a plant daemon reads it from its stdin)."""
+    global _given_secret
+    _given_secret = value
+
+
+def env_without_secret(env: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for a child process: the exam secret and where it is are not in it."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k not in SECRET_VARS}
 
 
 def exam_secret() -> str:
-    """The exam secret from AIOTLAB_EXAM_SECRET (or a file named by AIOTLAB_EXAM_SECRET_FILE)."""
+    """The exam secret: given to this process privately, else AIOTLAB_EXAM_SECRET (or a file named by
+    AIOTLAB_EXAM_SECRET_FILE)."""
+    if _given_secret is not None:
+        return _given_secret
     path = os.environ.get("AIOTLAB_EXAM_SECRET_FILE")
     if path:
         with open(path, encoding="utf-8") as fh:

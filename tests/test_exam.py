@@ -50,7 +50,7 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
     (tmp_path / "roster.csv").write_text("id,name\n" + "".join(f"{c},Candidate {c}\n" for c in ids))
     exam = write_exam(tmp_path)
     t0 = time.monotonic()
-    up = exam_cli("up", str(exam))
+    up = exam_cli("up", str(exam), "--practice")
     launch_s = time.monotonic() - t0
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"{N}/{N} plants running" in up.stdout
@@ -80,18 +80,20 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
     assert all(float(r["percent"]) == 100.0 for r in rows), [(r["candidate"], r["percent"]) for r in rows]
     html = (reports / "cohort" / "data-acquisition" / "cohort.html").read_text()
     for c in ids:
-        link = f"../../{c}/data-acquisition/report.html"
+        link = f"../../{c}/data-acquisition/attempt-1/report.html"
         assert link in html and (reports / "cohort" / "data-acquisition" / link).resolve().is_file()
-    env = {**os.environ, "AIOTLAB_EXAM_SECRET_FILE": str(tmp_path / "exam.secret")}
-    env.pop("AIOTLAB_EXAM_SECRET", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOTLAB_EXAM_SECRET")}
+    first = reports / ids[0] / "data-acquisition" / "attempt-1" / "report.json"
     verify = subprocess.run(
-        [*AIOTLAB, "report", "verify", str(reports / ids[0] / "data-acquisition" / "report.json")],
+        [*AIOTLAB, "report", "verify", str(first), "--exam", str(exam)],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     )
-    assert verify.returncode == 0, verify.stdout  # signed with the exam's secret, not the test default
+    assert verify.returncode == 0, verify.stdout  # the exam's public key alone: no secret in the environment
+    assert json.loads(first.read_text())["manifest"]["exam"] == "t-exam"
+    assert (reports / ids[0] / "data-acquisition" / "latest").resolve() == first.parent.resolve()
     assert exam_cli("down", str(exam)).returncode == 0
     for c in ids:
         s = ad.read_state(c)
@@ -103,7 +105,7 @@ def test_exam_with_two_labs_keeps_a_kit_per_lab_with_the_exams_time_limit(aiot_h
     (tmp_path / "roster.csv").write_text("id\nkitone\n")
     exam = write_exam(tmp_path, labs="[data-acquisition, ics-hardening]", time_limit_min="75")
     try:
-        up = exam_cli("up", str(exam))
+        up = exam_cli("up", str(exam), "--practice")
         assert up.returncode == 0, up.stdout + up.stderr
         kits = {
             lab: tmp_path / "out" / "kitone" / "workspace" / lab / ".aiotlab"
@@ -129,6 +131,13 @@ def _spec_addressing() -> dict:
     from aiotlab.simulators.launch import load_spec
 
     return load_spec()["addressing"]
+
+
+def test_process_backend_is_practice_mode_only(aiot_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "roster.csv").write_text("id\nzed\n")
+    r = exam_cli("up", str(write_exam(tmp_path)), timeout=60)
+    assert r.returncode != 0 and "NOT an isolated exam" in r.stdout + r.stderr and "--practice" in r.stdout + r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_kit_refuses_a_candidate_without_a_plant(aiot_home: Path, tmp_path: Path) -> None:
@@ -164,6 +173,6 @@ def test_kit_refuses_a_candidate_without_a_plant(aiot_home: Path, tmp_path: Path
 def test_bad_exam_files_are_refused_clearly(aiot_home: Path, tmp_path: Path, change: dict, message: str) -> None:
     (tmp_path / "roster.csv").write_text("id\nzed\n")
     exam = write_exam(tmp_path, **change)
-    r = exam_cli("up", str(exam), timeout=60)
+    r = exam_cli("up", str(exam), "--practice", timeout=60)
     assert r.returncode != 0 and message in (r.stdout + r.stderr), r.stdout + r.stderr
     assert not (tmp_path / "out").exists()  # nothing launched, nothing written
