@@ -36,7 +36,7 @@ async def run(candidates: list[str], out: Path, lab_id: str) -> dict:
 
     async def one(c: str) -> float:
         run_ = await grade(lab, c, solution="reference", out_dir=out / c)
-        doc = report.write_all(run_, out / c, os.environ["AIOTLAB_EXAM_SECRET"])
+        doc = report.write_all(run_, out / c)
         if doc["score"]["percent"] < 100:  # the reference must score full marks: keep the evidence of any miss
             keep = Path("/tmp/bench-grade-misses") / c
             shutil.copytree(out / c, keep, dirs_exist_ok=True)

@@ -38,7 +38,7 @@ def graded(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         cli("plant", "down", "-c", cand, check=False)
         t0 = time.monotonic()
         run = await grade(lab, cand, solution=sol, out_dir=out / cand)
-        doc = report.write_all(run, out / cand, SECRET)
+        doc = report.write_all(run, out / cand)
         return sol, {"doc": doc, "dir": out / cand, "cand": cand, "seconds": time.monotonic() - t0}
 
     async def all_() -> dict[str, dict[str, Any]]:

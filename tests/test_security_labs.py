@@ -44,7 +44,7 @@ def grade_all(jobs: list[tuple[str, str | None]], out: Path) -> dict[tuple[str, 
         cand = f"s-{lab_id[:3]}-{sol or 'factory'}"[:40]
         cli("plant", "down", "-c", cand, check=False)
         run = await grade(load_lab(lab_id), cand, solution=sol, out_dir=out / cand)
-        doc = report.write_all(run, out / cand, SECRET)
+        doc = report.write_all(run, out / cand)
         return (lab_id, sol), {"doc": doc, "dir": out / cand, "cand": cand}
 
     async def all_() -> dict[tuple[str, str | None], dict[str, Any]]:
