@@ -47,7 +47,7 @@ async def run_demo(lab_id: str, out: Path, console: Console) -> int:
     if not docs:
         return 1
     d = docs[0]
-    rdir = out / CANDIDATE / lab.id
+    rdir = out / CANDIDATE / lab.id / f"attempt-{d['manifest']['attempt']}"
     console.print(
         f"reports: {rdir / 'report.html'} · {rdir / 'report.json'} (signed) · {rdir / 'results.json'} (Gradescope)"
     )

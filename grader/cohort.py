@@ -92,17 +92,20 @@ async def grade_cohort(
 
         results = await asyncio.gather(*(one(c) for c in candidates))
     docs = [d for d in results if d]
-    table = Table(title=f"{lab.id} {lab.version}")
-    for col in ("candidate", "score", *(c["id"].split(".", 1)[-1] for c in lab.checks), "indicators achieved"):
-        table.add_column(col)
+    # Readable at 80 columns: one row per candidate, the checks that did not pass named (not a column per check).
+    table = Table(title=f"{lab.id} {lab.version}", expand=False)
+    table.add_column("candidate", overflow="fold")
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("indicators", justify="right", no_wrap=True)
+    table.add_column(f"checks not passed (of {len(lab.checks)})", overflow="fold")
     for d in docs:
-        marks = [MARKS.get(c["status"], "!") for c in d["checks"]]
         ach = sum(i["achieved"] for i in d["indicators"])
+        bad = [f"{MARKS.get(c['status'], '!')} {c['id']}" for c in d["checks"] if c["status"] != "pass"]
         table.add_row(
             d["candidate"],
             f"{d['score']['points']:g}/{d['score']['max_points']:g}",
-            *marks,
             f"{ach}/{len(d['indicators'])}",
+            "\n".join(bad) if bad else "[green]all passed[/]",
         )
     console.print(table)
     for d in docs:  # a candidate defect (or the host) that kept checks from being assessed: said once, plainly

@@ -133,7 +133,7 @@ def test_compose_plant_graded_full_marks(aiot_home: Path, engine: Any, tmp_path:
         assert http_ready(f"http://{pub}.90:9090/-/ready", 30.0)
         out = tmp_path / "graded"
         graded = cli("grade", "data-acquisition", "-c", cand, "--solution", "reference", "-o", str(out), timeout=240)
-        report = out / cand / "data-acquisition" / "report.json"
+        report = out / cand / "data-acquisition" / "latest" / "report.json"
         assert failed_checks(report) == set(), graded.stdout
         assert json.loads(report.read_text())["score"]["points"] == 100
     finally:
@@ -179,7 +179,7 @@ def test_docker_backend_gives_the_process_plants_verdicts(sdk_plants: Any, tmp_p
 
     asyncio.run(grade_all())
     for sol, cand in names.items():
-        assert failed_checks(tmp_path / cand / "data-acquisition" / "report.json") == set(
+        assert failed_checks(tmp_path / cand / "data-acquisition" / "latest" / "report.json") == set(
             lab.solutions[sol].expect_fail
         ), sol
 
