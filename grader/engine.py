@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,18 +438,76 @@ async def observe_telemetry(ctx: GradeContext, obs_spec: dict[str, Any]) -> None
     )
 
 
+SOLUTION_LOG_MAX_BYTES = 4 * 1024 * 1024  # a solution printing without end fills no disk: the rest is counted
+GRADING_MARK = "AIOTLAB_GRADING_ID"  # in every solution process's environment: how its strays are found
+
+
 async def spawn(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
-    """Start a solution process in its own session (so stop_process can end its whole group), output to the log."""
+    """Start a solution process in its own session (so stop_process can end its whole group); its output goes to
+    the log through a copier that keeps at most SOLUTION_LOG_MAX_BYTES per grading."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    proc._aiotlab_log = asyncio.get_running_loop().create_task(copy_capped(proc, log_path))  # type: ignore[attr-defined]
+    return proc
+
+
+async def copy_capped(proc: asyncio.subprocess.Process, log_path: Path) -> int:
+    """Copy the solution's output to its log up to the cap (shared by every step of one grading); returns the
+    bytes dropped, also written at the end of the log (even when the copy is cut short)."""
+    assert proc.stdout is not None
+    used = log_path.stat().st_size if log_path.exists() else 0
+    dropped = 0
     with log_path.open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        try:
+            while chunk := await proc.stdout.read(65536):
+                room = max(0, SOLUTION_LOG_MAX_BYTES - used)
+                log.write(chunk[:room])
+                used += min(room, len(chunk))
+                dropped += max(0, len(chunk) - room)
+                proc._aiotlab_dropped = dropped  # type: ignore[attr-defined]
+        finally:
+            if dropped:
+                log.write(
+                    f"\n[aiotlab: {dropped} more bytes of output not kept: the log is capped at "
+                    f"{SOLUTION_LOG_MAX_BYTES} bytes]\n".encode()
+                )
+    return dropped
+
+
+def reap_marked(grading_id: str) -> int:
+    """End every process still carrying this grading's mark: a solution's daemons that left its process group
+    (double fork, setsid) must not outlive its grading."""
+    import psutil
+
+    killed = 0
+    me = os.getpid()
+    for p in psutil.process_iter(["pid"]):
+        if p.info["pid"] == me:
+            continue
+        try:
+            if p.environ().get(GRADING_MARK) == grading_id:
+                p.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return killed
+
+
+async def finish_log(proc: asyncio.subprocess.Process) -> int:
+    task = getattr(proc, "_aiotlab_log", None)
+    if task is None:
+        return 0
+    try:
+        return await asyncio.wait_for(task, 5.0)
+    except TimeoutError:  # a stray still holds the pipe: stop copying (wait_for has cancelled the copier)
+        return int(getattr(proc, "_aiotlab_dropped", 0))
 
 
 async def run_step(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, limit: float) -> dict[str, Any]:
@@ -461,7 +520,9 @@ async def run_step(argv: list[str], cwd: Path, env: dict[str, str], log_path: Pa
         await asyncio.wait_for(proc.wait(), limit)
     except TimeoutError:
         await stop_process(proc)
+        await finish_log(proc)
         return {"argv": argv, "error": f"did not finish within {limit:.0f} s"}
+    await finish_log(proc)
     return {"argv": argv, "exit": proc.returncode}
 
 
@@ -582,6 +643,7 @@ async def _grade_once(
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
     ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started)
     proc = None
+    grading_id = uuid.uuid4().hex
     sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}
     if solution:
         known = lab.solutions.get(solution)
@@ -597,6 +659,7 @@ async def _grade_once(
         }
         env = {
             **solution_base_env(),
+            GRADING_MARK: grading_id,
             "AIOTLAB_CANDIDATE": candidate,
             "AIOTLAB_WORKSPACE": str(workspace),
             "AIOTLAB_DATASHEET": str(sheet_path),
@@ -653,6 +716,10 @@ async def _grade_once(
         if proc is not None:
             say(candidate, "stopping solution")
             sol_info.update(await stop_process(proc))
+        if solution:
+            sol_info["strays_ended"] = await asyncio.to_thread(reap_marked, grading_id)
+        if proc is not None:
+            sol_info["log_bytes_dropped"] = await finish_log(proc)
     if proc is None and obs_spec:
         await asyncio.sleep(2.0)  # let a running collector commit what it published
     say(candidate, "checking")
