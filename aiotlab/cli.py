@@ -642,6 +642,7 @@ def exam_grade(
                 cohort_dir=exam.reports / "cohort" / lab_id,
                 exam=exam.id,
                 signer=signer,
+                plants={c: exam.plant_of(c, lab_id) for c in exam.candidates},
             )
         )
         complete = complete and len(docs) == len(exam.candidates)

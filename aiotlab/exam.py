@@ -47,6 +47,15 @@ class Exam:
     def candidates(self) -> list[str]:
         return [c["id"] for c in self.roster]
 
+    def plant_of(self, candidate: str, lab: str) -> str:
+        """The plant a candidate sits a lab on: their own with one lab; with several, one per lab (`alice.ics-hardening`),
+        so hardening in one lab never changes the plant another lab's brief describes."""
+        return candidate if len(self.labs) == 1 else f"{candidate}.{lab}"
+
+    @property
+    def plants(self) -> list[str]:
+        return [self.plant_of(c, lab) for c in self.candidates for lab in self.labs]
+
     def workspace(self, candidate: str, lab: str) -> Path:
         """One folder per lab: each lab's kit (.aiotlab/: briefs, parameters, datasheet) and the candidate's work."""
         return self.out / candidate / "workspace" / lab
@@ -174,30 +183,35 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     from aiotlab.simulators.datasheet import build
 
     t0 = time.monotonic()
-    st = ad.read_state(candidate)
-    if exam.backend == "docker" and not (ad.is_running(st) and st.get("backend") == "docker"):
-        from aiotlab.simulators.containers import ContainerError
-
-        try:
-            st = docker_backend(exam).up(candidate)
-        except ContainerError as exc:
-            st = {"status": "failed", "error": str(exc)}
-    elif not ad.is_running(st):
-        st = detach(candidate, None)
-    if st.get("status") != "running":
-        return {"candidate": candidate, "status": "failed", "error": st.get("error"), "seconds": time.monotonic() - t0}
-    sheet = build(candidate)
     for lab_id in exam.labs:
+        plant = exam.plant_of(candidate, lab_id)
+        st = ad.read_state(plant)
+        if exam.backend == "docker" and not (ad.is_running(st) and st.get("backend") == "docker"):
+            from aiotlab.simulators.containers import ContainerError
+
+            try:
+                st = docker_backend(exam).up(plant)
+            except ContainerError as exc:
+                st = {"status": "failed", "error": str(exc)}
+        elif not ad.is_running(st):
+            st = detach(plant, None)
+        if st.get("status") != "running":
+            return {
+                "candidate": candidate,
+                "status": "failed",
+                "error": f"{plant}: {st.get('error')}",
+                "seconds": time.monotonic() - t0,
+            }
         lab = load_lab(lab_id)
         ws = exam.workspace(candidate, lab_id)
         ws.mkdir(parents=True, exist_ok=True)
         asyncio.run(
             write_kit(
                 lab,
-                candidate,
+                plant,
                 ws,
-                lab.params_of_plant(candidate),
-                sheet,
+                lab.params_of_plant(plant),
+                build(plant),
                 briefs=True,
                 time_limit_min=exam.time_limit_min,
             )
@@ -206,7 +220,7 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
         "candidate": candidate,
         "status": "running",
         "workspace": str(exam.workspace(candidate, exam.labs[0]).parent),
-        "slot": st.get("slot"),
+        "plants": [exam.plant_of(candidate, lab) for lab in exam.labs],
         "seconds": round(time.monotonic() - t0, 2),
     }
 
@@ -266,12 +280,15 @@ def status(exam: Exam) -> list[dict[str, Any]]:
     from aiotlab.simulators.control_client import ControlClient, ControlError
 
     rows = []
-    for c in exam.candidates:
-        st = ad.read_state(c)
-        row: dict[str, Any] = {"candidate": c, "plant": "not launched" if not st else st.get("status")}
+    for c, lab_id in [(c, lab) for c in exam.candidates for lab in exam.labs]:
+        plant = exam.plant_of(c, lab_id)
+        if plant == c and rows and rows[-1]["candidate"] == c:
+            continue  # one plant for all of this candidate's labs
+        st = ad.read_state(plant)
+        row: dict[str, Any] = {"candidate": plant, "plant": "not launched" if not st else st.get("status")}
         if ad.is_running(st):
             try:
-                s = ControlClient.for_candidate(c, 5.0).get("/v1/status")
+                s = ControlClient.for_candidate(plant, 5.0).get("/v1/status")
                 tasks = s.get("supervised", {})
                 row["tasks"] = f"{sum(1 for t in tasks.values() if t.get('running'))}/{len(tasks)}"
                 row["broker"] = "up" if (s.get("broker") or {}).get("alive") else "down"
@@ -281,9 +298,10 @@ def status(exam: Exam) -> list[dict[str, Any]]:
         elif st and st.get("status") == "running":
             row["plant"] = "crashed (leftover: `aiotlab exam down` cleans it)"
         if st and st.get("backend") == "docker":
-            states = docker_backend(exam).status(c)
+            states = docker_backend(exam).status(plant)
             row["containers"] = f"{sum(1 for v in states.values() if v == 'running')}/{len(states)} running"
-        row["kit"] = all((exam.workspace(c, lab) / ".aiotlab" / "datasheet.json").is_file() for lab in exam.labs)
+        labs = exam.labs if plant == c else [lab_id]
+        row["kit"] = all((exam.workspace(c, lab) / ".aiotlab" / "datasheet.json").is_file() for lab in labs)
         rows.append(row)
     return rows
 
@@ -299,8 +317,9 @@ def down(exam: Exam) -> list[dict[str, Any]]:
             return docker_backend(exam).down(candidate)
         return plant_down(candidate)
 
+    plants = list(dict.fromkeys(exam.plants))
     with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:
-        done = list(pool.map(one, exam.candidates))
-    rows = [{"candidate": c, "result": r} for c, r in zip(exam.candidates, done, strict=True)]
+        done = list(pool.map(one, plants))
+    rows = [{"candidate": c, "result": r} for c, r in zip(plants, done, strict=True)]
     rows += [{"candidate": c, "result": "leftover removed"} for c in remove_leftovers(exam)]
     return rows

@@ -64,8 +64,10 @@ async def grade_cohort(
     cohort_dir: Path | None = None,
     exam: str | None = None,
     signer: signing.Signer | None = None,
+    plants: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """`workspace`: one path (one candidate), or each candidate's own (an exam); else OUT/<candidate>/workspace.
+    `plants`: the plant each candidate sits this lab on, when not their own (an exam with several labs).
     The cohort summary (CSV + HTML) goes to `cohort_dir` (default OUT) when more than one candidate is graded."""
     signer = signer or signing.default_signer()
     docs: list[dict[str, Any]] = []
@@ -81,7 +83,9 @@ async def grade_cohort(
             try:
                 attempt, cdir = new_attempt(out / c / lab.id)
                 ws = workspace.get(c) if isinstance(workspace, dict) else workspace
-                run = await grade(lab, c, solution=solution, workspace=ws, out_dir=cdir, progress=say)
+                run = await grade(
+                    lab, c, solution=solution, workspace=ws, out_dir=cdir, progress=say, plant=(plants or {}).get(c)
+                )
                 doc = report.write_all(run, cdir, signer, lang, exam=exam, attempt=attempt)
                 point_latest(out / c / lab.id, attempt)
                 say(c, f"{doc['score']['points']}/{doc['score']['max_points']} → {cdir / 'report.html'}")

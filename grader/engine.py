@@ -596,14 +596,18 @@ async def grade(
     workspace: Path | None = None,
     out_dir: Path,
     progress: Callable[[str, str], None] | None = None,
+    plant: str | None = None,
 ) -> GradeRun:
-    """Grade once; when the grader or the host fell behind (checks not assessable for GRADER_OVERLOADED), grade
+    """`plant`: the plant this lab runs on when it is not the candidate's own (an exam with several labs gives each
+    lab its own plant, so one lab's hardening never changes another's starting point).
+
+    Grade once; when the grader or the host fell behind (checks not assessable for GRADER_OVERLOADED), grade
     again from the start, up to MAX_ATTEMPTS: the host's lag is never the candidate's fault."""
     say = progress or (lambda who, what: None)
     overloads: list[dict[str, Any]] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         run = await _grade_once(
-            lab, candidate, solution=solution, workspace=workspace, out_dir=out_dir, progress=progress
+            lab, candidate, solution=solution, workspace=workspace, out_dir=out_dir, progress=progress, plant=plant
         )
         if not any(r.blocked_by == GRADER_OVERLOADED for r in run.results):
             break
@@ -623,6 +627,7 @@ async def _grade_once(
     workspace: Path | None = None,
     out_dir: Path,
     progress: Callable[[str, str], None] | None = None,
+    plant: str | None = None,
 ) -> GradeRun:
     from aiotlab.simulators.datasheet import build as build_datasheet
 
@@ -634,12 +639,13 @@ async def _grade_once(
     workspace = (workspace or out_dir / "workspace").resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     say(candidate, "plant")
-    state = await asyncio.to_thread(ensure_plant, candidate)
-    control = ControlClient.for_candidate(candidate)
+    plant_id = plant or candidate  # plant-level names (kit, datasheet, parameters, CLI) are the plant's
+    state = await asyncio.to_thread(ensure_plant, plant_id)
+    control = ControlClient.for_candidate(plant_id)
     info = await asyncio.to_thread(control.get, "/v1/info")
-    params = lab.params_for(candidate, state.get("seed"))
-    sheet = build_datasheet(candidate)
-    kit = await write_kit(lab, candidate, workspace, params, sheet)
+    params = lab.params_for(plant_id, state.get("seed"))
+    sheet = build_datasheet(plant_id)
+    kit = await write_kit(lab, plant_id, workspace, params, sheet)
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
     ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started)
     proc = None
@@ -655,12 +661,12 @@ async def _grade_once(
             "solution_dir": sol_dir,
             "labs_dir": lab.path.parent,
             "workspace": workspace,
-            "candidate": candidate,
+            "candidate": plant_id,
         }
         env = {
             **solution_base_env(),
             GRADING_MARK: grading_id,
-            "AIOTLAB_CANDIDATE": candidate,
+            "AIOTLAB_CANDIDATE": plant_id,
             "AIOTLAB_WORKSPACE": str(workspace),
             "AIOTLAB_DATASHEET": str(sheet_path),
             "AIOTLAB_LAB_PARAMS": str(params_path),
@@ -731,6 +737,7 @@ async def _grade_once(
         params,
         {
             "params_digest": info.get("params_digest"),
+            "plant_id": plant_id,
             "seed": state.get("seed"),
             "identity_digest": sheet["parameter_fingerprint"],
         },

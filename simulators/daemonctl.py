@@ -23,7 +23,22 @@ def mark(candidate: str, **fields: Any) -> None:
 
 
 def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str, Any]:
-    """Start the plant as a daemon and wait until it runs or fails; returns its state."""
+    """Start the plant as a daemon and wait until it runs or fails; returns its state.
+
+    A plant that had no slot yet and lost its new one to a plant of another registry starting at the same moment
+    (its addresses turned out to be in use) is given another slot and started again."""
+    before = ad.read_state(candidate)
+    fresh = not (before and before.get("slot") is not None)
+    for _ in range(3):
+        st = _detach_once(candidate, seed, timeout)
+        if not (fresh and st.get("status") == "failed" and "address already in use" in str(st.get("error"))):
+            return st
+        mark(candidate, slot=None, status="stopped")  # never handed out: take another
+        time.sleep(0.2)
+    return st
+
+
+def _detach_once(candidate: str, seed: int | None, timeout: float) -> dict[str, Any]:
     d = ad.plant_dir(candidate)
     (d / "logs").mkdir(parents=True, exist_ok=True)
     from .params import env_without_secret, exam_secret

@@ -116,15 +116,22 @@ def test_exam_with_two_labs_keeps_a_kit_per_lab_with_the_exams_time_limit(aiot_h
         for lab, k in kits.items():
             en = (k / "brief.en.md").read_text()
             assert "time limit 75 min" in en, lab  # the exam's time limit, not the lab's default
-            assert lab in en
+            assert lab in en and f"kitone.{lab}" in en  # the brief names the lab's own plant
             sheet = json.loads((k / "datasheet.json").read_text())
             assert (
                 sheet["addresses_assigned"]
                 and sheet["plc1"]["host"]
-                == ad.Addresses.for_slot(ad.read_state("kitone")["slot"], _spec_addressing()).hosts["plc1"]
+                == ad.Addresses.for_slot(ad.read_state(f"kitone.{lab}")["slot"], _spec_addressing()).hosts["plc1"]
             )
+        # a plant per lab: hardening one lab's plant never changes the plant another lab's brief describes
+        states = {lab: ad.read_state(f"kitone.{lab}") for lab in kits}
+        assert all(ad.is_running(st) for st in states.values())
+        assert len({st["slot"] for st in states.values()}) == 2
+        st = exam_cli("status", str(exam))
+        assert st.returncode == 0 and "kitone.ics-hardening" in st.stdout, st.stdout
     finally:
         exam_cli("down", str(exam))
+    assert not any(ad.is_running(ad.read_state(f"kitone.{lab}")) for lab in ("data-acquisition", "ics-hardening"))
 
 
 def _spec_addressing() -> dict:
