@@ -1,7 +1,15 @@
 """MQ-* checks: the broker probed over the network from the grader's own source addresses.
 
 ACLs are judged only by delivery (Mosquitto acknowledges denied SUBSCRIBE and PUBLISH); TLS 1.0/1.1 probes use a
-client that can still speak them; a plaintext listener is found by scanning every port of the broker's address.
+client that can still speak them; listeners are found by scanning every port of the broker's address and judged by
+what answers there (plaintext MQTT, TLS of any version, MQTT over TLS).
+
+Fail closed: a refusal counts only beside a positive control in the same run (anonymous refused where the issued
+account is accepted, a wrong password refused for an account whose issued password works, a denied delivery beside
+an allowed one); a probe whose session could not be opened is not judged, and a check with unjudged probes is not
+assessable, never passed. One defect fails one check: a broker that the grader's verifying clients cannot reach
+(missing CA, no TLS on the lab's port, a certificate not valid for the broker's address) fails mq.tls_versions,
+which records the cause; every check that needs a verified connection is then "not assessable" naming it.
 """
 
 from __future__ import annotations
@@ -16,114 +24,323 @@ from ..probes import mqtt as mq
 from ..probes.net import open_ports
 from ..results import CheckResult
 from . import check
-from .common import all_ok, attacker, ca_missing, control_get, hosts, mqtt_account, tls_context
+from .common import all_ok, attacker, ca_file, control_get, hosts, mqtt_account, tls_context
 
 SCAN_PORTS = range(1, 65536)
+OLD_TLS = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+MODERN_TLS = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2)
+
+# Causes that keep the grader from assessing other checks, and the check that owns (fails on) each.
+CA_FILE = "mqtt-ca-file"  # no usable CA certificate in the workspace            (mq.tls_versions)
+TLS_PORT = "broker-tls-port"  # no TLS handshake on the lab's TLS port            (mq.tls_versions)
+BROKER_CERT = "broker-cert"  # certificate does not verify for the broker address  (mq.tls_versions)
+ACCOUNT_REFUSED = "mqtt-account-refused"  # an issued account the grader or collector uses is refused (mq.accounts)
+ACL_TELEMETRY = "mqtt-acl-telemetry"  # the collector's telemetry cannot reach the grader (mq.acl)
+PROBE_FAILED = "mqtt-probe-failed"  # the grader's own probe sessions failed for no candidate defect found
+TRUST_CAUSES = (CA_FILE, TLS_PORT, BROKER_CERT)
+# What leaves the grader without any telemetry to observe (the observation subscribes as `grader` over verified TLS).
+PIPELINE_CAUSES = (*TRUST_CAUSES, ACCOUNT_REFUSED, ACL_TELEMETRY)
+
+
+def probe(what: str, observed: Any, ok: bool, why: str | None = None) -> dict[str, Any]:
+    """One probe's evidence: what was tried and what was observed, in words that hold whatever the verdict; `why`
+    (what was observed that is not as required) only on a failing probe."""
+    out: dict[str, Any] = {"what": what, "observed": observed, "ok": bool(ok)}
+    if not ok:
+        out["why"] = why or f"{what}: {observed}"
+    return out
+
+
+def block(ctx: Any, spec: dict[str, Any], cause: str, en: str, zh: str, owner: str) -> None:
+    """Record a blocking cause, except when a check is re-run after restarts (hardening.persists): a regression
+    there is that check's verdict, not a cause for checks that already ran."""
+    if not spec.get("fresh"):
+        ctx.block(cause, en, zh, owner)
+
+
+def cannot_judge(ctx: Any, spec: dict[str, Any], unjudged: list[dict[str, Any]], **evidence: Any) -> CheckResult:
+    """Some probes could not run (their sessions failed): not assessable, naming a recorded candidate defect that
+    explains it if there is one, never a pass."""
+    cause = next((c for c in (ACCOUNT_REFUSED, *TRUST_CAUSES, ACL_TELEMETRY) if c in ctx.blockers), None)
+    if cause is None:
+        cause = PROBE_FAILED
+        first = unjudged[0].get("observed") if unjudged else "?"
+        block(
+            ctx,
+            spec,
+            cause,
+            f"the grader's MQTT probe sessions failed ({first}); re-grade",
+            f"評分程式的 MQTT 探測連線失敗（{first}）；請重新評分",
+            spec["id"],
+        )
+    return ctx.blocked(spec, cause, {"unjudged": unjudged, **evidence})
 
 
 async def mqtt_listeners(ctx: Any, fresh: bool = False) -> list[dict[str, Any]]:
-    """Every open port of the broker's address, and whether it speaks MQTT in plaintext and/or over TLS."""
+    """Every open port of the broker's address: whether it answers MQTT in plaintext, which TLS versions it
+    completes a handshake with, and whether it answers MQTT over TLS (a broker listener, as opposed to some other
+    TLS service on the host)."""
     cache = ctx.cache
     if not fresh and "mqtt_listeners" in cache:
         return cache["mqtt_listeners"]
     host, src = hosts(ctx)["broker"], attacker(ctx, 0)
     grader = mqtt_account(ctx, "grader")
-    out = []
-    for port in await open_ports(host, SCAN_PORTS, source=src):
-        plain = await mq.raw_connect(host, port, src, username=grader.username, password=grader.password, timeout=5)
-        tls_version = await mq.tls_handshake(host, port, src, ssl.TLSVersion.TLSv1_2, timeout=5) or (
-            await mq.tls_handshake(host, port, src, ssl.TLSVersion.TLSv1_3, timeout=5)
+
+    async def one(port: int) -> dict[str, Any]:
+        plain, any_version = await asyncio.gather(
+            mq.raw_connect(host, port, src, username=grader.username, password=grader.password, timeout=5),
+            mq.tls_handshake(host, port, src, None, timeout=5),
         )
-        tls_mqtt = None
-        if tls_version:
-            tls_mqtt = await mq.raw_connect(
-                host, port, src, tls=mq.insecure_tls(), username=grader.username, password=grader.password, timeout=5
+        versions: dict[str, str | None] = {}
+        tls_connect = None
+        if any_version:
+            for v in (*MODERN_TLS, *OLD_TLS):
+                versions[v.name] = await mq.tls_handshake(host, port, src, v, timeout=5)
+            best = next((v for v in (*MODERN_TLS, *OLD_TLS) if versions[v.name]), None)
+            tls_connect = await mq.raw_connect(
+                host,
+                port,
+                src,
+                tls=mq.insecure_tls(best),
+                username=grader.username,
+                password=grader.password,
+                timeout=5,
             )
-        out.append(
-            {
-                "port": port,
-                "plaintext_mqtt": plain.connack is not None,
-                "plaintext": plain.describe(),
-                "tls": tls_version,
-                "tls_mqtt": tls_mqtt is not None and tls_mqtt.connack is not None,
-            }
-        )
+        return {
+            "port": port,
+            "plaintext_mqtt": plain.connack is not None,
+            "plaintext": plain.describe(),
+            "tls": bool(any_version),
+            "tls_versions": {k: v is not None for k, v in versions.items()},
+            "tls_best": next((k for k, v in versions.items() if v), None),
+            "tls_mqtt": tls_connect is not None and tls_connect.connack is not None,
+            "tls_connect": tls_connect.describe() if tls_connect else None,
+        }
+
+    ports = await open_ports(host, SCAN_PORTS, source=src)
+    out = list(await asyncio.gather(*(one(p) for p in ports)))
     cache["mqtt_listeners"] = out
     return out
+
+
+def listener_tls(x: dict[str, Any]) -> ssl.SSLContext:
+    """A context that speaks this listener's best TLS version without verifying (reachability probes only)."""
+    return mq.insecure_tls(getattr(ssl.TLSVersion, x["tls_best"]) if x.get("tls_best") else None)
+
+
+async def broker_trust(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """Can the grader's verifying clients reach the lab's TLS port (the candidate's CA, the broker's address as the
+    name)? Probed once per run; a failure is recorded as a blocking cause owned by mq.tls_versions."""
+    if "broker_trust" not in ctx.cache:
+        host, port, src = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), attacker(ctx, 1)
+        where, ca = f"{host}:{port}", str(ctx.params.get("ca_file", "pki/ca.crt"))
+        tls = tls_context(ctx)
+        if tls is None:
+            exists = ca_file(ctx).is_file()
+            out = {
+                "ok": False,
+                "stage": "ca",
+                "observed": f"{ca} {'is not a readable PEM CA certificate' if exists else 'does not exist'}",
+                "cause": CA_FILE,
+                "en": f"the CA certificate {ca} in the workspace is missing or not a PEM certificate, so the grader "
+                "cannot verify the broker",
+                "zh-TW": f"工作目錄中的 CA 憑證 {ca} 不存在或不是 PEM 憑證，評分程式無法驗證代理伺服器",
+            }
+        else:
+            out = await mq.verify_tls(host, port, src, tls)
+            if out["stage"] == "verify":
+                out.update(
+                    cause=BROKER_CERT,
+                    en=f"the broker certificate on {where} does not verify against {ca} for the address {host} "
+                    f"({out['observed']}), so the grader's verifying TLS clients cannot connect",
+                    **{
+                        "zh-TW": f"{where} 的代理伺服器憑證無法以 {ca} 針對位址 {host} 驗證（{out['observed']}），"
+                        "評分程式的驗證式 TLS 用戶端無法連線"
+                    },
+                )
+            elif not out["ok"]:
+                out.update(
+                    cause=TLS_PORT,
+                    en=f"no TLS listener answers on {where} ({out['observed']}), so the grader's TLS clients cannot "
+                    "connect",
+                    **{"zh-TW": f"{where} 沒有 TLS listener 回應（{out['observed']}），評分程式的 TLS 用戶端無法連線"},
+                )
+            else:
+                out["cause"] = None
+        out["target"], out["ca_file"] = where, ca
+        ctx.cache["broker_trust"] = out
+    out = ctx.cache["broker_trust"]
+    if out["cause"]:
+        block(ctx, spec, out["cause"], out["en"], out["zh-TW"], "mq.tls_versions")
+    return out
+
+
+async def verified_target(
+    ctx: Any, spec: dict[str, Any], attacker_index: int
+) -> tuple[str, int, ssl.SSLContext, str] | CheckResult:
+    """(broker host, TLS port, a context verifying with the candidate's CA, the attacker source to probe from), or
+    this check's "not assessable" verdict when the grader's verifying clients cannot reach the broker."""
+    trust = await broker_trust(ctx, spec)
+    tls = tls_context(ctx)
+    if trust["cause"] or tls is None:
+        return ctx.blocked(spec, trust["cause"] or CA_FILE, {"verified_tls": trust})
+    return hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), tls, attacker(ctx, attacker_index)
+
+
+async def no_listener_verdict(ctx: Any, spec: dict[str, Any], listeners: list[dict[str, Any]]) -> CheckResult:
+    """No port of the broker answered MQTT at all: nothing here can be judged; the cause is the TLS port's."""
+    trust = await broker_trust(ctx, spec)
+    cause = trust["cause"]
+    if cause is None:
+        cause = TLS_PORT
+        block(
+            ctx,
+            spec,
+            cause,
+            f"no port of {hosts(ctx)['broker']} answers an MQTT CONNECT, in plaintext or over TLS",
+            f"{hosts(ctx)['broker']} 沒有任何連接埠回應 MQTT CONNECT（明文或 TLS）",
+            "mq.tls_versions",
+        )
+    return ctx.blocked(spec, cause, {"listeners": listeners, "verified_tls": trust})
 
 
 @check("mq.plaintext_closed")
 async def plaintext_closed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     listeners = await mqtt_listeners(ctx, spec.get("fresh", False))
     probes = [
-        {
-            "what": f"port {x['port']}: CONNECT in plaintext",
-            "observed": x["plaintext"],
-            "ok": not x["plaintext_mqtt"],
-            "why": f"port {x['port']} answers MQTT in plaintext",
-        }
+        probe(
+            f"port {x['port']}: MQTT CONNECT in plaintext",
+            x["plaintext"],
+            not x["plaintext_mqtt"],
+            f"port {x['port']} answered a plaintext MQTT CONNECT ({x['plaintext']})",
+        )
         for x in listeners
     ]
-    if not any(x["tls_mqtt"] for x in listeners):
-        probes.append({"what": "an MQTT-over-TLS listener exists", "ok": False, "why": "no port speaks MQTT over TLS"})
+    controls = [x for x in listeners if x["tls_mqtt"]]
+    scanned = f"{hosts(ctx)['broker']}:1-65535"
+    if not any(x["plaintext_mqtt"] for x in listeners) and not controls:
+        return await no_listener_verdict(ctx, spec, listeners)
+    probes += [
+        probe(f"control: port {x['port']} answers an MQTT CONNECT over TLS", x["tls_connect"], True) for x in controls
+    ]
     return all_ok(
         spec,
         probes,
         "No port of the broker answers MQTT in plaintext",
         "代理伺服器沒有任何連接埠以明文回應 MQTT",
-        scanned=f"{hosts(ctx)['broker']}:1-65535",
+        scanned=scanned,
+        open_ports=[x["port"] for x in listeners],
     )
 
 
 @check("mq.anonymous_refused")
 async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Anonymous CONNECT on every MQTT listener; a refusal counts only where the issued `grader` account is accepted
+    on the same listener in the same run (the control: the listener does accept a client that may connect)."""
     host, src = hosts(ctx)["broker"], attacker(ctx, 1)
-    probes = []
-    for x in await mqtt_listeners(ctx, spec.get("fresh", False)):
-        for tls in ([None] if x["plaintext_mqtt"] else []) + ([mq.insecure_tls()] if x["tls_mqtt"] else []):
-            r = await mq.raw_connect(host, x["port"], src, tls=tls)
-            probes.append(
-                {"what": f"anonymous CONNECT, {r.describe()}", "ok": not r.accepted, "why": f"{r.describe()}"}
+    grader = mqtt_account(ctx, "grader")
+    listeners = await mqtt_listeners(ctx, spec.get("fresh", False))
+    probes, unjudged = [], []
+    for x in listeners:
+        for tls in ([None] if x["plaintext_mqtt"] else []) + ([listener_tls(x)] if x["tls_mqtt"] else []):
+            anon = await mq.raw_connect(host, x["port"], src, tls=tls)
+            if anon.accepted:
+                probes.append(
+                    probe(
+                        f"anonymous CONNECT on {'TLS' if tls else 'plaintext'} port {x['port']}",
+                        anon.describe(),
+                        False,
+                        f"anonymous CONNECT accepted ({anon.describe()})",
+                    )
+                )
+                continue
+            control = await mq.raw_connect(
+                host, x["port"], src, tls=tls, username=grader.username, password=grader.password
             )
-    if not probes:
-        probes.append({"what": "find an MQTT listener", "ok": False, "why": "no port of the broker speaks MQTT"})
-    return all_ok(spec, probes, "Anonymous clients are refused on every MQTT port", "所有 MQTT 連接埠皆拒絕匿名用戶端")
+            observed = f"anonymous: {anon.describe()}; control, issued account grader: {control.describe()}"
+            what = f"anonymous CONNECT on {'TLS' if tls else 'plaintext'} port {x['port']}, beside the issued account"
+            if control.accepted:
+                probes.append(probe(what, observed, True))
+            else:
+                unjudged.append({"what": what, "observed": observed})
+    if not probes and not unjudged:
+        return await no_listener_verdict(ctx, spec, listeners)
+    if any(not p["ok"] for p in probes) or not unjudged:
+        return all_ok(
+            spec, probes, "Anonymous clients are refused on every MQTT port", "所有 MQTT 連接埠皆拒絕匿名用戶端"
+        )
+    block(
+        ctx,
+        spec,
+        ACCOUNT_REFUSED,
+        f"the broker refuses the issued account grader with its issued password ({unjudged[0]['observed']})",
+        f"代理伺服器拒絕核發帳號 grader 與其核發密碼（{unjudged[0]['observed']}）",
+        "mq.accounts",
+    )
+    return ctx.blocked(spec, ACCOUNT_REFUSED, {"probes": probes, "unjudged": unjudged})
 
 
 @check("mq.tls_versions")
 async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """On every broker TLS listener the scan finds: TLS 1.0 and 1.1 refused beside a TLS 1.2+ handshake that
+    succeeds (the control), and the certificate verified against the candidate's CA for the broker's address. The
+    lab's TLS port must be one of them: the grader's own clients use it (a failure there blocks their checks)."""
     host, src, port = hosts(ctx)["broker"], attacker(ctx, 1), int(ctx.params["mqtt_tls_port"])
+    listeners = await mqtt_listeners(ctx, spec.get("fresh", False))
+    trust = await broker_trust(ctx, spec)
+    broker_tls = [x for x in listeners if x["tls_mqtt"]]
     probes = []
-    for version in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
-        got = await mq.tls_handshake(host, port, src, version)
+    verifying = tls_context(ctx)
+    for x in broker_tls:
+        p = x["port"]
+        for v in OLD_TLS:
+            accepted = x["tls_versions"].get(v.name)
+            probes.append(
+                probe(
+                    f"port {p}: TLS handshake pinned to {v.name}",
+                    f"{v.name} handshake completed" if accepted else f"{v.name} handshake refused",
+                    not accepted,
+                    f"port {p} completed a {v.name} handshake",
+                )
+            )
+        modern = [v.name for v in MODERN_TLS if x["tls_versions"].get(v.name)]
         probes.append(
-            {
-                "what": f"{version.name} handshake",
-                "observed": got or "refused",
-                "ok": got is None,
-                "why": f"{version.name} accepted on port {port}",
-            }
+            probe(
+                f"port {p}: control handshake with TLS 1.2 or 1.3",
+                f"completed with {', '.join(modern)}" if modern else "no TLS 1.2/1.3 handshake completed",
+                bool(modern),
+            )
         )
-    ctx_tls = tls_context(ctx)
-    if ctx_tls is None:
-        probes.append({"what": "load the candidate's CA", "ok": False, "why": "CA certificate missing or invalid"})
-    else:
-        grader = mqtt_account(ctx, "grader")
-        r = await mq.raw_connect(host, port, src, tls=ctx_tls, username=grader.username, password=grader.password)
+        if p == port:
+            cert = trust
+        elif verifying is None:
+            cert = {"ok": False, "observed": trust["observed"]}
+        else:
+            cert = await mq.verify_tls(host, p, src, verifying)
         probes.append(
-            {
-                "what": f"TLS 1.2+ with the broker certificate verified against the candidate's CA for {host}",
-                "observed": r.describe() + (f", {r.tls_version}" if r.tls_version else ""),
-                "ok": r.accepted,
-                "why": r.describe(),
-            }
+            probe(
+                f"port {p}: certificate verified against {trust['ca_file']} for the address {host}",
+                cert["observed"],
+                cert["ok"],
+            )
+        )
+    if port not in {x["port"] for x in broker_tls}:
+        probes.append(
+            probe(
+                f"port {port}: TLS with the certificate verified against {trust['ca_file']} for the address {host}",
+                trust["observed"],
+                trust["ok"],
+                f"port {port} does not answer MQTT over TLS ({trust['observed']})",
+            )
         )
     return all_ok(
         spec,
         probes,
-        "TLS 1.2+ only, with a certificate valid for the broker address",
-        "僅允許 TLS 1.2 以上，且憑證對代理伺服器位址有效",
-        port=port,
+        "TLS 1.2+ only on every TLS listener, with a certificate valid for the broker address",
+        "所有 TLS listener 僅允許 TLS 1.2 以上，且憑證對代理伺服器位址有效",
+        tls_port=port,
+        broker_tls_listeners=[x["port"] for x in broker_tls],
+        other_tls_ports_not_mqtt=[x["port"] for x in listeners if x["tls"] and not x["tls_mqtt"]],
     )
 
 
@@ -134,69 +351,96 @@ async def password_file(ctx: Any) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def tls_broker(
-    ctx: Any, spec: dict[str, Any], attacker_index: int
-) -> tuple[str, int, ssl.SSLContext, str] | CheckResult:
-    """(broker host, TLS port, a context verifying with the candidate's CA, the attacker source to probe from), or
-    this check's verdict when the CA is missing or unusable."""
-    tls = tls_context(ctx)
-    if tls is None:
-        return ca_missing(spec)
-    return hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), tls, attacker(ctx, attacker_index)
-
-
 @check("mq.accounts")
 async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    target = tls_broker(ctx, spec, 2)
+    """Every issued account connects with its password (the control); a wrong password for it and an account that
+    was not issued are refused; the password file holds only hashes of the issued accounts, owner-only."""
+    target = await verified_target(ctx, spec, 2)
     if isinstance(target, CheckResult):
         return target
     host, port, tls, src = target
-    probes = []
-    for name in ctx.params["mqtt_accounts"]:
+    issued = list(ctx.params["mqtt_accounts"])
+    probes, refused = [], []
+    for name in issued:
         acct = mqtt_account(ctx, name)
         good = await mq.raw_connect(host, port, src, tls=tls, username=name, password=acct.password)
         probes.append(
-            {
-                "what": f"{name} with its issued password",
-                "observed": good.describe(),
-                "ok": good.accepted,
-                "why": f"issued account {name} refused: {good.describe()}",
-            }
+            probe(
+                f"{name} with its issued password",
+                good.describe(),
+                good.accepted,
+                f"issued account {name} refused ({good.describe()})",
+            )
         )
+        if not good.accepted:
+            refused.append(name)
+            continue
         bad = await mq.raw_connect(host, port, src, tls=tls, username=name, password=acct.password + "x")
         probes.append(
-            {
-                "what": f"{name} with a wrong password",
-                "observed": bad.describe(),
-                "ok": not bad.accepted,
-                "why": f"wrong password accepted for {name}",
-            }
+            probe(
+                f"{name} with a wrong password",
+                bad.describe(),
+                not bad.accepted,
+                f"a wrong password was accepted for {name} ({bad.describe()})",
+            )
+        )
+    if len(refused) < len(issued):  # the control: some issued account is accepted on this port
+        stranger = f"aiotlab-{ctx.candidate[-6:]}-{int(time.time()) % 100000}"
+        r = await mq.raw_connect(host, port, src, tls=tls, username=stranger, password="not-issued")
+        probes.append(
+            probe(
+                f"an account that was not issued ({stranger})",
+                r.describe(),
+                not r.accepted,
+                f"an account that was not issued was accepted ({r.describe()})",
+            )
         )
     pw = await password_file(ctx)
-    lines = [ln for ln in str(pw.get("text", "")).splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [ln for ln in str(pw.get("text", "")).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    names = [ln.split(":", 1)[0] for ln in lines]
     hashed = bool(lines) and all(re.match(r"^[^:]+:\$[67]\$", ln) for ln in lines)
+    name = ctx.params["mqtt_password_file"]
     probes.append(
-        {
-            "what": f"password file {ctx.params['mqtt_password_file']} holds only hashes",
-            "observed": pw.get("error") or f"{len(lines)} entries",
-            "ok": hashed,
-            "why": "password file missing or holds plaintext passwords",
-        }
+        probe(
+            f"password file {name}: every entry a mosquitto_passwd hash",
+            pw.get("error") or f"{len(lines)} entries, {'all' if hashed else 'not all'} hashed ($6$/$7$)",
+            hashed,
+            pw.get("error") or f"password file {name} has entries that are not hashes",
+        )
     )
-    mode = int(pw.get("mode", "0o777"), 8) if "mode" in pw else 0o777
+    others = sorted(set(names) - set(issued))
     probes.append(
-        {
-            "what": "password file not readable by others",
-            "observed": oct(mode),
-            "ok": mode & 0o007 == 0,
-            "why": f"password file mode {oct(mode)}",
-        }
+        probe(
+            f"password file {name}: only the issued accounts",
+            {"accounts": names},
+            "error" not in pw and not others,
+            pw.get("error") or f"password file {name} has accounts that were not issued: {others}",
+        )
     )
+    mode = int(pw["mode"], 8) if "mode" in pw else None
+    probes.append(
+        probe(
+            f"password file {name}: no permission for group or others",
+            oct(mode) if mode is not None else pw.get("error"),
+            mode is not None and mode & 0o077 == 0,
+            f"password file {name} has mode {oct(mode)}" if mode is not None else pw.get("error"),
+        )
+    )
+    pipeline = [n for n in refused if n in ("grader", ctx.params.get("collector_account", "collector"))]
+    if pipeline:
+        block(
+            ctx,
+            spec,
+            ACCOUNT_REFUSED,
+            f"the broker refuses the issued account(s) {', '.join(pipeline)} with the issued password",
+            f"代理伺服器以核發密碼仍拒絕核發帳號 {', '.join(pipeline)}",
+            spec["id"],
+        )
     return all_ok(
         spec,
         probes,
-        "Every issued account works, wrong passwords fail, passwords are stored hashed",
-        "所有核發帳號可用、錯誤密碼被拒、密碼以雜湊儲存",
+        "Every issued account works, wrong passwords and other accounts fail, passwords are stored hashed",
+        "所有核發帳號可用、錯誤密碼與其他帳號被拒、密碼以雜湊儲存",
     )
 
 
@@ -210,7 +454,8 @@ def acl_cases(ctx: Any) -> list[dict[str, Any]]:
 
 @check("mq.acl")
 async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    target = tls_broker(ctx, spec, 2)
+    """The ACL table judged by delivery; the cases that must arrive are the run's positive controls."""
+    target = await verified_target(ctx, spec, 2)
     if isinstance(target, CheckResult):
         return target
     host, port, tls, src = target
@@ -223,45 +468,79 @@ async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             for c in cases
         )
     )
-    probes = []
+    probes, unjudged = [], []
+    collector = ctx.params.get("collector_account", "collector")
     for c, r in zip(cases, results, strict=True):
-        verb = "must reach" if c["deliver"] else "must not reach"
-        probes.append(
-            {
-                "what": f"{c['pub']} -> {c['topic']} {verb} {c['sub']} subscribed to {c['filter']}",
-                "observed": ("delivered" if r["delivered"] else "not delivered")
-                + (f" ({r['error']})" if r.get("error") else ""),
-                "ok": r["delivered"] == c["deliver"],
-                "why": f"{c['pub']} -> {c['topic']} {'not ' if not r['delivered'] else ''}delivered to {c['sub']} on {c['filter']}",
-            }
+        what = f"{c['pub']} publishes {c['topic']}; {c['sub']} subscribed to {c['filter']} must " + (
+            "receive it" if c["deliver"] else "not receive it"
         )
-    return all_ok(spec, probes, "Access control holds, judged by actual delivery", "存取控制成立（以實際投遞判定）")
+        if r.get("error"):
+            unjudged.append({"what": what, "observed": f"session failed: {r['error']}"})
+            continue
+        observed = "delivered" if r["delivered"] else "not delivered within 3 s"
+        probes.append(
+            probe(
+                what, observed, r["delivered"] == c["deliver"], f"{c['pub']} -> {c['topic']}: {observed} to {c['sub']}"
+            )
+        )
+        if c["deliver"] and not r["delivered"] and c["pub"] == collector and c["sub"] == "grader":
+            block(
+                ctx,
+                spec,
+                ACL_TELEMETRY,
+                f"the ACL keeps the collector's {c['topic']} from reaching the grader's subscription {c['filter']}",
+                f"ACL 使擷取程式的 {c['topic']} 無法送達評分程式訂閱的 {c['filter']}",
+                spec["id"],
+            )
+    if any(not p["ok"] for p in probes) or not unjudged:
+        return all_ok(spec, probes, "Access control holds, judged by actual delivery", "存取控制成立（以實際投遞判定）")
+    return cannot_judge(ctx, spec, unjudged, probes=probes)
 
 
 @check("mq.sys_hidden")
 async def sys_hidden(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    target = tls_broker(ctx, spec, 3)
+    """Every issued account subscribes to $SYS/# and must receive nothing, beside a control in the same run: a
+    message the grader may read (the collector's telemetry topic) does arrive."""
+    target = await verified_target(ctx, spec, 3)
     if isinstance(target, CheckResult):
         return target
     host, port, tls, src = target
-    results = await asyncio.gather(
+    collector = ctx.params.get("collector_account", "collector")
+    control, *results = await asyncio.gather(
+        mq.delivered(
+            host,
+            port,
+            tls,
+            src,
+            mqtt_account(ctx, collector),
+            "telemetry/aiotlab-sys-control",
+            mqtt_account(ctx, "grader"),
+            "telemetry/#",
+        ),
         *(
             mq.receives_any(host, port, tls, src, mqtt_account(ctx, n), "$SYS/#", 2.5)
             for n in ctx.params["mqtt_accounts"]
-        )
+        ),
     )
-    probes = [
-        {
-            "what": f"{r['account']} subscribes $SYS/#",
-            "observed": r["received_topics"][:5] or r.get("error") or "nothing",
-            "ok": not r["received_topics"] and "error" not in r,
-            "why": f"{r['account']} received {len(r['received_topics'])} $SYS topics"
-            if r["received_topics"]
-            else f"{r['account']}: {r.get('error')}",
-        }
-        for r in results
-    ]
-    return all_ok(spec, probes, "No account can read $SYS", "沒有帳號能讀取 $SYS")
+    control_probe = {
+        "what": "control: the collector's message on telemetry/aiotlab-sys-control reaches grader",
+        "observed": "delivered" if control.get("delivered") else f"not delivered {control.get('error') or ''}".strip(),
+    }
+    probes, unjudged = [], []
+    for r in results:
+        what = f"{r['account']} subscribes to $SYS/#"
+        if "error" in r:
+            unjudged.append({"what": what, "observed": f"session failed: {r['error']}"})
+        elif r["received_topics"]:
+            n = len(r["received_topics"])
+            probes.append(probe(what, r["received_topics"][:5], False, f"{r['account']} received {n} $SYS topics"))
+        else:
+            probes.append(probe(what, "received nothing within 2.5 s", True))
+    if any(not p["ok"] for p in probes):
+        return all_ok(spec, probes, "", "")
+    if unjudged or not control.get("delivered"):
+        return cannot_judge(ctx, spec, unjudged + ([] if control.get("delivered") else [control_probe]), probes=probes)
+    return all_ok(spec, [*probes, {**control_probe, "ok": True}], "No account can read $SYS", "沒有帳號能讀取 $SYS")
 
 
 LOG_TS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}|\d{9,11}): (.*)$")
@@ -273,41 +552,95 @@ def _log_time(stamp: str) -> float:
     return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
 
 
+def parse_log(lines: list[str]) -> list[tuple[float | None, str]]:
+    """(time, text) per broker log line; time None for a line without a timestamp the brief's format allows."""
+    out: list[tuple[float | None, str]] = []
+    for ln in lines:
+        m = LOG_TS.match(ln)
+        out.append((_log_time(m.group(1)), m.group(2)) if m else (None, ln))
+    return out
+
+
 @check("mq.audit_log")
 async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Refused connections are recorded in the broker log with their source and time (within +-2 s)."""
-    host, port, src = hosts(ctx)["broker"], int(ctx.params["mqtt_tls_port"]), attacker(ctx, 0)
-    tls = mq.insecure_tls()
+    """Refused connections are recorded in the broker log with their source and time (within +-2 s).
+
+    Judged on the attempts the broker did refuse (anonymous, a wrong password, an account that was not issued):
+    whether it should have refused them is other checks' matter, so a broker that accepts anonymous clients fails
+    mq.anonymous_refused, not this check."""
+    host, src = hosts(ctx)["broker"], attacker(ctx, 0)
+    port = int(ctx.params["mqtt_tls_port"])
+    listeners = await mqtt_listeners(ctx)
+    target = next((x for x in listeners if x["port"] == port and x["tls_mqtt"]), None) or next(
+        (x for x in listeners if x["tls_mqtt"] or x["plaintext_mqtt"]), None
+    )
+    if target is None:
+        return await no_listener_verdict(ctx, spec, listeners)
+    port = target["port"]
+    tls = listener_tls(target) if target["tls_mqtt"] else None
     grader = mqtt_account(ctx, "grader")
     attempts = [
         ("anonymous", await mq.raw_connect(host, port, src, tls=tls)),
-        ("wrong password", await mq.raw_connect(host, port, src, tls=tls, username=grader.username, password="wrong")),
+        ("wrong password", await mq.raw_connect(host, port, src, tls=tls, username=grader.username, password="x")),
+        (
+            "account that was not issued",
+            await mq.raw_connect(host, port, src, tls=tls, username="aiotlab-nobody", password="x"),
+        ),
     ]
     await asyncio.sleep(1.0)
-    lines = (await control_get(ctx, "/v1/logs/broker?lines=4000"))["lines"]
-    parsed = []
-    for ln in lines:
-        m = LOG_TS.match(ln)
-        if m:
-            parsed.append((_log_time(m.group(1)), m.group(2)))
-    probes = []
+    parsed = parse_log((await control_get(ctx, "/v1/logs/broker?lines=4000"))["lines"])
+    probes, not_refused = [], []
     for what, r in attempts:
         key = f"{src}:{r.local_port}"
+        if r.accepted or r.local_port is None:
+            not_refused.append({"attempt": what, "observed": r.describe()})
+            continue
         hits = [(t, text) for t, text in parsed if key in text]
-        timely = [h for h in hits if abs(h[0] - r.at) <= 2.5]
+        timely = [h for h in hits if h[0] is not None and abs(h[0] - r.at) <= 2.5]
         idx = next((i for i, (_, text) in enumerate(parsed) if key in text), None)
-        denied = idx is not None and any(
-            "not authorised" in text or f"CONNACK to {src} (0, 5)" in text or f"CONNACK to {src} (0, 4)" in text
-            for _, text in parsed[idx : idx + 6]
+        refusal = (
+            next(
+                (
+                    text
+                    for _, text in parsed[idx : idx + 6]
+                    if "not authorised" in text
+                    or f"CONNACK to {src} (0, 5)" in text
+                    or f"CONNACK to {src} (0, 4)" in text
+                ),
+                None,
+            )
+            if idx is not None
+            else None
         )
+        denied = refusal is not None
+        if timely and denied:
+            observed = f"logged: {[hits[0][1], refusal]}"
+        elif hits:
+            observed = f"logged without {'a time within 2 s' if not timely else 'the refusal'}: {hits[0][1]}"
+        else:
+            observed = "no log line names this source and port"
         probes.append(
-            {
-                "what": f"{what} connection from {key} logged with its time and refusal",
-                "observed": [text for _, text in hits[:2]] or "no log line names this source and port",
-                "ok": bool(timely) and denied and not r.accepted,
-                "why": f"{what} attempt from {key} not logged as refused within 2 s",
-            }
+            probe(
+                f"refused {what} connection from {key} ({r.describe()}) logged with its time and refusal",
+                observed,
+                bool(timely) and denied,
+                f"refused {what} connection from {key}: {observed}",
+            )
         )
+    if not probes:
+        block(
+            ctx,
+            spec,
+            "mqtt-refuses-nothing",
+            "the broker refused none of the grader's connections (anonymous, wrong password, unknown account)",
+            "代理伺服器未拒絕評分程式的任何連線（匿名、錯誤密碼、未核發帳號）",
+            "mq.anonymous_refused",
+        )
+        return ctx.blocked(spec, "mqtt-refuses-nothing", {"not_refused": not_refused})
     return all_ok(
-        spec, probes, "Refused connections are logged with source and time", "被拒連線皆以來源與時間記錄於日誌"
+        spec,
+        probes,
+        "Refused connections are logged with source and time",
+        "被拒連線皆以來源與時間記錄於日誌",
+        not_refused_not_judged_here=not_refused,
     )

@@ -1,47 +1,92 @@
-"""Secure-pipeline checks on the candidate's own system: secure channels really used, data at rest protected,
-and every read of stored data audited (who read what, when)."""
+"""Secure-pipeline checks on the candidate's own system: secure channels really used, data at rest and private keys
+protected, and every read of stored data audited (who read what, when) before the data leaves the read tool.
+
+Fail closed: protection is judged from positive evidence (permission bits the grader reads, an audit record it
+finds, the order it observes), never assumed from what a file is not. When the candidate's pipeline produced
+nothing to judge because of a broker defect another check owns (see broker.PIPELINE_CAUSES), these checks are
+"not assessable" naming that cause instead of failing for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fnmatch
 import json
 import os
+import posixpath
 import re
+import stat
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import workspace as wsr
 from ..results import CheckResult
-from . import check
+from . import check, registry
+from .broker import PIPELINE_CAUSES, parse_log, probe
 from .common import all_ok, control_get, hosts
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
+NOTHING_PUBLISHED = "nothing-published"  # the collector published nothing the grader saw (owned by daq.coverage)
+
+
+def pipeline_blocker(ctx: Any) -> str | None:
+    """A recorded broker defect that leaves the grader (or the collector) without telemetry, if any."""
+    return next((c for c in PIPELINE_CAUSES if c in ctx.blockers), None)
+
+
+def starved(ctx: Any, spec: dict[str, Any], **evidence: Any) -> CheckResult:
+    """The verdict of a check that had no telemetry to judge: blocked by the broker defect that caused it, or by
+    the collector publishing nothing (daq.coverage's failure)."""
+    cause = pipeline_blocker(ctx)
+    if cause is None:
+        cause = NOTHING_PUBLISHED
+        if not spec.get("fresh"):
+            ctx.block(
+                cause,
+                "the collector published no reading the grader could observe"
+                + (f" ({ctx.observation.error})" if ctx.observation.error else ""),
+                "擷取程式未發布任何評分程式可觀測的讀值"
+                + (f"（{ctx.observation.error}）" if ctx.observation.error else ""),
+                "daq.coverage",
+            )
+    return ctx.blocked(spec, cause, {"observation_error": ctx.observation.error, **evidence})
+
+
+@check("pipeline.observed")
+def observed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """A telemetry check (spec.params.judge, e.g. daq.coverage) judged only when there was telemetry to observe
+    or nothing explains its absence: with no message observed while a broker defect kept the grader's verified
+    subscription (or the collector) from the broker, the check is not assessable naming that defect."""
+    if not ctx.observation.messages and pipeline_blocker(ctx):
+        return starved(ctx, spec, messages=0)
+    return registry()[spec["params"]["judge"]](ctx, spec)
+
+
+def _local_log_time_ok(t: float | None, since: float) -> bool:
+    return t is None or t >= since
 
 
 @check("pipeline.secure_channels")
 async def secure_channels(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """The collector's MQTT connection is on the TLS port with its account; its OPC UA session is SignAndEncrypt."""
+    """The collector's MQTT connections are on the TLS port with its account; its OPC UA sessions are
+    SignAndEncrypt with its account (both since this grading started)."""
     ws, tls_port = hosts(ctx)["workstation"], int(ctx.params["mqtt_tls_port"])
     user = ctx.params["collector_account"]
-    lines = (await control_get(ctx, "/v1/logs/broker?lines=20000"))["lines"]
+    since = ctx.started - 5
+    lines = parse_log((await control_get(ctx, "/v1/logs/broker?lines=20000"))["lines"])
     ports: dict[str, int] = {}
     mqtt_sessions = []
-    for ln in lines:
+    for t, ln in lines:
         m = re.search(rf"New connection from ({re.escape(ws)}:\d+) on port (\d+)", ln)
         if m:
             ports[m.group(1)] = int(m.group(2))
         m = re.search(rf"New client connected from ({re.escape(ws)}:\d+) as (\S+) \(.*u'([^']*)'\)", ln)
-        if m and m.group(3) == user:
+        if m and m.group(3) == user and _local_log_time_ok(t, since):
             mqtt_sessions.append({"peer": m.group(1), "client_id": m.group(2), "port": ports.get(m.group(1))})
-    probes = [
-        {
-            "what": f"collector's MQTT sessions (user {user}, from {ws}) are on TLS port {tls_port}",
-            "observed": mqtt_sessions[-5:] or "no session of this account in the broker log",
-            "ok": bool(mqtt_sessions) and all(s["port"] == tls_port for s in mqtt_sessions),
-            "why": "collector not connected with its account over TLS",
-        }
-    ]
     audit = (await control_get(ctx, "/v1/logs/plc2-audit?lines=20000"))["lines"]
     ua_sessions = []
     for ln in audit:
@@ -49,16 +94,29 @@ async def secure_channels(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             rec = json.loads(ln)
         except ValueError:
             continue
-        if rec.get("event") == "session_activated" and rec.get("user") == user and rec.get("ts", 0) >= ctx.started - 5:
+        if rec.get("event") == "session_activated" and rec.get("user") == user and rec.get("ts", 0) >= since:
             ua_sessions.append({k: rec.get(k) for k in ("ts", "policy", "mode", "peer")})
-    probes.append(
-        {
-            "what": f"collector's OPC UA sessions (user {user}) use SignAndEncrypt",
-            "observed": ua_sessions[-5:] or "no session of this account since grading started",
-            "ok": bool(ua_sessions) and all(s["mode"] == "SignAndEncrypt" for s in ua_sessions),
-            "why": "collector has no SignAndEncrypt OPC UA session with its account",
-        }
-    )
+    on_tls = [s for s in mqtt_sessions if s["port"] == tls_port]
+    probes = [
+        probe(
+            f"the collector's MQTT sessions (user {user}, from {ws}) since grading started are on TLS port {tls_port}",
+            mqtt_sessions[-5:] or "no session of this account from the workstation in the broker log",
+            bool(mqtt_sessions) and len(on_tls) == len(mqtt_sessions),
+            f"{len(mqtt_sessions) - len(on_tls)} of {len(mqtt_sessions)} sessions of {user} not on port {tls_port}"
+            if mqtt_sessions
+            else f"the broker log shows no MQTT session of {user} from {ws} since grading started",
+        ),
+        probe(
+            f"the collector's OPC UA sessions (user {user}) since grading started use SignAndEncrypt",
+            ua_sessions[-5:] or "no session of this account in PLC-2's audit log",
+            bool(ua_sessions) and all(s["mode"] == "SignAndEncrypt" for s in ua_sessions),
+            f"sessions of {user}: {sorted({str(s['mode']) for s in ua_sessions})}"
+            if ua_sessions
+            else f"PLC-2's audit log shows no session of {user} since grading started",
+        ),
+    ]
+    if not mqtt_sessions and pipeline_blocker(ctx):  # the collector could not reach the broker: not its defect
+        return starved(ctx, spec, probes=probes)
     return all_ok(
         spec,
         probes,
@@ -67,45 +125,150 @@ async def secure_channels(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     )
 
 
-def _mode(path: Path) -> int:
-    return path.stat().st_mode & 0o777
+def _perm(st: os.stat_result) -> int:
+    return stat.S_IMODE(st.st_mode)
+
+
+def permission_probe(path: Path, name: str, st: os.stat_result, mask: int, what: str) -> dict[str, Any]:
+    """Judge an entry's permission bits against `mask` (bits that must be clear). A symbolic link is judged by what
+    it points to (its metadata only: nothing is read through it), and the evidence says so."""
+    note = ""
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+            st = os.stat(path)
+            note = f"a symbolic link to {target}, "
+        except OSError as exc:
+            return probe(f"{name}: {what}", f"a symbolic link that does not resolve ({exc.strerror})", False)
+    mode = _perm(st)
+    return probe(f"{name}: {what}", f"{note}mode {oct(mode)}", mode & mask == 0, f"{name} has {note}mode {oct(mode)}")
+
+
+def data_entries(ctx: Any) -> tuple[str, os.stat_result | None, list[tuple[str, os.stat_result]]]:
+    """(data directory, its lstat or None, every entry under it other than the audit log), never through a link."""
+    ws = Path(ctx.workspace)
+    rel = str(Path(str(ctx.params["db_path"])).parent)
+    audit_rel = str(Path(str(ctx.params["audit_log"])))
+    try:
+        top = wsr.lstat(ws, rel)
+    except wsr.WorkspaceError:
+        return rel, None, []
+    if not stat.S_ISDIR(top.st_mode):
+        return rel, top, []
+    entries = [(f"{rel}/{r}", st) for r, st in wsr.walk(ws / rel)]
+    return rel, top, [(n, st) for n, st in entries if n != audit_rel]
 
 
 @check("storage.protected")
 def storage_protected(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    db = Path(ctx.workspace) / ctx.params["db_path"]
-    probes = []
-    if not db.is_file():
-        probes.append({"what": f"database {db}", "observed": "missing", "ok": False, "why": f"{db} does not exist"})
-        return all_ok(spec, probes, "", "")
-    with db.open("rb") as fh:
-        encrypted = fh.read(16) != SQLITE_MAGIC
-    mode, dmode = _mode(db), _mode(db.parent)
-    private = mode & 0o077 == 0 and dmode & 0o007 == 0
-    probes.append(
-        {
-            "what": "stored data readable by its owner only (file 0600, directory without access for others)"
-            " or encrypted",
-            "observed": {"file_mode": oct(mode), "dir_mode": oct(dmode), "encrypted": encrypted},
-            "ok": private or encrypted,
-            "why": f"database mode {oct(mode)} in a {oct(dmode)} directory, not encrypted",
-        }
+    """Stored telemetry readable by its owner only, judged from the permission bits of every entry under the data
+    directory (the database, its journal, any copy or export): positive evidence, whatever the files' format."""
+    ws = Path(ctx.workspace)
+    rel, top, entries = data_entries(ctx)
+    files = [(n, st) for n, st in entries if not stat.S_ISDIR(st.st_mode)]
+    if top is not None and not stat.S_ISDIR(top.st_mode):
+        what = f"{rel}/ is a directory of stored data"
+        return all_ok(
+            spec, [probe(what, "not a directory (a link or a file)", False, f"{rel} is not a directory")], "", ""
+        )
+    if not files:
+        if not ctx.observation.messages:
+            return starved(ctx, spec, data_dir=rel)
+        return all_ok(
+            spec, [probe(f"stored telemetry under {rel}/", "no file", False, f"nothing is stored under {rel}/")], "", ""
+        )
+    probes = [permission_probe(ws / rel, f"{rel}/", top, 0o007, "gives others no access")]  # type: ignore[arg-type]
+    for n, st in entries:
+        if stat.S_ISDIR(st.st_mode):
+            probes.append(permission_probe(ws / n, f"{n}/", st, 0o007, "gives others no access"))
+        else:
+            what = "readable by its owner only (no permission for group or others)"
+            probes.append(permission_probe(ws / n, n, st, 0o077, what))
+    return all_ok(
+        spec,
+        probes,
+        f"Stored telemetry is readable by its owner only ({len(files)} files under {rel}/)",
+        f"儲存的遙測資料僅擁有者可讀（{rel}/ 下 {len(files)} 個檔案）",
+        files=[n for n, _ in files],
     )
-    for name in ctx.params.get("private_files", []):
-        p = Path(ctx.workspace) / name
-        if p.exists():
-            probes.append(
-                {
-                    "what": f"{name} not accessible to others",
-                    "observed": oct(_mode(p)),
-                    "ok": _mode(p) & 0o007 == 0,
-                    "why": f"{name} has mode {oct(_mode(p))}",
-                }
-            )
-    return all_ok(spec, probes, "Data at rest is protected", "靜態資料受保護")
 
 
-def _published(ctx: Any, device: str, tag: str) -> list[tuple[str, float]]:
+def broker_keyfiles(conf: str) -> list[str]:
+    return [m.group(1).strip() for m in re.finditer(r"^\s*keyfile\s+(.+?)\s*$", conf, re.MULTILINE)]
+
+
+def matching(ws: Path, pattern: str) -> list[tuple[str, os.stat_result]]:
+    """Workspace entries matching a pattern such as pki/*.key (one directory level, as the shell's glob)."""
+    folder, name = posixpath.split(pattern)
+    try:
+        if folder and not stat.S_ISDIR(wsr.lstat(ws, folder).st_mode):
+            return []
+    except wsr.WorkspaceError:
+        return []
+    out = []
+    for rel, st in wsr.walk(ws / folder if folder else ws):
+        if "/" not in rel and fnmatch.fnmatchcase(rel, name) and not stat.S_ISDIR(st.st_mode):
+            out.append((f"{folder}/{rel}" if folder else rel, st))
+    return out
+
+
+@check("storage.private_keys")
+async def private_keys(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Every private key the brief's rule names (each file matching the patterns in params.private_keys, and the
+    broker's `keyfile` wherever it is) gives no permission to group or others."""
+    ws = Path(ctx.workspace)
+    patterns = list(ctx.params["private_keys"])
+    found: dict[str, tuple[str, Path, os.stat_result]] = {}  # real path -> (name in the evidence, path, lstat)
+    for pat in patterns:
+        for name, st in matching(ws, pat):
+            found.setdefault(os.path.realpath(ws / name), (name, ws / name, st))
+    try:
+        conf = (await control_get(ctx, "/v1/config/mosquitto.conf")).get("text", "")
+    except Exception as exc:  # noqa: BLE001 - evidence; the workspace keys are still judged
+        conf, conf_error = "", str(exc)
+    else:
+        conf_error = None
+    unseen = []
+    for k in broker_keyfiles(conf):
+        path = Path(k) if Path(k).is_absolute() else ws / k
+        try:
+            st = os.lstat(path)
+        except OSError:
+            unseen.append(k)
+            continue
+        found.setdefault(os.path.realpath(path), (f"{k} (the broker's keyfile)", path, st))
+    if not found:
+        return all_ok(
+            spec,
+            [
+                probe(
+                    f"private keys matching {', '.join(patterns)} or named by the broker's keyfile",
+                    "none found",
+                    False,
+                    f"no private key found ({', '.join(patterns)}; broker keyfile: {unseen or 'none'})",
+                )
+            ],
+            "",
+            "",
+        )
+    names = sorted(name for name, _, _ in found.values())
+    probes = [
+        permission_probe(path, name, st, 0o077, "no permission for group or others")
+        for name, path, st in sorted(found.values(), key=lambda x: x[0])
+    ]
+    return all_ok(
+        spec,
+        probes,
+        f"Every private key is readable by its owner only: {', '.join(names)}",
+        f"所有私鑰僅擁有者可讀：{', '.join(names)}",
+        patterns=patterns,
+        keys=names,
+        broker_keyfiles_not_on_this_host=unseen,
+        broker_config_error=conf_error,
+    )
+
+
+def _published(ctx: Any, device: str, tag: str) -> list[tuple[str, Any]]:
     out = []
     for m in ctx.observation.messages:
         b = m.body
@@ -114,97 +277,264 @@ def _published(ctx: Any, device: str, tag: str) -> list[tuple[str, float]]:
     return out
 
 
-@check("storage.audit_trail")
-async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """The grader reads stored data through the candidate's access tool; the read must be audited and correct."""
-    tool = Path(ctx.workspace) / ctx.params["read_tool"]
-    audit = Path(ctx.workspace) / ctx.params["audit_log"]
-    device, tag = ctx.params["audit_probe"]["device"], ctx.params["audit_probe"]["tag"]
-    reader = f"assessor-{os.urandom(3).hex()}"
-    since = dt.datetime.fromtimestamp(ctx.observation.window[0], dt.UTC).isoformat().replace("+00:00", "Z")
-    probes: list[dict[str, Any]] = []
-    argv = [str(tool), "--user", reader, "--device", device, "--tag", tag, "--since", since]
+def _parse_ts(ts: str) -> dt.datetime | None:
+    try:
+        t = dt.datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else None
+
+
+def _records(ws: Path, audit_rel: str, reader: str) -> list[dict[str, Any]]:
+    """The audit log's records of `reader`, read as every workspace file is (no link followed, size capped)."""
+    out = []
+    try:
+        text = wsr.read_text(ws, audit_rel)
+    except wsr.WorkspaceError:
+        return out
+    for ln in text.splitlines()[-5000:]:
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("user") == reader:
+            out.append(rec)
+    return out
+
+
+def _blocked_writing(sid: int, pipe_ino: int) -> bool:
+    """Is a process of the tool's session blocked writing into the grader's (full) output pipe?"""
+    link = f"pipe:[{pipe_ino}]"
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[3]) != sid:
+                continue
+            if "pipe_write" not in (d / "wchan").read_text():
+                continue
+            if any(os.readlink(fd) == link for fd in (d / "fd").iterdir()):
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
+def tool_env(ctx: Any | None = None) -> dict[str, str]:
+    """The environment a candidate's program gets from the grader: the engine's allow-list (never a secret)."""
+    from ..engine import solution_base_env
+
+    env = solution_base_env()
+    if ctx is not None:
+        env.update(AIOTLAB_CANDIDATE=str(ctx.candidate), AIOTLAB_WORKSPACE=str(ctx.workspace))
+    return env
+
+
+def run_held(
+    argv: list[str],
+    cwd: Path,
+    audited: Callable[[], bool],
+    limit: float = 20.0,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run the read tool with its output held back: its stdout is a pipe the grader has filled, so not one byte
+    of its output can reach the grader until the grader reads. Meanwhile the grader watches the audit log. An
+    audit record that appears while the output is held was written before any data was printed; a tool found
+    blocked writing its output with no record yet prints before it audits. Then the output is read in full."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    held = 0
+    for chunk in (4096, 1):
+        try:
+            while True:
+                held += os.write(w, b"\0" * chunk)
+        except BlockingIOError:
+            pass
+    os.set_blocking(w, True)
+    ino = os.fstat(r).st_ino
+    err = tempfile.TemporaryFile()
     t0 = time.time()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=ctx.workspace,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
+        proc = subprocess.Popen(  # noqa: S603 - the candidate's own tool, in their workspace
+            argv, cwd=cwd, env=env or tool_env(), stdout=w, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
         )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            out, err = b"", b"timed out after 20 s"
     except OSError as exc:
-        out, err, proc = b"", str(exc).encode(), None
+        for fd in (r, w):
+            os.close(fd)
+        err.close()
+        return {
+            "t0": t0,
+            "out": b"",
+            "stderr": str(exc),
+            "exit": None,
+            "order": "did not start",
+            "before_output": False,
+        }
+    os.close(w)
+    order, waited_for = None, None
+    blocked_since = None
+    deadline = t0 + min(10.0, limit)
+    while time.time() < deadline:
+        if audited():
+            order = "audited while the output was held"
+            break
+        if proc.poll() is not None:
+            order = "audited while the output was held" if audited() else "exited without printing"
+            break
+        if _blocked_writing(proc.pid, ino):
+            blocked_since = blocked_since or time.time()
+            if time.time() - blocked_since >= 1.0:
+                order = "blocked writing its output with no audit record yet"
+                break
+        else:
+            blocked_since = None
+        time.sleep(0.05)
+    else:
+        waited_for = round(time.time() - t0, 1)
+        order = f"no audit record within {waited_for} s while its output was held"
+    # release the output: drop the grader's filler, keep the tool's bytes
+    out = bytearray()
+    drop = held
+    end = t0 + limit
+    os.set_blocking(r, False)
+    while time.time() < end:
+        try:
+            chunk = os.read(r, 65536)
+        except BlockingIOError:
+            if proc.poll() is not None and not _pending(r):
+                break
+            time.sleep(0.02)
+            continue
+        if not chunk:
+            break
+        if drop:
+            cut = min(drop, len(chunk))
+            chunk, drop = chunk[cut:], drop - cut
+        out += chunk
+        if len(out) > 32 * 2**20:
+            break
+    timed_out = proc.poll() is None
+    if timed_out:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    os.close(r)
+    err.seek(0)
+    stderr = err.read()[-2000:].decode(errors="replace")
+    err.close()
+    return {
+        "t0": t0,
+        "out": bytes(out),
+        "stderr": stderr + (f" (killed after {limit:.0f} s)" if timed_out else ""),
+        "exit": proc.returncode,
+        "order": order,
+        "before_output": order in ("audited while the output was held", "exited without printing"),
+    }
+
+
+def _pending(fd: int) -> bool:
+    import fcntl
+    import termios
+    from array import array
+
+    buf = array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+    except OSError:
+        return False
+    return buf[0] > 0
+
+
+@check("storage.audit_trail")
+async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """The grader reads stored data through the candidate's read tool as a random user. The tool must return the
+    published readings of that stream since --since, append the read to the audit log (who, what, when) before any
+    data leaves it (the order is observed: see run_held), and the audit log must not be writable by others."""
+    ws = Path(ctx.workspace)
+    tool, audit_rel = ws / ctx.params["read_tool"], str(ctx.params["audit_log"])
+    device, tag = ctx.params["audit_probe"]["device"], ctx.params["audit_probe"]["tag"]
+    reader = f"assessor-{os.urandom(3).hex()}"
+    since_t = ctx.observation.window[0]
+    since = dt.datetime.fromtimestamp(since_t, dt.UTC).isoformat().replace("+00:00", "Z")
+    published = [(ts, v) for ts, v in _published(ctx, device, tag) if _ts_ge(ts, since_t)]
+    if not published:
+        return starved(ctx, spec, stream=f"{device}/{tag}", since=since)
+    argv = [str(tool), "--user", reader, "--device", device, "--tag", tag, "--since", since]
+    run = await asyncio.to_thread(
+        run_held, argv, ws, lambda: bool(_records(ws, audit_rel, reader)), 20.0, tool_env(ctx)
+    )
     rows = []
-    for ln in out.decode(errors="replace").splitlines()[:100000]:
+    for ln in run["out"].decode(errors="replace").splitlines()[:100000]:
         try:
             rows.append(json.loads(ln))
         except ValueError:
             continue
-    published = _published(ctx, device, tag)
     got = {(str(r.get("ts")), r.get("value")) for r in rows if isinstance(r, dict)}
     found = sum(1 for p in published if p in got)
-    probes.append(
-        {
-            "what": f"{' '.join(argv[-8:])} returns the published {device}/{tag} readings",
-            "observed": {
-                "exit": proc.returncode if proc else None,
+    missing = [p for p in published if p not in got][:5]
+    probes = [
+        probe(
+            f"read-telemetry --user {reader} --device {device} --tag {tag} --since {since} returns every reading "
+            "of that stream the collector published since then",
+            {
+                "exit": run["exit"],
                 "rows": len(rows),
-                "published_in_window": len(published),
-                "found": found,
-                "stderr": err.decode(errors="replace")[-300:],
+                "published_since": len(published),
+                "returned_of_published": found,
+                "missing_examples": missing,
+                "stderr": run["stderr"][-300:],
             },
-            "ok": bool(published) and found >= 0.95 * len(published),
-            "why": f"read tool returned {found} of {len(published)} published readings",
-        }
-    )
-    records = []
+            found == len(published),
+            f"the read tool returned {found} of {len(published)} published readings",
+        )
+    ]
+    records = _records(ws, audit_rel, reader)
     try:
-        for ln in audit.read_text(encoding="utf-8", errors="replace").splitlines()[-5000:]:
-            try:
-                rec = json.loads(ln)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and rec.get("user") == reader:
-                records.append(rec)
-    except OSError as exc:
-        records = []
-        probes.append({"what": f"audit log {audit}", "observed": str(exc), "ok": False, "why": "audit log missing"})
+        audit_st: os.stat_result | None = wsr.lstat(ws, audit_rel)
+    except wsr.WorkspaceError:
+        audit_st = None
 
     def timely(rec: dict[str, Any]) -> bool:
-        try:
-            ts = dt.datetime.fromisoformat(str(rec.get("ts")).replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return ts.tzinfo is not None and abs(ts.timestamp() - t0) <= 5.0
+        t = _parse_ts(str(rec.get("ts")))
+        return t is not None and abs(t.timestamp() - run["t0"]) <= 5.0
 
-    good = [
-        r
-        for r in records
-        if r.get("action") == "read" and r.get("device") == device and r.get("tag") == tag and timely(r)
-    ]
+    good = [r for r in records if r.get("action") == "read" and r.get("device") == device and r.get("tag") == tag]
     probes.append(
-        {
-            "what": f"audit log records that {reader} read {device}/{tag}, with an RFC 3339 time",
-            "observed": records[:3] or "no record of this reader",
-            "ok": bool(good),
-            "why": "the grader's read is not in the audit log (user, action, device, tag, ts)",
-        }
-    )
-    if audit.exists():
-        probes.append(
-            {
-                "what": "audit log not writable by others",
-                "observed": oct(_mode(audit)),
-                "ok": _mode(audit) & 0o022 == 0,
-                "why": f"audit log mode {oct(_mode(audit))}",
-            }
+        probe(
+            f"the audit log {ctx.params['audit_log']} records that {reader} read {device}/{tag} "
+            "(action read, RFC 3339 time with offset, within 5 s)",
+            records[:3] or ("no record of this reader" if audit_st else f"{audit_rel} missing or unreadable"),
+            any(timely(r) for r in good),
+            "no audit record of the grader's read with user, action read, device, tag and an RFC 3339 time"
+            if not good
+            else f"the audit record's time is not an RFC 3339 time with offset within 5 s: {good[0].get('ts')}",
         )
-    return all_ok(spec, probes, "Reads of stored data are audited", "儲存資料之讀取皆有稽核紀錄")
+    )
+    if records:  # the order of a record that was never written is the missing record's matter (above)
+        probes.append(
+            probe(
+                "the audit record is written before any data leaves the read tool (its output held back until then)",
+                run["order"],
+                bool(run["before_output"]),
+                f"the read tool {run['order']}; its audit record appeared only after the grader read the output",
+            )
+        )
+    probes.append(
+        probe(
+            f"the audit log {ctx.params['audit_log']} is not writable by group or others",
+            oct(_perm(audit_st)) if audit_st else "missing",
+            audit_st is not None and stat.S_ISREG(audit_st.st_mode) and _perm(audit_st) & 0o022 == 0,
+            f"audit log mode {oct(_perm(audit_st))}" if audit_st else "the audit log does not exist",
+        )
+    )
+    return all_ok(
+        spec, probes, "Reads of stored data are audited before data is served", "儲存資料之讀取皆先記錄稽核再輸出"
+    )
+
+
+def _ts_ge(ts: str, since_t: float) -> bool:
+    t = _parse_ts(ts)
+    return t is not None and t.timestamp() >= since_t

@@ -27,7 +27,17 @@ from cryptography.x509.oid import NameOID
 
 FLAWS = (
     "plaintext-listener",  # TLS listener added, the factory plaintext listener left open
+    "tls11-listener",  # a second TLS listener (port + 1) that still accepts TLS 1.1
+    "no-san",  # broker certificate without the subjectAltName of the broker's address
+    "allow-anonymous",  # allow_anonymous true (everything else hardened)
+    "passwd-readable",  # password file hashed, but readable by every local user (0644)
     "acl-hash",  # sensor accounts may read '#'
+    "sys-readable",  # the collector account may read $SYS/#
+    "log-no-timestamp",  # broker log lines without timestamps
+    "key-glob",  # the broker's key saved as pki/plant-broker.key, readable by every local user (0644)
+    "sign-endpoint",  # PLC-2 also offers Basic256Sha256 with Sign only
+    "audit-after",  # the read tool prints the data, then writes the audit line
+    "csv-store",  # the read tool serves a CSV store (written by the csv-store solution's collector wrapper)
     "anonymous-ua",  # None endpoint removed, anonymous identity still accepted
     "none-channel",  # compatibility mode left on: sessions over a None channel still work
     "broad-allowlist",  # FW-1 lets the whole /24 read the field devices
@@ -53,8 +63,9 @@ def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.chmod(0o600)
 
 
-def make_pki(pki: Path, broker_ip: str) -> None:
-    """A private CA and a broker certificate valid for the broker's IP address (the name clients verify)."""
+def make_pki(pki: Path, broker_ip: str, flaw: str | None = None) -> Path:
+    """A private CA and a broker certificate valid for the broker's IP address (the name clients verify); returns
+    the broker key's path."""
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
     now = dt.datetime.now(dt.UTC)
@@ -72,23 +83,29 @@ def make_pki(pki: Path, broker_ip: str) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_name("plant broker"))
+        .subject_name(_name(broker_ip if flaw == "no-san" else "plant broker"))  # no-san: the address in the CN only
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(broker_ip))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
     )
+    if flaw != "no-san":
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(broker_ip))])
+        builder = builder.add_extension(san, critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     write_key(pki / "ca.key", ca_key)
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    write_key(pki / "broker.key", key)
+    broker_key = pki / ("plant-broker.key" if flaw == "key-glob" else "broker.key")
+    write_key(broker_key, key)
+    if flaw == "key-glob":  # a key name the brief's pattern covers, left readable by every local user
+        broker_key.chmod(0o644)
     (pki / "broker.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return broker_key
 
 
 def make_ua_client_cert(pki: Path, name: str, uri: str) -> tuple[Path, Path]:
@@ -107,39 +124,56 @@ def make_ua_client_cert(pki: Path, name: str, uri: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def broker_files(cfg: Path, ws: Path, sheet: dict[str, Any], params: dict[str, Any], flaw: str | None) -> None:
+def broker_files(
+    cfg: Path, ws: Path, sheet: dict[str, Any], params: dict[str, Any], flaw: str | None, broker_key: Path
+) -> None:
     host, root = sheet["mqtt"]["host"], sheet["mqtt"]["topic_root"]
     passwd = cfg / params["mqtt_password_file"]
     passwd.unlink(missing_ok=True)
     passwd.touch(mode=0o600)
     for user, password in params["mqtt_accounts"].items():
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, str(password)], check=True, timeout=30)
-    passwd.chmod(0o600)
+    passwd.chmod(0o644 if flaw == "passwd-readable" else 0o600)
     acl = ["# MQTT access control: one block per account (secure-pipeline brief, ACL table)"]
     for node in (n["id"] for n in sheet["mqtt"]["nodes"]):
         acl += [f"user {node}", f"topic write {root}/{node}/#", f"topic read {root}/{node}/config"]
         if flaw == "acl-hash":
             acl.append("topic read #")
         acl.append("")
-    acl += ["user collector", f"topic read {root}/#", "topic write telemetry/#", ""]
+    acl += ["user collector", f"topic read {root}/#", "topic write telemetry/#"]
+    acl += ["topic read $SYS/#", ""] if flaw == "sys-readable" else [""]
     acl += ["user grader", "topic read telemetry/#", ""]
     (cfg / params["mqtt_acl_file"]).write_text("\n".join(acl), encoding="utf-8")
     (cfg / params["mqtt_acl_file"]).chmod(0o600)
     user = "user root\n" if os.geteuid() == 0 else ""
-    plaintext = f"\nlistener {sheet['mqtt']['port']} {host}\n" if flaw == "plaintext-listener" else ""
+    extra_listener = f"\nlistener {sheet['mqtt']['port']} {host}\n" if flaw == "plaintext-listener" else ""
+    if flaw == "tls11-listener":  # OpenSSL 3 speaks TLS 1.1 only at security level 0
+        extra_listener = f"""
+listener {int(params["mqtt_tls_port"]) + 1} {host}
+cafile {ws / "pki/ca.crt"}
+certfile {ws / "pki/broker.crt"}
+keyfile {broker_key}
+tls_version tlsv1.1
+ciphers DEFAULT:@SECLEVEL=0
+"""
+    stamp = (
+        "log_timestamp false\n"
+        if flaw == "log-no-timestamp"
+        else "log_timestamp true\nlog_timestamp_format %Y-%m-%dT%H:%M:%S\n"
+    )
     (cfg / "mosquitto.conf").write_text(
         f"""# Hardened broker (secure-pipeline): TLS 1.2+ only, accounts, ACLs, audit logging.
 per_listener_settings false
-allow_anonymous false
+allow_anonymous {"true" if flaw == "allow-anonymous" else "false"}
 password_file {passwd}
 acl_file {cfg / params["mqtt_acl_file"]}
 
 listener {params["mqtt_tls_port"]} {host}
 cafile {ws / "pki/ca.crt"}
 certfile {ws / "pki/broker.crt"}
-keyfile {ws / "pki/broker.key"}
+keyfile {broker_key}
 tls_version tlsv1.2
-{plaintext}
+{extra_listener}
 set_tcp_nodelay true
 max_queued_messages 1000
 persistence false
@@ -149,9 +183,7 @@ log_type warning
 log_type notice
 log_type information
 connection_messages true
-log_timestamp true
-log_timestamp_format %Y-%m-%dT%H:%M:%S
-""",
+{stamp}""",
         encoding="utf-8",
     )
     sensors = {
@@ -175,7 +207,8 @@ def plc2_file(cfg: Path, ws: Path, params: dict[str, Any], flaw: str | None) -> 
         shutil.copyfile(collector_cert, trust / "collector.der")
     tokens = ["anonymous", "username"] if flaw == "anonymous-ua" else ["username"]
     doc = {
-        "security_policies": ["Basic256Sha256_SignAndEncrypt", "Aes256Sha256RsaPss_SignAndEncrypt"],
+        "security_policies": ["Basic256Sha256_SignAndEncrypt", "Aes256Sha256RsaPss_SignAndEncrypt"]
+        + (["Basic256Sha256_Sign"] if flaw == "sign-endpoint" else []),
         "reject_unlisted_channels": flaw != "none-channel",
         "identity_tokens": tokens,
         "anonymous_role": "viewer",
@@ -361,9 +394,9 @@ def main() -> None:
     ws = Path(os.environ["AIOTLAB_WORKSPACE"])
     cfg = Path(sheet["config_dir"])
     os.umask(0o077)
-    make_pki(ws / "pki", sheet["mqtt"]["host"])
+    broker_key = make_pki(ws / "pki", sheet["mqtt"]["host"], args.flaw)
     make_ua_client_cert(ws / "pki", "collector-ua", "urn:aiotlab:collector")
-    broker_files(cfg, ws, sheet, params, args.flaw)
+    broker_files(cfg, ws, sheet, params, args.flaw, broker_key)
     plc2_file(cfg, ws, params, args.flaw)
     for device in ("broker", "sensors", "plc2"):
         aiotlab("plant", "reload", device)
@@ -372,8 +405,10 @@ def main() -> None:
         bin_dir.mkdir(exist_ok=True)
         tool = bin_dir / "read-telemetry"
         here = Path(__file__).resolve().parent
+        extra = {"audit-after": " --audit-after", "csv-store": " --store csv"}.get(args.flaw or "", "")
         tool.write_text(
-            f'#!/bin/sh\nexport AIOTLAB_WORKSPACE="{ws}"\nexec "{sys.executable}" "{here / "read_telemetry.py"}" "$@"\n'
+            f'#!/bin/sh\nexport AIOTLAB_WORKSPACE="{ws}"\n'
+            f'exec "{sys.executable}" "{here / "read_telemetry.py"}"{extra} "$@"\n'
         )
         tool.chmod(0o700)
     if args.lab == "ics-hardening":
