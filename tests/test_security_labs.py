@@ -22,12 +22,13 @@ from aiotlab.labs.loader import load_lab
 
 from conftest import PlantHandle, cli
 
-pytestmark = pytest.mark.timeout(900)  # eleven plants graded at once, each probed check by check
+pytestmark = pytest.mark.timeout(1500)  # every solution of both labs on its own plant, probed check by check
 
 SECRET = "test-exam-secret"  # conftest sets AIOTLAB_EXAM_SECRET to this
 LABS = ("secure-pipeline", "ics-hardening")
 # AIOTLAB_TEST_LABS=secure-pipeline grades only that lab's solutions (while working on one lab); the rest skip.
 ONLY = [x for x in os.environ.get("AIOTLAB_TEST_LABS", "").split(",") if x]
+PARALLEL = int(os.environ.get("AIOTLAB_TEST_PARALLEL", "12"))  # gradings at once
 
 
 class Graded(dict):
@@ -43,12 +44,25 @@ def grade_all(jobs: list[tuple[str, str | None]], out: Path) -> dict[tuple[str, 
     async def one(lab_id: str, sol: str | None) -> tuple[tuple[str, str | None], dict[str, Any]]:
         cand = f"s-{lab_id[:3]}-{sol or 'factory'}"[:40]
         cli("plant", "down", "-c", cand, check=False)
-        run = await grade(load_lab(lab_id), cand, solution=sol, out_dir=out / cand)
+        try:
+            run = await grade(load_lab(lab_id), cand, solution=sol, out_dir=out / cand)
+        except RuntimeError as exc:  # plants of other test runs on this machine took the same slot at the same time
+            if "did not start" not in str(exc):
+                raise
+            cli("plant", "down", "-c", cand, check=False)
+            await asyncio.sleep(3.0)
+            run = await grade(load_lab(lab_id), cand, solution=sol, out_dir=out / cand)
         doc = report.write_all(run, out / cand)
         return (lab_id, sol), {"doc": doc, "dir": out / cand, "cand": cand}
 
     async def all_() -> dict[tuple[str, str | None], dict[str, Any]]:
-        return dict(await asyncio.gather(*(one(lab, sol) for lab, sol in jobs)))
+        gate = asyncio.Semaphore(PARALLEL)  # a 2-core host grading 20+ plants at once starves every one of them
+
+        async def gated(lab: str, sol: str | None) -> tuple[tuple[str, str | None], dict[str, Any]]:
+            async with gate:
+                return await one(lab, sol)
+
+        return dict(await asyncio.gather(*(gated(lab, sol) for lab, sol in jobs)))
 
     results = asyncio.run(all_())
     for r in results.values():
@@ -66,6 +80,18 @@ def graded(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tu
 
 def failed(doc: dict[str, Any]) -> set[str]:
     return {c["id"] for c in doc["checks"] if c["status"] != "pass"}
+
+
+def status_of(doc: dict[str, Any], check_id: str) -> str:
+    return next(c["status"] for c in doc["checks"] if c["id"] == check_id)
+
+
+def declared_not_assessable(lab_id: str, solution: str) -> set[str] | None:
+    """A solution's `expect_not_assessable` (checks its one defect keeps the grader from assessing: they must say
+    so, naming the cause, rather than fail a second time), or None when it declares none (then every check it
+    declares in expect_fail only has to be not passed)."""
+    meta = yaml.safe_load((load_lab(lab_id).solutions[solution].path / "solution.yaml").read_text())
+    return set(meta["expect_not_assessable"]) if "expect_not_assessable" in meta else None
 
 
 def explain(doc: dict[str, Any]) -> str:
@@ -88,36 +114,104 @@ def test_flawed_solution_fails_exactly_its_targets(graded: dict, lab_id: str, so
     expected = set(load_lab(lab_id).solutions[solution].expect_fail)
     doc = graded[(lab_id, solution)]["doc"]
     assert expected, "a flawed solution must declare what it fails"
-    assert failed(doc) == expected, explain(doc)
+    blocked = declared_not_assessable(lab_id, solution)
+    if blocked is None:
+        assert failed(doc) == expected, explain(doc)
+    else:  # its own checks fail; the checks its defect blocks are not assessable (0 points), naming the cause
+        assert {c["id"] for c in doc["checks"] if c["status"] in ("fail", "partial")} == expected, explain(doc)
+        assert {c["id"] for c in doc["checks"] if c["status"] == "not_assessable"} == blocked, explain(doc)
+        causes = {c["cause"]: c for c in doc["not_assessable"]}
+        for c in doc["checks"]:
+            if c["id"] in blocked:
+                assert causes[c["blocked_by"]]["failed_check"] in expected, (c, causes)
+        expected = expected | blocked
     for sr in doc["iec62443_sr_summary"]:  # the per-SR summary follows the checks that cite it
         cited = {c["id"] for c in sr["checks"]}
         assert sr["met"] == (not cited & expected)
 
 
-def test_factory_plant_shows_every_exposure_of_the_risk_register(graded: dict) -> None:
-    """exposures.yaml is what a risk register is graded against: each must really be shown by its probe check."""
+def test_factory_plant_scores_nothing_and_shows_every_exposure(graded: dict) -> None:
+    """exposures.yaml is what a risk register is graded against: each exposure is really shown by its probe check,
+    on the factory plant (the check fails there) or, where another factory defect keeps that check from being
+    assessed, by the flawed solution that keeps only this defect. And an untouched factory plant scores nothing:
+    "does no harm" and "still holds after a restart" are not assessable where nothing was blocked or hardened."""
     lab = load_lab("ics-hardening")
     doc = graded[("ics-hardening", None)]["doc"]
-    bad = failed(doc)
+    assert doc["score"]["points"] == 0, explain(doc)
+    assert "pass" not in {c["status"] for c in doc["checks"]}, explain(doc)
     for x in yaml.safe_load((lab.path / "exposures.yaml").read_text())["exposures"]:
-        assert x["shown_by"] in bad, f"{x['asset']}/{x['exposure']}: {x['shown_by']} passes on a factory plant"
-    assert "mb.no_overblocking" not in bad  # the factory blocks nothing: no false alarm there
-    assert "hardening.persists" not in bad  # nothing held, so nothing regressed
+        status = status_of(doc, x["shown_by"])
+        if status == "not_assessable":
+            shown = [s for s, sol in lab.solutions.items() if sol.expect_fail == [x["shown_by"]]]
+            assert shown, f"{x['asset']}/{x['exposure']}: {x['shown_by']} is not assessable on a factory plant"
+            for s in shown:
+                assert status_of(graded[("ics-hardening", s)]["doc"], x["shown_by"]) == "fail", s
+        else:
+            assert status == "fail", f"{x['asset']}/{x['exposure']}: {x['shown_by']} is {status} on a factory plant"
+    causes = {c["cause"]: c for c in doc["not_assessable"]}
+    for cid, cause in (("mb.no_overblocking", "fw1-blocks-nothing"), ("hardening.persists", "nothing-hardened")):
+        assert status_of(doc, cid) == "not_assessable" and cid in causes[cause]["blocked_checks"], explain(doc)
 
 
 def test_probe_evidence_is_specific(graded: dict) -> None:
-    """Evidence an assessor can follow: which source did what, what came back, and ground truth for writes."""
+    """Evidence an assessor can follow: which source did what, what came back, and ground truth for writes; a
+    passing probe carries no failure wording, a failing one says what was observed."""
     run = graded[("ics-hardening", "flawed-broad-allowlist")]
     ev = json.loads((run["dir"] / "evidence" / "mb.source_allowlist.json").read_text())
-    bad = [p for p in ev["probes"] if not p["ok"]]
+    bad = [p for p in ev["probes"] if p["ok"] is False]
     assert bad and all("attacker" in p["why"] for p in bad)
+    assert len(ev["attackers"]) == 4  # drawn for this run (the addresses old briefs printed may be among them)
     ev = json.loads((graded[("ics-hardening", "reference")]["dir"] / "evidence" / "mb.writes_blocked.json").read_text())
     assert any("ground truth" in p["what"] for p in ev["probes"])
     ev = json.loads(
         (graded[("ics-hardening", "flawed-not-persisted")]["dir"] / "evidence" / "hardening.persists.json").read_text()
     )
-    regressed = [p for p in ev["probes"] if not p["ok"]]
+    regressed = [p for p in ev["probes"] if p["ok"] is False]
     assert {p["what"].split()[0] for p in regressed} >= {"mb.source_allowlist", "mb.writes_blocked"}
+    for key, run in graded.items():
+        if key[0] != "ics-hardening":
+            continue
+        for f in (run["dir"] / "evidence").glob("*.json"):
+            for p in json.loads(f.read_text()).get("probes", []):
+                if p.get("ok") is True:
+                    assert "why" not in p, (key, f.name, p)
+                elif p.get("ok") is False:
+                    assert p.get("why") and p["why"] != p.get("what"), (key, f.name, p)
+
+
+def test_risk_register_scoring_counts_wrong_entries() -> None:
+    """Without a plant: the reference register is complete and has no wrong entry; a blind register (every asset
+    against every exposure type, one boilerplate mitigation) and an invented asset are caught."""
+    import importlib.util
+
+    from aiotlab.grader.checks import risk
+
+    lab = load_lab("ics-hardening")
+    data = yaml.safe_load((lab.path / "exposures.yaml").read_text())
+    spec = importlib.util.spec_from_file_location("harden_ics", lab.path / "solutions" / "harden_ics.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    entries = [{"asset": a, "exposure": e, "iec62443_sr": s, "mitigation": m} for a, e, _, s, m in mod.RISKS]
+    items, _ = risk.judge_coverage(entries, data)
+    assert all(items.values()) and not risk.wrong_entries(entries, data)
+    kinds = lab.schema("risk-register.schema.json")["properties"]["risks"]["items"]["properties"]["exposure"]["enum"]
+    blind = [
+        {
+            "asset": a,
+            "exposure": k,
+            "iec62443_sr": ["SR 1.1", "SR 2.1", "SR 3.1", "SR 4.1", "SR 5.1"],
+            "mitigation": mod.BOILERPLATE,
+        }
+        for a in mod.BLIND_ASSETS
+        for k in kinds
+    ]
+    items, _ = risk.judge_coverage(blind, data)
+    assert not any(items.values())
+    assert len(risk.wrong_entries(blind, data)) >= len(blind) // 2
+    phantom = [*entries, {"asset": "historian", "exposure": "default-credentials"}]
+    assert [w["asset"] for w in risk.wrong_entries(phantom, data)] == ["historian"]
+    assert risk.wrong_entries([*entries, entries[0]], data)[0]["why"].startswith("a second entry")
+    assert risk.names_control("Per-account ACLs", ["ACL"]) and not risk.names_control("an oracle database", ["ACL"])
 
 
 def test_reports_verify_and_hide_issued_passwords(graded: dict) -> None:

@@ -1,155 +1,316 @@
 """UA-* checks: PLC-2's OPC UA server probed with the grader's certificate, issued accounts and attacks.
 
-Every refusal is only trusted after a control probe proves the grader itself gets in (its certificate trusted and
-its account working): otherwise "anonymous refused" could just mean "everyone refused".
+Fail closed (see probing.py): a refusal counts only when the server itself refused with the status code the
+probe expects AND a positive control succeeded in the same check (the grader's certificate and issued account get
+a session over a strong endpoint); a session or write that got through is a violation however the control went;
+anything else (PLC-2 silent, a timeout, an unexpected status) is "not assessable", never a pass.
+
+Who owns a defect that keeps the grader out (one defect fails one check; the others are not assessable, naming it):
+- PLC-2 does not answer, or offers no strong endpoint, or lists SecurityPolicy None: ua.strong_endpoints;
+- the grader's certificate is refused: ua.trust_list; an issued account is refused: ua.passwords.
+A lab without the owning check gives the defect to the first check of its own that meets it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asyncua import ua
 
 from ..probes import opcua as up
-from ..results import CheckResult, failed
+from ..results import GRADER_OVERLOADED, CheckResult
 from . import check
-from .common import all_ok, control_get, ua_password
+from .common import control_get, ua_password
+from .probing import block, judge, owner_of, probe
+
+IDENTITY_REFUSED = {"BadUserAccessDenied", "BadIdentityTokenRejected", "BadIdentityTokenInvalid"}
+CHANNEL_REFUSED = {"BadSecurityPolicyRejected", "BadSecurityModeRejected", "BadSecurityChecksFailed"} | IDENTITY_REFUSED
+CERTIFICATE_REFUSED = {
+    "BadCertificateUntrusted",
+    "BadSecurityChecksFailed",
+    "BadCertificateInvalid",
+    "BadCertificateUriInvalid",
+    "BadCertificateUseNotAllowed",
+    "BadCertificateTimeInvalid",
+    "BadCertificateIssuerRevocationUnknown",
+    "BadCertificateRevocationUnknown",
+}
+WRITE_REFUSED = {"BadUserAccessDenied", "BadNotWritable", "BadWriteNotSupported"}
+CALL_REFUSED = {"BadUserAccessDenied", "BadNotExecutable"}
+CONTROL_USERS = ("ua.no_none_session", "ua.anonymous_refused", "ua.passwords", "ua.trust_list", "ua.roles")
+
+CAUSES = {
+    "plc2-unreachable": (
+        "ua.strong_endpoints",
+        "PLC-2 does not answer OPC UA GetEndpoints",
+        "PLC-2 未回應 OPC UA GetEndpoints",
+    ),
+    "plc2-no-strong-endpoint": (
+        "ua.strong_endpoints",
+        "PLC-2 offers no strong endpoint: the grader cannot open the secure session its OPC UA probes need",
+        "PLC-2 未提供強式端點：評分程式無法建立 OPC UA 探測所需的安全工作階段",
+    ),
+    "plc2-none-listed": (
+        "ua.strong_endpoints",
+        "PLC-2 lists SecurityPolicy None: a None-channel session is then allowed by its configuration, so whether "
+        "unlisted channels are refused (reject_unlisted_channels) cannot be probed",
+        "PLC-2 列出 SecurityPolicy None：其設定即允許 None 通道工作階段，因此無法探測是否拒絕未列出的通道"
+        "（reject_unlisted_channels）",
+    ),
+    "ua-grader-certificate-refused": (
+        "ua.trust_list",
+        "PLC-2 refuses the grader's certificate (not in its trust list)",
+        "PLC-2 拒絕評分程式憑證（不在信任清單中）",
+    ),
+    "ua-grader-account-refused": (
+        "ua.passwords",
+        "PLC-2 refuses an issued account with its issued password",
+        "PLC-2 拒絕以核發密碼登入之核發帳號",
+    ),
+}
 
 
 def url(ctx: Any) -> str:
     return ctx.sheet["plc2"]["endpoint"]
 
 
-async def best_endpoint(ctx: Any) -> tuple[str, str] | None:
-    """A strong (policy, mode) the server offers, SignAndEncrypt first; None when it offers none."""
-    try:
-        eps = await up.endpoints(url(ctx))
-    except Exception:  # noqa: BLE001 - an unreachable server has no endpoint
-        return None
+@dataclass
+class Survey:
+    """What GetEndpoints showed: every endpoint, the best strong one within the lab's modes, whether None is listed."""
+
+    error: str | None = None
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    strong: tuple[str, str] | None = None
+    none_listed: bool = False
+
+    @property
+    def session_endpoint(self) -> tuple[str | None, str | None] | None:
+        """Where to try sessions: the best strong endpoint, else the None endpoint when that is all there is
+        (a violation seen there is as real; a refusal there is not trusted without a control)."""
+        if self.strong:
+            return self.strong
+        return (None, None) if self.none_listed else None
+
+
+def lab_modes(ctx: Any) -> list[str]:
+    return list(ctx.params.get("ua_modes", ["Sign", "SignAndEncrypt"]))
+
+
+async def survey(ctx: Any) -> Survey:
+    got = await up.attempts(lambda: up.endpoints(url(ctx)), 20.0)
+    if not got.accepted:
+        return Survey(error=got.describe())
+    eps = got.value
+    out = Survey(endpoints=eps, none_listed=any(e["policy"] == "None" for e in eps))
     for mode in ("SignAndEncrypt", "Sign"):
+        if mode not in lab_modes(ctx):
+            continue
         for e in eps:
-            if e["policy"] in up.STRONG_POLICIES and e["mode"] == mode:
-                return e["policy"], mode
-    return None
+            if e["policy"] in up.STRONG_POLICIES and e["mode"] == mode and out.strong is None:
+                out.strong = (e["policy"], mode)
+    return out
 
 
-async def try_session(
+def cause_probe(ctx: Any, spec: dict[str, Any], cause: str, what: str, observed: Any) -> dict[str, Any]:
+    """A probe the grader could not get past because of a candidate defect: a violation in the check that owns the
+    defect, "not assessable" (naming it) everywhere else."""
+    preferred, en, zh = CAUSES[cause]
+    candidates = (preferred,) if preferred == "ua.strong_endpoints" else CONTROL_USERS
+    owner = owner_of(ctx, preferred, candidates, spec["id"])
+    block(ctx, spec, cause, en, zh, owner)
+    if owner == spec["id"]:
+        return probe(what, observed, False, why=f"{en}: {observed}")
+    return probe(what, observed, None, cause=cause, unsure=en, unsure_zh=zh)
+
+
+async def open_session(
     ctx: Any,
+    ep: tuple[str | None, str | None],
     user: str | None,
     password: str | None,
     cert: tuple[Path, Path] | None = None,
-    app_uri: str = up.GRADER_URI,
-) -> tuple[bool, str]:
-    ep = await best_endpoint(ctx)
-    if ep is None:
-        return False, "no strong endpoint offered"
-    try:
-        async with asyncio.timeout(15):
-            async with up.session(url(ctx), ep[0], ep[1], cert or await up.grader_cert(), user, password, app_uri) as c:
-                await c.nodes.server.read_browse_name()
-        return True, f"session over {ep[0]}/{ep[1]} as {user or 'anonymous'}"
-    except Exception as exc:  # noqa: BLE001 - a refusal is the observation
-        return False, up.refusal(exc)
+) -> up.Outcome:
+    """One session attempt that reads the Server object's browse name."""
+
+    async def go() -> str:
+        c_cert = None if ep[0] is None else (cert or await up.grader_cert())
+        async with up.session(url(ctx), ep[0], ep[1], c_cert, user, password) as c:
+            name = await c.nodes.server.read_browse_name()
+        return str(name.Name)
+
+    where = f"{ep[0]}/{ep[1]}" if ep[0] else "SecurityPolicy None"
+    return await up.attempts(go, 30.0, f"session over {where} as {user or 'anonymous'}")
 
 
-async def control_probe(ctx: Any) -> dict[str, Any]:
+async def control(ctx: Any, spec: dict[str, Any], sv: Survey | None = None) -> dict[str, Any]:
+    """The positive control: the grader's certificate and the probe account get a session over a strong endpoint."""
     user = ctx.params["ua_probe_account"]
-    ok, how = await try_session(ctx, user, ua_password(ctx, user))
-    return {
-        "what": f"control: grader certificate and account {user} get a session",
-        "observed": how,
-        "ok": ok,
-        "why": f"the grader's own session failed ({how}): certificate not trusted or account not provisioned",
-    }
+    what = f"control: the grader's certificate and issued account {user} get a session over a strong endpoint"
+    sv = sv or await survey(ctx)
+    if sv.error:
+        return cause_probe(ctx, spec, "plc2-unreachable", what, f"GetEndpoints: {sv.error}")
+    if sv.strong is None:
+        offered = sorted({f"{e['policy']}/{e['mode']}" for e in sv.endpoints})
+        return cause_probe(ctx, spec, "plc2-no-strong-endpoint", what, f"endpoints offered: {offered}")
+    got = await open_session(ctx, sv.strong, user, ua_password(ctx, user))
+    if got.accepted:
+        return probe(what, got.describe(), True, expected="a session")
+    if got.refused_with(CERTIFICATE_REFUSED):
+        return cause_probe(ctx, spec, "ua-grader-certificate-refused", what, got.describe())
+    if got.refused_with(IDENTITY_REFUSED):
+        return cause_probe(ctx, spec, "ua-grader-account-refused", what, got.describe())
+    return probe(
+        what,
+        got.describe(),
+        None,
+        cause=inconclusive_cause(got),
+        unsure=f"the grader's control session neither opened nor was refused ({got.describe()})",
+        unsure_zh=f"評分程式的對照工作階段既未建立也未被拒絕（{got.describe()}）",
+    )
+
+
+def inconclusive_cause(got: up.Outcome) -> str:
+    """Why an attempt proved nothing: still timing out after its retries is the host's lag (the engine grades
+    again); anything else PLC-2 answered that no probe expects."""
+    return GRADER_OVERLOADED if got.kind in up.TRANSIENT else "plc2-no-answer"
+
+
+def negative(what: str, got: up.Outcome, codes: set[str], expected: str, violation: str) -> dict[str, Any]:
+    """A probe that must be refused: a violation when it got through, as required only when the server refused
+    with one of `codes`, otherwise inconclusive."""
+    if got.accepted:
+        return probe(what, got.describe(), False, expected=expected, why=f"{violation} ({got.describe()})")
+    if got.refused_with(codes):
+        return probe(what, got.describe(), True, expected=expected)
+    return probe(
+        what,
+        got.describe(),
+        None,
+        expected=expected,
+        cause=inconclusive_cause(got),
+        unsure=f"{what}: neither accepted nor refused as expected ({got.describe()})",
+        unsure_zh=f"{what}：既未被接受也未依預期被拒（{got.describe()}）",
+    )
 
 
 @check("ua.strong_endpoints")
 async def strong_endpoints(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    modes = set(ctx.params.get("ua_modes", ["Sign", "SignAndEncrypt"]))
-    try:
-        eps = await up.endpoints(url(ctx))
-    except Exception as exc:  # noqa: BLE001
-        return failed(spec["id"], spec["points"], f"GetEndpoints failed: {exc}", f"GetEndpoints 失敗：{exc}")
+    """Every endpoint is strong (policy and mode), at least one exists, and PLC-2 answers at all."""
+    modes = lab_modes(ctx)
+    sv = await survey(ctx)
+    if sv.error:
+        return judge(
+            ctx, spec, [cause_probe(ctx, spec, "plc2-unreachable", "GetEndpoints", sv.error)], "PLC-2 answers", ""
+        )
     probes = [
-        {
-            "what": f"endpoint {e['policy']}/{e['mode']}",
-            "observed": e,
-            "ok": e["policy"] in up.STRONG_POLICIES and e["mode"] in modes,
-            "why": f"weak endpoint offered: {e['policy']}/{e['mode']}",
-        }
-        for e in eps
+        probe(
+            f"endpoint {e['policy']}/{e['mode']}",
+            e,
+            e["policy"] in up.STRONG_POLICIES and e["mode"] in modes,
+            expected=f"policy one of {sorted(up.STRONG_POLICIES)}, mode one of {modes}",
+            why=f"weak endpoint offered: {e['policy']}/{e['mode']}",
+        )
+        for e in sv.endpoints
     ]
-    return all_ok(
-        spec,
-        probes,
-        f"Only strong endpoints ({', '.join(sorted(modes))})",
-        f"僅提供強式端點（{', '.join(sorted(modes))}）",
+    if sv.strong is None:
+        offered = sorted({f"{e['policy']}/{e['mode']}" for e in sv.endpoints})
+        probes.append(cause_probe(ctx, spec, "plc2-no-strong-endpoint", "a strong endpoint is offered", offered))
+    if sv.none_listed:
+        block(ctx, spec, "plc2-none-listed", *CAUSES["plc2-none-listed"][1:], spec["id"])
+    return judge(
+        ctx, spec, probes, f"Only strong endpoints ({', '.join(modes)})", f"僅提供強式端點（{', '.join(modes)}）"
     )
 
 
 @check("ua.no_none_session")
 async def no_none_session(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Sessions over an unlisted SecurityPolicy#None channel (the compatibility mode) are refused by the server,
+    beside a control session that succeeds."""
+    sv = await survey(ctx)
+    ctl = await control(ctx, spec, sv)
+    if sv.none_listed:
+        return judge(
+            ctx,
+            spec,
+            [ctl, cause_probe(ctx, spec, "plc2-none-listed", "SecurityPolicy None is not listed", "None listed")],
+            "",
+            "",
+        )
+    probes = [ctl]
     user = ctx.params["ua_probe_account"]
-    probes = []
     for who, pw in ((user, ua_password(ctx, user)), (None, "")):
-        try:
-            async with asyncio.timeout(15):
-                got = await up.raw_none_session(url(ctx), who, pw)
-            probes.append(
-                {
-                    "what": f"session over a None channel as {who or 'anonymous'}",
-                    "observed": f"read {got}",
-                    "ok": False,
-                    "why": f"a session over SecurityPolicy#None as {who or 'anonymous'} could read",
-                }
+        got = await up.attempts(
+            lambda who=who, pw=pw: up.raw_none_session(url(ctx), who, pw), 30.0, "read the Server object"
+        )
+        probes.append(
+            negative(
+                f"hand-built session over an unlisted None channel as {who or 'anonymous'}",
+                got,
+                CHANNEL_REFUSED,
+                f"refused by the server ({', '.join(sorted(CHANNEL_REFUSED))})",
+                f"a session over SecurityPolicy#None as {who or 'anonymous'} could read",
             )
-        except Exception as exc:  # noqa: BLE001
-            probes.append(
-                {
-                    "what": f"session over a None channel as {who or 'anonymous'}",
-                    "observed": up.refusal(exc),
-                    "ok": True,
-                }
-            )
-    return all_ok(spec, probes, "No session can be opened over a None channel", "無法透過 None 通道建立工作階段")
+        )
+    return judge(ctx, spec, probes, "No session can be opened over a None channel", "無法透過 None 通道建立工作階段")
 
 
 @check("ua.anonymous_refused")
 async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    probes = [await control_probe(ctx)]
-    with contextlib.suppress(Exception):
-        eps = await up.endpoints(url(ctx))
-        offered = sorted({e["policy"] + "/" + e["mode"] for e in eps if "Anonymous" in e["tokens"]})
+    sv = await survey(ctx)
+    probes = [await control(ctx, spec, sv)]
+    if not sv.error:
+        offered = sorted({f"{e['policy']}/{e['mode']}" for e in sv.endpoints if "Anonymous" in e["tokens"]})
         probes.append(
-            {
-                "what": "no endpoint offers the Anonymous token",
-                "observed": offered or "none",
-                "ok": not offered,
-                "why": f"Anonymous offered on {offered}",
-            }
+            probe(
+                "endpoints offering the Anonymous identity token",
+                offered or "none",
+                not offered,
+                expected="none",
+                why=f"the Anonymous token is offered on {offered}",
+            )
         )
-    ok, how = await try_session(ctx, None, None)
-    probes.append(
-        {
-            "what": "anonymous session over a secure channel",
-            "observed": how,
-            "ok": not ok,
-            "why": "an anonymous session was accepted",
-        }
-    )
-    return all_ok(spec, probes, "Anonymous access is refused", "匿名存取被拒")
+    ep = sv.session_endpoint
+    if ep is not None:
+        got = await open_session(ctx, ep, None, None)
+        probes.append(
+            negative(
+                f"anonymous session over {ep[0] or 'None'}/{ep[1] or 'None'}",
+                got,
+                IDENTITY_REFUSED,
+                "refused by the server",
+                "an anonymous session was accepted",
+            )
+        )
+    return judge(ctx, spec, probes, "Anonymous access is refused", "匿名存取被拒")
 
 
 @check("ua.passwords")
 async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    probes = [await control_probe(ctx)]
+    """Every issued account logs in with its password; wrong, unknown and factory credentials are refused."""
+    sv = await survey(ctx)
+    probes = [await control(ctx, spec, sv)]
+    ep = sv.session_endpoint
+    if ep is None:
+        return judge(ctx, spec, probes, "", "")
     user = ctx.params["ua_probe_account"]
+    for name in ctx.params["ua_accounts"]:
+        if name == user or ep[0] is None:
+            continue
+        got = await open_session(ctx, ep, name, ua_password(ctx, name))
+        what = f"issued account {name} logs in with its issued password"
+        if got.accepted:
+            probes.append(probe(what, got.describe(), True, expected="a session"))
+        elif got.refused_with(IDENTITY_REFUSED):
+            block(ctx, spec, "ua-grader-account-refused", *CAUSES["ua-grader-account-refused"][1:], spec["id"])
+            probes.append(probe(what, got.describe(), False, why=f"issued account {name} refused ({got.describe()})"))
+        else:
+            probes.append(negative(what, got, set(), "a session", ""))
     attempts = [
-        (user, ua_password(ctx, user) + "x", "issued account, wrong password"),
+        (user, ua_password(ctx, user) + "x", "issued account with a wrong password"),
         ("admin", "admin", "admin/admin"),
         ("aiotlab-nobody", "guess-123", "unknown user"),
     ]
@@ -158,84 +319,133 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         for name, u in ctx.sheet["plc2"]["default_users"].items()
     ]
     for name, pw, what in attempts:
-        ok, how = await try_session(ctx, name, pw)
-        probes.append({"what": f"{what}: {name}", "observed": how, "ok": not ok, "why": f"{what} {name} accepted"})
-    return all_ok(
-        spec, probes, "Passwords are checked; factory defaults no longer work", "密碼確實檢查；出廠預設帳密已失效"
+        got = await open_session(ctx, ep, name, pw)
+        probes.append(
+            negative(f"{what}: {name}", got, IDENTITY_REFUSED, "refused by the server", f"{what} {name} accepted")
+        )
+    return judge(
+        ctx, spec, probes, "Passwords are checked; factory defaults no longer work", "密碼確實檢查；出廠預設帳密已失效"
     )
 
 
 @check("ua.trust_list")
 async def trust_list(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    probes = [await control_probe(ctx)]
-    user = ctx.params["ua_probe_account"]
-    with tempfile.TemporaryDirectory() as tmp:
-        rogue = await up.make_cert(Path(tmp), "rogue", up.GRADER_URI)
-        ok, how = await try_session(ctx, user, ua_password(ctx, user), cert=rogue)
-    probes.append(
-        {
-            "what": "untrusted self-signed client certificate with valid credentials",
-            "observed": how,
-            "ok": not ok,
-            "why": "a client with an untrusted certificate got a session",
-        }
-    )
-    return all_ok(spec, probes, "Only trusted client certificates are accepted", "僅接受受信任的用戶端憑證")
-
-
-async def write_attempt(ctx: Any, user: str, node_path: str, value: float) -> tuple[bool, str]:
-    ep = await best_endpoint(ctx)
-    if ep is None:
-        return False, "no strong endpoint offered"
-    try:
-        async with asyncio.timeout(15):
-            async with up.session(url(ctx), ep[0], ep[1], await up.grader_cert(), user, ua_password(ctx, user)) as c:
-                node = await up.plant_node(c, node_path)
-                await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
-        return True, "write accepted"
-    except Exception as exc:  # noqa: BLE001
-        return False, up.refusal(exc)
-
-
-@check("ua.write_roles")
-async def write_roles(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Only the engineer role writes; refused writes leave ground truth unchanged; the engineer's write lands."""
-    tag, node_path = ctx.params["ua_write_target"]["truth"], ctx.params["ua_write_target"]["node"]
-    lo, hi = ctx.params["ua_write_target"]["range"]
-    probes = []
-    before = (await control_get(ctx, "/v1/values"))["values"][tag]
-    for user in ctx.params["ua_denied_writers"]:
-        value = round(lo + (hi - lo) * 0.37, 1) if abs(before - (lo + (hi - lo) * 0.37)) > 1 else round(lo + 1.5, 1)
-        ok, how = await write_attempt(ctx, user, node_path, value)
-        after = (await control_get(ctx, "/v1/values"))["values"][tag]
+    """The grader's certificate is accepted (the control) and a rogue self-signed one with the same ApplicationUri
+    and valid credentials is refused."""
+    sv = await survey(ctx)
+    probes = [await control(ctx, spec, sv)]
+    if sv.strong is not None:
+        user = ctx.params["ua_probe_account"]
+        with tempfile.TemporaryDirectory() as tmp:
+            rogue = await up.make_cert(Path(tmp), "rogue", up.GRADER_URI)
+            got = await open_session(ctx, sv.strong, user, ua_password(ctx, user), cert=rogue)
         probes.append(
-            {
-                "what": f"{user} writes {node_path} = {value}",
-                "observed": f"{how}; truth {before} -> {after}",
-                "ok": not ok and after == before,
-                "why": f"{user} could write {node_path}",
-            }
+            negative(
+                "untrusted self-signed client certificate (ApplicationUri urn:aiotlab:grader) with valid credentials",
+                got,
+                CERTIFICATE_REFUSED,
+                "refused by the server",
+                "a client with an untrusted certificate got a session",
+            )
         )
-        if after != before:
-            await asyncio.to_thread(ctx.control.post, "/v1/tags", {tag: before})
-    writer = ctx.params["ua_allowed_writer"]
-    target = round(before + 1.0 if before + 1.0 <= hi else before - 1.0, 3)
-    ok, how = await write_attempt(ctx, writer, node_path, target)
+    return judge(ctx, spec, probes, "Only trusted client certificates are accepted", "僅接受受信任的用戶端憑證")
+
+
+async def truth_of(ctx: Any, tag: str) -> float:
+    return float((await control_get(ctx, "/v1/values"))["values"][tag])
+
+
+async def restore(ctx: Any, tag: str, value: float) -> None:
+    await asyncio.to_thread(ctx.control.post, "/v1/tags", {tag: value})
+
+
+async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name: str) -> list[dict[str, Any]]:
+    """One issued account's session: a write to the target node and a harmless method call, each as its role's
+    permissions say (write lands in ground truth or leaves it unchanged; call executes or is refused)."""
+    target = ctx.params["ua_write_target"]
+    tag, node_path, (lo, hi) = target["truth"], target["node"], target["range"]
+    role = ctx.params["ua_roles"][name]
+    perms = set(ctx.params["ua_role_permissions"][role])
+    out: list[dict[str, Any]] = []
+    before = await truth_of(ctx, tag)
+    value = round(before + 1.0 if before + 1.0 <= hi else before - 1.0, 1)
+    value = value if lo <= value <= hi else round((lo + hi) / 2, 1)
+    ns = "urn:aiotlab:plant"
+    results: dict[str, up.Outcome] = {}
+
+    async def go() -> None:
+        if "write" in results:  # tried again after the probes ran (the session's end timed out): not again
+            return
+        async with up.session(url(ctx), ep[0], ep[1], await up.grader_cert(), name, ua_password(ctx, name)) as c:
+            idx = await c.get_namespace_index(ns)
+            node = c.get_node(f"ns={idx};s={node_path}")
+            results["write"] = await up.attempt(
+                node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double))), 10.0, "write accepted"
+            )
+            state = await c.get_node(f"ns={idx};s=Plant.FillingLine.State").read_value()
+            method = "Start" if state == 2 else "ResetFault"  # changes nothing in that state: a harmless call
+            line = c.get_node(f"ns={idx};s=Plant.FillingLine")
+            results["call"] = await up.attempt(
+                line.call_method(ua.NodeId(f"Plant.FillingLine.{method}", idx)), 10.0, f"{method} executed"
+            )
+            results["call_method"] = up.Outcome("accepted", method)
+
+    opened = await up.attempts(go, 45.0)
+    what_login = f"{name} ({role}: {', '.join(sorted(perms))}) gets a session"
+    if not opened.accepted and "write" not in results:
+        if opened.refused_with(IDENTITY_REFUSED):
+            return [cause_probe(ctx, spec, "ua-grader-account-refused", what_login, opened.describe())]
+        if opened.refused_with(CERTIFICATE_REFUSED):
+            return [cause_probe(ctx, spec, "ua-grader-certificate-refused", what_login, opened.describe())]
+        return [negative(what_login, opened, set(), "a session", "")]
     await asyncio.sleep(0.3)
-    after = (await control_get(ctx, "/v1/values"))["values"][tag]
-    probes.append(
-        {
-            "what": f"{writer} writes {node_path} = {target}",
-            "observed": f"{how}; truth {before} -> {after}",
-            "ok": ok and abs(after - target) < 1e-6,
-            "why": f"the engineer's write did not take effect ({how})",
-        }
-    )
+    after = await truth_of(ctx, tag)
+    wrote = results["write"]
+    what = f"{name} ({role}) writes {node_path} = {value}"
+    observed = f"{wrote.describe()}; ground truth {before} -> {after}"
+    if "write" in perms:
+        ok = wrote.accepted and abs(after - value) < 1e-6
+        out.append(
+            probe(what, observed, ok, expected="write lands", why=f"the {role}'s write did not land: {observed}")
+        )
+    elif wrote.accepted or after != before:
+        out.append(probe(what, observed, False, expected="refused, truth unchanged", why=f"{name} wrote: {observed}"))
+    else:
+        out.append(negative(what, wrote, WRITE_REFUSED, "refused, truth unchanged", ""))
     if after != before:
-        await asyncio.to_thread(ctx.control.post, "/v1/tags", {tag: before})
-    return all_ok(
+        await restore(ctx, tag, before)
+    called = results.get("call")
+    if called is not None:
+        method = results["call_method"].detail
+        what = f"{name} ({role}) calls FillingLine.{method} (changes nothing in the line's current state)"
+        if "call" in perms:
+            out.append(
+                probe(
+                    what,
+                    called.describe(),
+                    called.accepted,
+                    expected="executed",
+                    why=f"the {role}'s call was refused ({called.describe()})",
+                )
+            )
+        else:
+            out.append(negative(what, called, CALL_REFUSED, "refused", f"{name} ({role}) could call {method}"))
+    return out
+
+
+@check("ua.roles")
+async def roles(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Each issued account has exactly its role's permissions: writes only for roles with `write` (refused writes
+    change nothing in ground truth, the engineer's lands and is undone), calls only for roles with `call`."""
+    sv = await survey(ctx)
+    probes = [await control(ctx, spec, sv)]
+    if sv.strong is not None:
+        for name in ctx.params["ua_roles"]:
+            probes += await role_probes(ctx, spec, sv.strong, name)
+    return judge(
+        ctx,
         spec,
         probes,
-        "Writes only for the engineer role; refused writes change nothing",
-        "僅工程師角色可寫入；被拒寫入未改變任何值",
+        "Each account has exactly its role's permissions (write, call)",
+        "每個帳號恰有其角色之權限（寫入、呼叫）",
     )
