@@ -1,8 +1,18 @@
 """Dashboard and alerting checks (check-catalog DB-01..DB-05): the candidate's exporter, rules and dashboard,
 judged with promtool and a real Prometheus against the plant's ground truth.
 
-All are active: they run while the exporter runs, and they read the candidate's files once, at grading time (the
-evidence keeps each file's SHA-256), so a replay keeps their verdicts rather than re-reading a changed workspace.
+All are active: they run while the exporter runs, one at a time in the lab's order, and they read the candidate's
+files once, at grading time (the evidence keeps each file's SHA-256), so a replay keeps their verdicts rather than
+re-reading a changed workspace.
+
+One defect fails one check. The check that owns a defect which keeps the grader from assessing others (the
+exporter does not answer, promtool rejects the rule file, the dashboard cannot be read) fails and records a blocker;
+the checks it blocks are "not assessable" naming it. A probe that depends on something another check already
+failed (the values of a metric that is not exposed, the hidden cases of an alert the rule file lacks, a panel query
+that is empty only because its documented metric is missing, an OEE panel that faithfully shows a wrong exporter
+gauge) is not assessed again: the check judges what remains and says what it left out. A probe the grader could not
+run (promtool or Prometheus missing or failing, the grader's own Prometheus falling behind) is not assessable,
+never a pass or a fail of the candidate.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..kit import render_kit_file
 from ..probes.prometheus import PrometheusServer, Scrape, ToolMissing, promtool, scrape
-from ..results import ERROR, PASS, CheckResult, failed, verdict
+from ..results import GRADER_OVERLOADED, CheckResult, by_items, failed, passed
 from . import check
 from .common import all_ok, control_get, control_post, hosts
 
@@ -36,6 +46,77 @@ GRAFANA_VARIABLES = {  # what Grafana substitutes before a query reaches Prometh
     "__range_s": "300",
     "__range_ms": "300000",
 }
+# Candidate defects that keep the grader from assessing other checks (owned by the first check named)
+EXPORTER_DOWN = "exporter-down"  # dash.metric_contract
+NO_DOCUMENTED_METRICS = "exporter-no-documented-metrics"  # dash.metric_contract
+RULES_REJECTED = "rules-rejected"  # dash.rules_valid
+DASHBOARD_UNUSABLE = "dashboard-unusable"  # dash.dashboard_model
+OEE_PANELS_MISSING = "oee-panels-missing"  # dash.dashboard_model
+PROMETHEUS_REFUSED = "exporter-refuses-prometheus"  # the first check that needs the grader's Prometheus
+# The grader's own failures: not the candidate's (no check owns them)
+GRADER_TOOL = "grader-tool-missing"
+GRADER_PROMETHEUS = "grader-prometheus-failed"
+GRADER_TIMEOUT = "grader-tool-timeout"
+ALERTS_RE = re.compile(r"\bALERTS(?:_FOR_STATE)?\b")
+
+
+# -- blockers and not-assessable verdicts ----------------------------------------------------------------------------
+def blocking(ctx: Any, *causes: str) -> str | None:
+    """The first of these causes a check already recorded, if any."""
+    return next((c for c in causes if c in ctx.blockers), None)
+
+
+def grader_cannot(
+    ctx: Any, spec: dict[str, Any], cause: str, en: str, zh: str, evidence: dict[str, Any] | None = None
+) -> CheckResult:
+    """The grader could not run this probe: not assessable, named once at the report's top, owned by no check."""
+    ctx.block(cause, en, zh, "")
+    return ctx.blocked(spec, cause, evidence)
+
+
+def tool_missing(ctx: Any, spec: dict[str, Any], exc: ToolMissing) -> CheckResult:
+    return grader_cannot(ctx, spec, GRADER_TOOL, f"the grader lacks a tool: {exc}", f"評分環境缺少工具：{exc}")
+
+
+def overloaded(ctx: Any) -> bool:
+    return bool((getattr(ctx, "health", None) or {}).get("overloaded"))
+
+
+def lag_monitor() -> Any:
+    """The engine's own event-loop lag monitor, started for one timing-sensitive phase of a check."""
+    from ..engine import LagMonitor
+
+    monitor = LagMonitor()
+    monitor.start()
+    return monitor
+
+
+async def fell_behind(ctx: Any, monitor: Any, t0: float, t1: float) -> dict[str, Any]:
+    """Did the grader or the plant fall behind during [t0, t1]? The grader's loop lag (how late a 0.2 s sleep woke)
+    and the plant's physics stalls; either beyond the engine's limit makes timing there the host's, not yours."""
+    from ..engine import MAX_LOOP_LAG_S
+
+    await monitor.stop()
+    out: dict[str, Any] = {"max_loop_lag_s": round(max(monitor.lags, default=0.0), 3)}
+    try:
+        events = await control_get(ctx, f"/v1/events?start={t0}&end={t1}")
+        stalls = [float(e["detail"].get("late_ms", 0)) / 1000 for e in events if e.get("kind") == "tick_stall"]
+    except Exception as exc:  # noqa: BLE001 - evidence only
+        stalls, out["events_error"] = [], str(exc)
+    out["plant_max_stall_s"] = round(max(stalls, default=0.0), 3)
+    out["fell_behind"] = out["max_loop_lag_s"] > MAX_LOOP_LAG_S or out["plant_max_stall_s"] > MAX_LOOP_LAG_S
+    return out
+
+
+def note_missing(ctx: Any, key: str, cause: str, en: str, zh: str, owner: str) -> None:
+    """Record that a documented sample or alert is missing or wrong (owner's finding) for the checks after it."""
+    ctx.block(cause, en, zh, owner)
+    ctx.cache.setdefault("dash.defects", {})[key] = cause
+
+
+def defect(ctx: Any, key: str) -> str | None:
+    """The cause recorded for a documented sample (describe_metric) or alert ('alert:Name'), if any."""
+    return (ctx.cache.get("dash.defects") or {}).get(key)
 
 
 # -- what the candidate hands in ------------------------------------------------------------------------------------
@@ -62,36 +143,49 @@ def artefact(ctx: Any, key: str) -> tuple[Path, str | None, dict[str, Any]]:
     return path, text, evidence
 
 
-def missing_file(spec: dict[str, Any], evidence: dict[str, Any]) -> CheckResult:
-    return failed(
-        spec["id"],
-        spec["points"],
-        f"{evidence['file']} cannot be read: {evidence.get('error')}",
-        f"無法讀取 {evidence['file']}：{evidence.get('error')}",
-        evidence,
-    )
-
-
-def tool_missing(spec: dict[str, Any], exc: ToolMissing) -> CheckResult:
-    return CheckResult(spec["id"], ERROR, 0.0, spec["points"], {"en": str(exc), "zh-TW": f"評分環境缺少工具：{exc}"})
-
-
 # -- the exporter ---------------------------------------------------------------------------------------------------
+def settle_s(ctx: Any) -> float:
+    """How long the grader waits for every documented sample to appear after the warm-up: one report period of the
+    slowest sensor node plus max_age_s (an exporter started on a slow host has not yet seen every node report)."""
+    slowest = max(float(n["default_report_period_s"]) for n in ctx.sheet["mqtt"]["nodes"])
+    return slowest + float(ctx.params["max_age_s"])
+
+
+def missing_samples(ctx: Any, s: Scrape) -> list[str]:
+    try:
+        samples = samples_of(s.text)
+    except ValueError:
+        return []  # not a page to wait on: judged as it is
+    return [describe_metric(m) for m in ctx.lab.data["metrics"] if spec_key(m) not in samples]
+
+
 async def first_scrape(ctx: Any) -> Scrape:
+    """The page the contract and the linter judge: scraped until every documented sample is there. A sample still
+    missing settle_s(ctx) after the warm-up is missing, except a node's sample while the exporter has shown its
+    sibling nodes for less than settle_s(ctx) (it subscribed late, on a slow host: the node's next report is up to a
+    period away); never longer than three times settle_s(ctx)."""
     if "dash.scrape" not in ctx.cache:
-        ctx.cache["dash.scrape"] = await scrape(exporter_url(ctx))
+        t0 = time.monotonic()
+        limit = settle_s(ctx)
+        siblings_since: float | None = None
+        s = await scrape(exporter_url(ctx))
+        while s.ok and (missing := missing_samples(ctx, s)):
+            now = time.monotonic()
+            names = {m.split("{")[0] for m in missing}
+            try:
+                shown = {k[0] for k in samples_of(s.text)}
+            except ValueError:
+                shown = set()
+            if siblings_since is None and names & shown:
+                siblings_since = now
+            deadline = t0 + limit if siblings_since is None else max(t0, siblings_since) + limit
+            if now >= min(deadline, t0 + 3 * limit):
+                break
+            await asyncio.sleep(1.0)
+            s = await scrape(exporter_url(ctx))
+        ctx.cache["dash.scrape"] = s
+        ctx.cache["dash.scrape_waited_s"] = round(time.monotonic() - t0, 1)
     return ctx.cache["dash.scrape"]
-
-
-def scrape_failed(spec: dict[str, Any], s: Scrape) -> CheckResult:
-    why = s.error or f"HTTP {s.status}"
-    return failed(
-        spec["id"],
-        spec["points"],
-        f"The exporter at {s.url} could not be scraped: {why}",
-        f"無法抓取匯出器 {s.url}：{why}",
-        {"scrape": s.describe()},
-    )
 
 
 def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, float]]:
@@ -116,47 +210,40 @@ def describe_metric(m: dict[str, Any]) -> str:
     return f"{m['name']}{{{labels}}}" if labels else m["name"]
 
 
-@check("dash.exporter_lint")
-async def exporter_lint(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """promtool's own linter on the page Prometheus would scrape: names, HELP, counters' _total, base units."""
-    s = await first_scrape(ctx)
-    if not s.ok:
-        return scrape_failed(spec, s)
-    try:
-        run = await promtool(["check", "metrics"], stdin=s.text)
-    except ToolMissing as exc:
-        return tool_missing(spec, exc)
-    evidence = {"scrape": s.describe(), "promtool": run.describe()}
-    if run.rc == 0:
-        return CheckResult(
-            spec["id"],
-            PASS,
-            spec["points"],
-            spec["points"],
-            {"en": "promtool check metrics: no problems", "zh-TW": "promtool check metrics：無問題"},
-            evidence,
-        )
-    problems = [ln for ln in run.output.splitlines() if ln.strip()]
-    first = problems[0] if problems else run.error or f"exit {run.rc}"
-    return failed(
-        spec["id"],
-        spec["points"],
-        f"promtool check metrics reports {len(problems)} problem(s); first: {first}",
-        f"promtool check metrics 回報 {len(problems)} 項問題；第一項：{first}",
-        evidence,
-    )
+def fmt(v: float | None) -> str:
+    return "none" if v is None else f"{v:.6g}"
 
 
 @check("dash.metric_contract")
 async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Each documented metric: the family exists under its name with its type, and the labelled sample is there."""
+    """The exporter answers, and each documented metric is there under its name with its type and exactly its
+    labels. Owns the blocker 'exporter-down': every later check that needs the exporter is not assessable."""
     s = await first_scrape(ctx)
     if not s.ok:
-        return scrape_failed(spec, s)
+        why = s.error or f"HTTP {s.status}"
+        ctx.block(
+            EXPORTER_DOWN,
+            f"the exporter at {s.url} gave no usable page ({why})",
+            f"匯出器 {s.url} 未提供可用頁面（{why}）",
+            spec["id"],
+        )
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"The exporter at {s.url} could not be scraped: {why}",
+            f"無法抓取匯出器 {s.url}：{why}",
+            {"scrape": s.describe()},
+        )
     try:
         families = families_of(s.text)
         samples = samples_of(s.text)
     except ValueError as exc:
+        ctx.block(
+            EXPORTER_DOWN,
+            f"the exporter's page is not Prometheus text format ({exc})",
+            f"匯出器頁面不是 Prometheus 文字格式（{exc}）",
+            spec["id"],
+        )
         return failed(
             spec["id"],
             spec["points"],
@@ -165,20 +252,102 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             {"scrape": s.describe(), "head": s.text[:2000]},
         )
     probes = []
+    wrong_type: set[str] = set()
     for m in ctx.lab.data["metrics"]:
         family = m["name"].removesuffix("_total") if m["type"] == "counter" else m["name"]
         got_type = families.get(family) or families.get(m["name"])
         sample = samples.get(spec_key(m))
-        ok = got_type == m["type"] and sample is not None
+        what = describe_metric(m)
         why = None
         if got_type is None:
             why = f"{m['name']} is not exposed"
         elif got_type != m["type"]:
             why = f"{m['name']} is exposed as a {got_type}, the brief documents a {m['type']}"
+            wrong_type |= {m["name"], family}
         elif sample is None:
-            why = f"no sample {describe_metric(m)} (labels must be exactly these)"
-        probes.append({"what": describe_metric(m), "expected_type": m["type"], "type": got_type, "ok": ok, "why": why})
-    return all_ok(spec, probes, "Every documented metric is exposed as documented", "所有規定指標皆依規定公開")
+            labelled = sorted(dict(k[1]) for k in samples if k[0] == m["name"])
+            why = f"no sample {what} with exactly these labels (samples of {m['name']}: {labelled[:4]})"
+        if sample is None:
+            note_missing(
+                ctx,
+                what,
+                f"metric-missing:{what}",
+                f"{what} is not exposed as documented",
+                f"{what} 未依規定公開",
+                spec["id"],
+            )
+        probes.append(
+            {
+                "what": what,
+                "expected_type": m["type"],
+                "type": got_type,
+                "value": None if sample is None else sample[1],
+                "ok": why is None,
+                "why": why,
+            }
+        )
+    ctx.cache["dash.wrong_type"] = wrong_type
+    if all(p["value"] is None for p in probes):
+        ctx.block(
+            NO_DOCUMENTED_METRICS,
+            "the exporter exposes none of the documented metrics",
+            "匯出器未公開任何規定指標",
+            spec["id"],
+        )
+    return all_ok(
+        spec,
+        probes,
+        f"All {len(probes)} documented samples are exposed with their types and labels",
+        f"{len(probes)} 個規定樣本皆以正確型別與標籤公開",
+        scrape=s.describe(),
+        waited_for_samples_s=ctx.cache.get("dash.scrape_waited_s"),
+        wait_limit_s=settle_s(ctx),
+    )
+
+
+@check("dash.exporter_lint")
+async def exporter_lint(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """promtool's own linter on the page Prometheus would scrape: HELP texts, naming and base units. A finding about
+    a documented metric exposed with the wrong type is dash.metric_contract's, not counted again here."""
+    if cause := blocking(ctx, EXPORTER_DOWN):
+        return ctx.blocked(spec, cause)
+    s = await first_scrape(ctx)
+    try:
+        run = await promtool(["check", "metrics"], stdin=s.text)
+    except ToolMissing as exc:
+        return tool_missing(ctx, spec, exc)
+    if run.rc is None:
+        return grader_cannot(
+            ctx, spec, GRADER_TIMEOUT, f"promtool did not finish ({run.error})", f"promtool 未完成（{run.error}）"
+        )
+    problems = [ln.strip() for ln in run.output.splitlines() if ln.strip()]
+    owned = ctx.cache.get("dash.wrong_type", set())
+    elsewhere = [p for p in problems if p.split()[0] in owned]
+    mine = [p for p in problems if p not in elsewhere]
+    evidence = {
+        "scrape": s.describe(),
+        "promtool": run.describe(),
+        "problems": mine,
+        "judged_by_dash.metric_contract": elsewhere,
+    }
+    if run.rc == 0 or (problems and not mine):
+        note = f"; {len(elsewhere)} finding(s) about wrongly typed documented metrics left to dash.metric_contract"
+        return passed(
+            spec["id"],
+            spec["points"],
+            "promtool check metrics reports no problem" + (note if elsewhere else ""),
+            "promtool check metrics 未回報問題"
+            + (f"；{len(elsewhere)} 項關於規定指標型別的問題由 dash.metric_contract 評量" if elsewhere else ""),
+            evidence,
+        )
+    first = mine[0] if mine else f"exit {run.rc} with no output"
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"promtool check metrics reports {len(mine)} problem(s); first: {first}",
+        f"promtool check metrics 回報 {len(mine)} 項問題；第一項：{first}",
+        evidence,
+    )
 
 
 def oee_truth(ctx: Any, t0: float, t1: float) -> tuple[list[float], dict[str, list[float]]]:
@@ -208,82 +377,236 @@ def oee_truth(ctx: Any, t0: float, t1: float) -> tuple[list[float], dict[str, li
     return times, out
 
 
-def matches_within(value: float, times: list[float], values: list[float], t_lo: float, t_hi: float, tol: float) -> bool:
-    return any(t_lo <= t <= t_hi and abs(v - value) <= tol for t, v in zip(times, values, strict=True))
+def latest_match(
+    value: float, times: list[float], values: list[float], t_lo: float, t_hi: float, tol: float
+) -> float | None:
+    """The time of the newest truth sample in [t_lo, t_hi] that the value equals within tol, or None."""
+    hits = [t for t, v in zip(times, values, strict=True) if t_lo <= t <= t_hi and abs(v - value) <= tol]
+    return max(hits) if hits else None
+
+
+def truth_context(times: list[float], values: list[float], at: float, t_lo: float, t_hi: float) -> dict[str, Any]:
+    """What the truth was around a probe, labelled: its latest sample at the probe and its range in the window."""
+    window = [v for t, v in zip(times, values, strict=True) if t_lo <= t <= t_hi]
+    before = [(t, v) for t, v in zip(times, values, strict=True) if t <= at]
+    return {
+        "truth_latest_at_probe": None if not before else before[-1][1],
+        "truth_range_in_window": None if not window else [min(window), max(window)],
+        "window_s": [round(t_lo - at, 2), round(t_hi - at, 2)],
+    }
 
 
 @check("dash.exporter_values")
 async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Scrape repeatedly; every documented value must equal the plant's truth (in base units) of the last
-    `max_age_s` seconds. OEE figures are judged as the dashboard shows them (dash.oee), not here."""
+    """Scrape repeatedly; every documented value (the OEE ratio gauges included) must equal the plant's truth, in
+    base units, of the last `max_age_s` seconds before each scrape. One item per documented sample: an item is right
+    only when it is right in every scrape. Samples that are not exposed are dash.metric_contract's, not judged here."""
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED)
+    if cause := blocking(ctx, EXPORTER_DOWN, NO_DOCUMENTED_METRICS):
+        return ctx.blocked(spec, cause)
     n, gap = int(spec["params"]["scrapes"]), float(spec["params"]["interval_s"])
     scrapes: list[Scrape] = []
+    monitor, started = lag_monitor(), time.time()
     for i in range(n):
         scrapes.append(await scrape(exporter_url(ctx)))
         if i + 1 < n:
             await asyncio.sleep(gap)
+    health = await fell_behind(ctx, monitor, started - 1, time.time())
     good = [s for s in scrapes if s.ok]
-    if not good:
-        return scrape_failed(spec, scrapes[-1])
+    if len(good) * 2 < n:
+        bad = next(s for s in scrapes if not s.ok)
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"Only {len(good)} of {n} scrapes answered; first failure: {bad.error or f'HTTP {bad.status}'}",
+            f"{n} 次抓取僅 {len(good)} 次有回應；第一次失敗：{bad.error or f'HTTP {bad.status}'}",
+            {"scrapes": [s.describe() for s in scrapes]},
+        )
     max_age = float(ctx.params["max_age_s"])
     t0, t1 = good[0].t - max_age - 15, good[-1].t + 1
     emissions = await control_get(ctx, f"/v1/emissions?start={t0}&end={t1}")
     by_node: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for e in emissions:
         by_node.setdefault(e["node"], []).append((e["t"], json.loads(e["payload"])))
+    for sent in by_node.values():
+        sent.sort(key=lambda te: te[0])
     periods = {nd["id"]: float(nd["default_report_period_s"]) for nd in ctx.sheet["mqtt"]["nodes"]}
-    judged = [m for m in ctx.lab.data["metrics"] if "oee" not in m]
-    per_metric: dict[str, dict[str, Any]] = {describe_metric(m): {"ok": 0, "n": 0} for m in judged}
-    for s in good:
-        try:
-            samples = samples_of(s.text)
-        except ValueError:
-            samples = {}
-        for m in judged:
-            row = per_metric[describe_metric(m)]
+    oee_times, oee_values = await asyncio.to_thread(oee_truth, ctx, t0, t1)
+    judged, skipped = [], {}
+    for m in ctx.lab.data["metrics"]:
+        cause = defect(ctx, describe_metric(m))
+        if cause:
+            skipped[describe_metric(m)] = f"not exposed: judged by dash.metric_contract ({cause})"
+        else:
+            judged.append(m)
+    if not judged:
+        return ctx.blocked(spec, NO_DOCUMENTED_METRICS, {"not_judged_here": skipped})
+    per_metric: dict[str, dict[str, Any]] = {}
+    for m in judged:
+        key = describe_metric(m)
+        row: dict[str, Any] = {"ok": 0, "n": 0, "tol": float(m["tol"]), "oldest_matched_truth_s": 0.0}
+        row["truth_is"] = "the node's emitted messages" if "sensor" in m else "the plant's recorded values"
+        per_metric[key] = row
+        scale = float(m.get("scale", 1))
+        truth: tuple[list[float], list[float]] | None = None
+        if "truth" in m:
+            ts, vs = await asyncio.to_thread(ctx.truth_range, m["truth"], t0, t1)
+            truth = (ts, [v * scale for v in vs])
+        elif "oee" in m:
+            truth = (oee_times, oee_values[m["oee"]])
+        for s in good:
             row["n"] += 1
-            got = samples.get(spec_key(m))
-            scale, tol = float(m.get("scale", 1)), float(m["tol"])
+            try:
+                got = samples_of(s.text).get(spec_key(m))
+            except ValueError:
+                got = None
             if got is None:
-                row.setdefault("first_problem", {"t": s.t, "problem": "missing"})
+                row.setdefault("first_problem", {"scrape_t": s.t, "problem": "missing from this scrape"})
                 continue
             value = got[1]
-            if "truth" in m:
-                ts, vs = await asyncio.to_thread(ctx.truth_range, m["truth"], t0, t1)
-                ok = matches_within(value, ts, [v * scale for v in vs], s.t - max_age, s.t + 0.5, tol)
-                expected = next((v * scale for t, v in zip(ts, vs, strict=True) if t >= s.t - 0.05), None)
-            else:
+            lo, hi = s.t - max_age, s.t + 0.5
+            if truth is not None:
+                matched = latest_match(value, truth[0], truth[1], lo, hi, row["tol"])
+                context = truth_context(truth[0], truth[1], s.t, lo, hi)
+            else:  # a sensor field or report time, against the plant's recorded emissions: a message that was the
+                # node's latest at some moment of the max_age_s before the scrape (so one message behind is too old)
                 node = m["labels"]["node"]
-                window = periods.get(node, 10.0) + max_age
-                recent = [(t, body) for t, body in by_node.get(node, []) if s.t - window <= t <= s.t + 0.5]
+                sent = by_node.get(node, [])
+                older = [t for t, _ in sent if t <= s.t - max_age]
+                lo = older[-1] if older else s.t - periods.get(node, 10.0) - max_age
+                recent = [(t, body) for t, body in sent if lo <= t <= hi]
                 if m["sensor"] == "ts":
-                    ok = any(abs(t - value) <= tol for t, _ in recent)
-                    expected = recent[-1][0] if recent else None
+                    cands = [(t, t) for t, _ in recent]
                 else:
-                    cands = [float(b[m["sensor"]]) * scale for _, b in recent if m["sensor"] in b]
-                    ok = any(abs(c - value) <= tol for c in cands)
-                    expected = cands[-1] if cands else None
-            if ok:
+                    cands = [(t, float(b[m["sensor"]]) * scale) for t, b in recent if m["sensor"] in b]
+                matched = latest_match(value, [c[0] for c in cands], [c[1] for c in cands], lo, hi, row["tol"])
+                context = truth_context([c[0] for c in cands], [c[1] for c in cands], s.t, lo, hi)
+            if matched is not None:
                 row["ok"] += 1
+                row["oldest_matched_truth_s"] = max(row["oldest_matched_truth_s"], round(s.t - matched, 2))
             else:
-                row.setdefault("first_problem", {"t": s.t, "value": value, "expected_about": expected, "tol": tol})
-    total = sum(r["n"] for r in per_metric.values())
-    ok_count = sum(r["ok"] for r in per_metric.values())
-    fraction = ok_count / total if total else 0.0
-    bad = [k for k, r in per_metric.items() if r["ok"] < r["n"]]
+                row.setdefault("first_problem", {"scrape_t": s.t, "value": value, **context})
+    items = {k: r["n"] > 0 and r["ok"] == r["n"] for k, r in per_metric.items()}
     evidence = {
         "scrapes": [s.describe() for s in scrapes],
+        "grader_health": health,
         "max_age_s": max_age,
         "metrics": per_metric,
-        "fraction": round(fraction, 4),
+        "not_judged_here": skipped,
+        "rule": "a value matches when it equals, within tol, a truth sample taken in the window before its scrape "
+        "(window_s, relative to the scrape); truth_latest_at_probe is the newest truth at the scrape, shown for "
+        "comparison",
     }
-    return verdict(
+    bad = [k for k, ok in items.items() if not ok]
+    if bad and health["fell_behind"]:  # the scrapes' own times are then unreliable: the host's, not the candidate's
+        return ctx.blocked(spec, GRADER_OVERLOADED, evidence)
+    for key in bad:
+        note_missing(
+            ctx, key, f"metric-wrong:{key}", f"{key} does not equal ground truth", f"{key} 與真值不符", spec["id"]
+        )
+    left = f"; not judged here (see dash.metric_contract): {', '.join(skipped)}" if skipped else ""
+    left_zh = f"；未於此評量（見 dash.metric_contract）：{', '.join(skipped)}" if skipped else ""
+    if not bad:
+        device = [r["oldest_matched_truth_s"] for k, r in per_metric.items() if "emitted" not in r["truth_is"]]
+        oldest = max(device, default=0.0)
+        return by_items(
+            spec["id"],
+            spec["points"],
+            items,
+            f"All {len(items)} documented values equal ground truth in every one of {len(good)} scrapes (device "
+            f"values matched truth at most {oldest:.1f} s older than the scrape, limit {max_age:.0f} s; sensor "
+            f"values matched the node's latest message of that time){left}",
+            f"{len(items)} 個規定數值於 {len(good)} 次抓取中皆與真值一致（設備數值比對之真值至多早於抓取 {oldest:.1f} 秒，"
+            f"上限 {max_age:.0f} 秒；感測數值與節點最新訊息一致）{left_zh}",
+            evidence,
+        )
+    first = per_metric[bad[0]]["first_problem"]
+    if "value" in first:
+        seen = (
+            f"{bad[0]} = {fmt(first['value'])}, while the truth in the {max_age:.0f} s before that scrape was "
+            f"{first['truth_range_in_window']} (latest {fmt(first['truth_latest_at_probe'])}, tol {per_metric[bad[0]]['tol']:g})"
+        )
+    else:
+        seen = f"{bad[0]} {first['problem']}"
+    return by_items(
         spec["id"],
         spec["points"],
-        fraction,
-        float(spec["params"]["min_fraction"]),
-        f"{ok_count}/{total} exported values match ground truth" + (f"; wrong: {', '.join(bad)}" if bad else ""),
-        f"{ok_count}/{total} 個匯出數值與真值一致" + (f"；不符：{', '.join(bad)}" if bad else ""),
+        items,
+        f"{len(bad)} of {len(items)} documented values differ from ground truth: {', '.join(bad)}; first: {seen}{left}",
+        f"{len(items)} 個規定數值中 {len(bad)} 個與真值不符：{', '.join(bad)}；第一項：{seen}{left_zh}",
+        evidence,
+    )
+
+
+@check("dash.plc1_budget")
+async def plc1_budget(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """PLC-1's total request load (the plant's own accounting, all clients, the HMI included) never exceeds its
+    documented budget from the start of probing to now. Assessed only when the exporter did read PLC-1 (FW-1 counts
+    the workstation's requests): a does-no-harm check scores only when there was work that could do harm."""
+    if cause := blocking(ctx, EXPORTER_DOWN):
+        return ctx.blocked(spec, cause)
+    start = ctx.status_start or {}
+    end = await control_get(ctx, "/v1/status")
+    t0 = float(start.get("time") or ctx.started)
+    t1 = float(end.get("time") or time.time())
+    budget = float((end.get("plc1") or {}).get("budget_rps") or ctx.sheet["plc1"]["comm_budget_rps"])
+    ws = ctx.sheet["network"]["workstation"]
+
+    def forwarded(st: dict[str, Any]) -> int:
+        return int((((st.get("fw1") or {}).get("requests_by_source") or {}).get(ws) or {}).get("plc1", 0))
+
+    requests = forwarded(end) - forwarded(start)
+    t_load, load = await asyncio.to_thread(ctx.truth_range, "plc1.load_rps", t0, t1)
+    t_scan, scan = await asyncio.to_thread(ctx.truth_range, "plc1.scan_time_ms", t0, t1)
+    inside = [(t, v) for t, v in zip(t_load, load, strict=True) if t0 <= t <= t1]
+    peak = max(inside, key=lambda p: p[1]) if inside else None
+    evidence = {
+        "window_s": round(t1 - t0, 1),
+        "budget_rps": budget,
+        "max_total_load_rps": None if peak is None else round(peak[1], 2),
+        "max_at_s": None if peak is None else round(peak[0] - t0, 1),
+        "workstation_requests_to_plc1": requests,
+        "workstation_rps": round(requests / max(t1 - t0, 1e-9), 2),
+        "max_scan_ms": max(scan) if scan else None,
+        "load_series": [[round(t - t0, 1), round(v, 2)] for t, v in inside[::10]],
+        "rule": "PLC-1's total load over its 5 s accounting window, every truth sample of the window",
+    }
+    if peak is None:
+        return grader_cannot(
+            ctx,
+            spec,
+            "grader-no-plc1-truth",
+            "the plant recorded no PLC-1 load for the grading window",
+            "工廠於評分期間未記錄 PLC-1 負載",
+            evidence,
+        )
+    if requests <= 0:
+        ctx.block(
+            "exporter-no-plc1-requests",
+            "the exporter sent PLC-1 no request while it was graded: there is no load of its own to judge",
+            "匯出器於評分期間未向 PLC-1 發出任何請求：無可評量之負載",
+            "",
+        )
+        return ctx.blocked(spec, "exporter-no-plc1-requests", evidence)
+    rate = evidence["workstation_rps"]
+    if peak[1] <= budget:
+        return passed(
+            spec["id"],
+            spec["points"],
+            f"PLC-1's total load peaked at {peak[1]:.1f} req/s (budget {budget:.0f}) over {t1 - t0:.0f} s; your "
+            f"workstation sent {requests} requests ({rate} req/s)",
+            f"PLC-1 總負載於 {t1 - t0:.0f} 秒內峰值 {peak[1]:.1f} 請求/秒（預算 {budget:.0f}）；工作站共送出 "
+            f"{requests} 個請求（{rate} 請求/秒）",
+            evidence,
+        )
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"PLC-1's total load reached {peak[1]:.1f} req/s, over its budget of {budget:.0f}; your workstation sent "
+        f"{requests} requests in {t1 - t0:.0f} s ({rate} req/s)",
+        f"PLC-1 總負載達 {peak[1]:.1f} 請求/秒，超過預算 {budget:.0f}；工作站於 {t1 - t0:.0f} 秒內送出 {requests} 個請求"
+        f"（{rate} 請求/秒）",
         evidence,
     )
 
@@ -302,62 +625,88 @@ def alert_rules(text: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def for_testing(text: str) -> str:
-    """The candidate's rules with what the hidden tests do not judge taken out: annotations (free text that
-    promtool compares verbatim) and static labels other than severity. Expressions and for: are untouched."""
+def normalised(text: str, severities: dict[str, str] | None, strip: bool) -> str:
+    """The candidate's rules with what dash.rules_valid judges set aside, so that one defect fails one check: no group
+    `interval:`, and each documented alert's `severity` as documented. With `strip` (the hidden tests) annotations
+    (free text promtool compares verbatim) and static labels other than severity go too. Expressions and `for:` are
+    untouched."""
     data = yaml.safe_load(text)
     for g in data.get("groups") or []:
-        for r in (g or {}).get("rules") or []:
-            if isinstance(r, dict) and "alert" in r:
+        if not isinstance(g, dict):
+            continue
+        g.pop("interval", None)
+        for r in g.get("rules") or []:
+            if not (isinstance(r, dict) and "alert" in r):
+                continue
+            labels = dict(r.get("labels") or {})
+            if strip:
                 r.pop("annotations", None)
-                labels = {k: v for k, v in (r.get("labels") or {}).items() if k == "severity"}
-                if labels:
-                    r["labels"] = labels
-                else:
-                    r.pop("labels", None)
+                labels = {k: v for k, v in labels.items() if k == "severity"}
+            if severities and str(r["alert"]) in severities:
+                labels["severity"] = severities[str(r["alert"])]
+            if labels:
+                r["labels"] = labels
+            else:
+                r.pop("labels", None)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def for_testing(text: str, severities: dict[str, str] | None = None) -> str:
+    return normalised(text, severities, strip=True)
+
+
+def documented_severities(ctx: Any) -> dict[str, str]:
+    return {a["name"]: a["severity"] for a in ctx.lab.data["alerts"]}
+
+
 async def check_rules(ctx: Any) -> tuple[str | None, dict[str, Any]]:
-    """(rules text if `promtool check rules` accepts it, evidence); cached for the live checks."""
+    """(rules text if `promtool check rules` accepts it, evidence); cached for the later checks."""
     if "dash.rules" not in ctx.cache:
         path, text, evidence = artefact(ctx, "rules_file")
         if text is not None:
             run = await promtool(["check", "rules", str(path)])
             evidence["promtool"] = run.describe()
+            if run.rc is None:
+                raise TimeoutError(run.error)
             if run.rc != 0:
                 text = None
         ctx.cache["dash.rules"] = (text, evidence)
     return ctx.cache["dash.rules"]
 
 
-async def accepted_rules(ctx: Any, spec: dict[str, Any], en: str, zh: str) -> tuple[str, dict[str, Any]] | CheckResult:
-    """(rules text, evidence) when promtool accepts the file, else this check's failing verdict."""
+@check("dash.rules_valid")
+async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """promtool accepts the rule file; each documented alert exists with its severity and a summary; no group sets
+    its own evaluation interval. Owns the blocker 'rules-rejected' (the hidden tests and the live test need rules)."""
     try:
         text, evidence = await check_rules(ctx)
     except ToolMissing as exc:
-        return tool_missing(spec, exc)
-    if "error" in evidence:
-        return missing_file(spec, evidence)
+        return tool_missing(ctx, spec, exc)
+    except TimeoutError as exc:
+        return grader_cannot(ctx, spec, GRADER_TIMEOUT, f"promtool did not finish ({exc})", f"promtool 未完成（{exc}）")
     if text is None:
-        return failed(spec["id"], spec["points"], en, zh, evidence)
-    return text, evidence
-
-
-@check("dash.rules_valid")
-async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    got = await accepted_rules(
-        ctx, spec, "promtool check rules rejects the rule file", "promtool check rules 拒絕此規則檔"
-    )
-    if isinstance(got, CheckResult):
-        return got
-    text, evidence = got
+        if "error" in evidence:
+            why_en, why_zh = f"cannot be read: {evidence['error']}", f"無法讀取：{evidence['error']}"
+        else:
+            out = [ln.strip() for ln in evidence["promtool"]["output"].splitlines() if ln.strip()]
+            said = " / ".join(out[-2:])[:300] or f"exit {evidence['promtool']['exit']}"
+            why_en, why_zh = f"is rejected by promtool check rules: {said}", f"遭 promtool check rules 拒絕：{said}"
+        ctx.block(RULES_REJECTED, f"the rule file {why_en}", f"規則檔{why_zh}", spec["id"])
+        return failed(spec["id"], spec["points"], f"The rule file {why_en}", f"規則檔{why_zh}", evidence)
     rules = alert_rules(text)
     probes = []
     for a in ctx.lab.data["alerts"]:
         r = rules.get(a["name"])
         if r is None:
-            probes.append({"what": a["name"], "ok": False, "why": f"no alert named {a['name']}"})
+            probes.append({"what": a["name"], "ok": False, "why": f"the rule file defines no alert {a['name']}"})
+            note_missing(
+                ctx,
+                f"alert:{a['name']}",
+                f"alert-missing:{a['name']}",
+                f"the rule file defines no alert {a['name']}",
+                f"規則檔未定義告警 {a['name']}",
+                spec["id"],
+            )
             continue
         severity = (r.get("labels") or {}).get("severity")
         summary = (r.get("annotations") or {}).get("summary")
@@ -367,63 +716,132 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         elif not summary or not str(summary).strip():
             why = f"{a['name']}: no summary annotation (an operator reads it first)"
         probes.append({"what": a["name"], "severity": severity, "summary": summary, "ok": why is None, "why": why})
+    for g in yaml.safe_load(text).get("groups") or []:
+        if isinstance(g, dict) and "interval" in g:
+            probes.append(
+                {
+                    "what": f"group {g.get('name')!r} has no interval:",
+                    "ok": False,
+                    "why": f"group {g.get('name')!r} sets interval: {g['interval']} (rules must run at the "
+                    "evaluation interval)",
+                }
+            )
     return all_ok(
         spec,
         probes,
-        "The rule file is valid and defines the documented alerts",
-        "規則檔有效且定義了規定的告警",
+        "promtool accepts the rule file; the four alerts are defined with their severity and a summary",
+        "promtool 接受規則檔；四個告警皆已定義並具 severity 與 summary",
         **evidence,
     )
 
 
-def rendered_cases(ctx: Any, suite: str) -> list[tuple[str, str, str]]:
-    """[(case, description, promtool test file)] of a hidden suite, with this candidate's thresholds."""
+def rendered_cases(ctx: Any, suite: str) -> list[dict[str, Any]]:
+    """The hidden cases of a suite, rendered with this candidate's thresholds: name, description (first line), the
+    alert it tests, its positive control (second line '# control: <case>', for a case that expects silence only)."""
     root = ctx.lab.path / "rule-tests" / suite
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined)
     values = {"p": ctx.params, "job": ctx.params["job"], "instance": exporter_target(ctx)}
     out = []
     for f in sorted(root.glob("*.yml.j2")):
         text = env.get_template(f.name).render(**values)
-        description = text.splitlines()[0].lstrip("# ").strip()
-        out.append((f.name.removesuffix(".yml.j2"), description, text))
+        lines = text.splitlines()
+        control = re.match(r"#\s*control:\s*(\S+)", lines[1]) if len(lines) > 1 else None
+        alert = re.search(r"alertname:\s*(\w+)", text)
+        out.append(
+            {
+                "case": f.name.removesuffix(".yml.j2"),
+                "what": lines[0].lstrip("# ").strip(),
+                "alert": alert.group(1) if alert else None,
+                "control": control.group(1) if control else None,
+                "text": text,
+            }
+        )
     return out
+
+
+def promtool_failure(output: str) -> str:
+    """promtool test rules' own account of a failing case, on one line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("FAILED")), None)
+    body = lines[start + 1 :] if start is not None else lines[-4:]
+    return re.sub(r"\s+", " ", " ".join(body))[:400]
 
 
 @check("dash.rule_tests")
 async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Hidden `promtool test rules` cases, one promtool run per case so each verdict is the case's own."""
-    got = await accepted_rules(
-        ctx,
-        spec,
-        "The rules cannot be tested: promtool check rules rejects the file",
-        "無法測試規則：promtool check rules 拒絕此檔",
-    )
-    if isinstance(got, CheckResult):
-        return got
-    text, evidence = got
+    """Hidden `promtool test rules` cases, one promtool run per case so each verdict is the case's own. Cases of an
+    alert the rule file lacks are dash.rules_valid's; a case that expects silence counts as evidence only beside
+    its positive control (the same alert firing where it must)."""
+    if cause := blocking(ctx, RULES_REJECTED):
+        return ctx.blocked(spec, cause)
+    try:
+        text, rules_evidence = await check_rules(ctx)
+    except ToolMissing as exc:
+        return tool_missing(ctx, spec, exc)
+    except TimeoutError as exc:
+        return grader_cannot(ctx, spec, GRADER_TIMEOUT, f"promtool did not finish ({exc})", f"promtool 未完成（{exc}）")
+    if text is None:
+        return ctx.blocked(spec, RULES_REJECTED)
     cases = rendered_cases(ctx, str(spec["params"]["suite"]))
-    results = []
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="aiotlab-ruletest-") as tmp:
-        (Path(tmp) / "rules.yml").write_text(for_testing(text), encoding="utf-8")
-        for name, description, test in cases:
-            (Path(tmp) / f"{name}.yml").write_text(test, encoding="utf-8")
-            run = await promtool(["test", "rules", f"{name}.yml"], cwd=Path(tmp))
-            row: dict[str, Any] = {"case": name, "what": description, "ok": run.rc == 0}
+        (Path(tmp) / "rules.yml").write_text(for_testing(text, documented_severities(ctx)), encoding="utf-8")
+        for c in cases:
+            missing = defect(ctx, f"alert:{c['alert']}")
+            if missing:
+                skipped[c["case"]] = f"no alert {c['alert']}: judged by dash.rules_valid"
+                continue
+            (Path(tmp) / f"{c['case']}.yml").write_text(c["text"], encoding="utf-8")
+            run = await promtool(["test", "rules", f"{c['case']}.yml"], cwd=Path(tmp))
+            if run.rc is None:
+                return grader_cannot(
+                    ctx,
+                    spec,
+                    GRADER_TIMEOUT,
+                    f"promtool did not finish ({run.error})",
+                    f"promtool 未完成（{run.error}）",
+                )
+            row: dict[str, Any] = {"case": c["case"], "what": c["what"], "alert": c["alert"], "ok": run.rc == 0}
             if run.rc != 0:
+                row["observed"] = promtool_failure(run.output)
                 row["promtool"] = run.describe(limit=2500)
-            results.append(row)
-    passed = sum(r["ok"] for r in results)
-    failed_names = [r["case"] for r in results if not r["ok"]]
-    return verdict(
+            if c["control"]:
+                row["positive_control"] = c["control"]
+            rows.append(row)
+    verdicts = {r["case"]: r["ok"] for r in rows}
+    for r in rows:
+        ctl = r.get("positive_control")
+        if r["ok"] and ctl and verdicts.get(ctl) is not True:
+            r["note"] = f"passing is no evidence here: its positive control {ctl} did not pass"
+    if not rows:
+        first = next((c for c in cases if c["case"] in skipped), None)
+        cause = (first and defect(ctx, f"alert:{first['alert']}")) or RULES_REJECTED
+        return ctx.blocked(spec, cause, {"not_judged_here": skipped})
+    items = {r["case"]: r["ok"] for r in rows}
+    failing = [r for r in rows if not r["ok"]]
+    evidence = {"cases": rows, "not_judged_here": skipped, "rules": rules_evidence}
+    left = f"; not judged here (see dash.rules_valid): {', '.join(skipped)}" if skipped else ""
+    left_zh = f"；未於此評量（見 dash.rules_valid）：{', '.join(skipped)}" if skipped else ""
+    if not failing:
+        return by_items(
+            spec["id"],
+            spec["points"],
+            items,
+            f"All {len(rows)} hidden rule tests pass{left}",
+            f"{len(rows)} 項隱藏規則測試全數通過{left_zh}",
+            evidence,
+        )
+    first = failing[0]
+    return by_items(
         spec["id"],
         spec["points"],
-        passed / len(results) if results else 0.0,
-        1.0,
-        f"{passed}/{len(results)} hidden rule tests pass"
-        + (f"; failing: {', '.join(failed_names)}" if failed_names else ""),
-        f"{passed}/{len(results)} 項隱藏規則測試通過"
-        + (f"；未通過：{', '.join(failed_names)}" if failed_names else ""),
-        {"cases": results, "rules": evidence},
+        items,
+        f"{len(failing)} of {len(rows)} hidden rule tests fail: {', '.join(r['case'] for r in failing)}; "
+        f"{first['case']} ({first['what']}): promtool: {first.get('observed')}{left}",
+        f"{len(rows)} 項隱藏規則測試中 {len(failing)} 項未通過：{', '.join(r['case'] for r in failing)}；"
+        f"{first['case']}：promtool：{first.get('observed')}{left_zh}",
+        evidence,
     )
 
 
@@ -443,36 +861,47 @@ def prometheus_config(ctx: Any, rule_files: list[str], listen: str) -> str:
 
 async def grader_prometheus(ctx: Any) -> PrometheusServer:
     """One Prometheus per grading, with the candidate's rules when promtool accepts them (else none, so that the
-    dashboard is still judged); stopped by the engine when the probes are done."""
+    dashboard is still judged); stopped by the engine when the probes are done. The rules run as written, except
+    what dash.rules_valid judges (a group interval, the severity label), so that one defect fails one check."""
     if "dash.prometheus" not in ctx.cache:
-        text, _ = await check_rules(ctx)
+        try:
+            text, _ = await check_rules(ctx)
+        except (ToolMissing, TimeoutError):
+            text = None
         listen = f"{hosts(ctx)['control']}:{GRADER_PROMETHEUS_PORT}"
+        live = normalised(text, documented_severities(ctx), strip=False) if text else None
         try:
             server = await PrometheusServer.start(
-                prometheus_config(ctx, ["rules.yml"] if text else [], listen),
+                prometheus_config(ctx, ["rules.yml"] if live else [], listen),
                 listen,
-                {"rules.yml": text} if text else {},
+                {"rules.yml": live} if live else {},
             )
         except Exception as exc:  # noqa: BLE001 - remembered: every later check reports the same cause
             ctx.cache["dash.prometheus"] = exc
         else:
             ctx.cache["dash.prometheus"] = server
             ctx.cleanups.append(server.stop)
-            ctx.cache["dash.rules_loaded"] = bool(text)
+            ctx.cache["dash.rules_loaded"] = bool(live)
     server = ctx.cache["dash.prometheus"]
     if isinstance(server, Exception):
         raise server
     return server
 
 
-async def prometheus_or_verdict(ctx: Any, spec: dict[str, Any]) -> PrometheusServer | CheckResult:
-    """The grader's Prometheus, or this check's verdict saying why there is none."""
+async def prometheus_or_cannot(ctx: Any, spec: dict[str, Any]) -> PrometheusServer | CheckResult:
+    """The grader's Prometheus, or this check's not-assessable verdict: the grader's server is the grader's."""
     try:
         return await grader_prometheus(ctx)
     except ToolMissing as exc:
-        return tool_missing(spec, exc)
+        return tool_missing(ctx, spec, exc)
     except Exception as exc:  # noqa: BLE001 - the cause is evidence, whatever it is
-        return failed(spec["id"], spec["points"], f"Prometheus did not start: {exc}", f"Prometheus 無法啟動：{exc}")
+        return grader_cannot(
+            ctx,
+            spec,
+            GRADER_PROMETHEUS,
+            f"the grader's Prometheus did not start: {exc}",
+            f"評分程式的 Prometheus 無法啟動：{exc}",
+        )
 
 
 async def wait_for_data(server: PrometheusServer, expr: str, limit: float = 20.0) -> bool:
@@ -485,6 +914,42 @@ async def wait_for_data(server: PrometheusServer, expr: str, limit: float = 20.0
             pass
         await asyncio.sleep(1.0)
     return False
+
+
+async def exporter_scraped(ctx: Any, spec: dict[str, Any], server: PrometheusServer) -> CheckResult | None:
+    """None once the grader's Prometheus has scraped the exporter successfully; else why not, as a verdict: the
+    exporter refusing Prometheus is the candidate's (failed), no scrape at all is the grader's (not assessable)."""
+    if cause := blocking(ctx, PROMETHEUS_REFUSED):
+        return ctx.blocked(spec, cause)
+    if await wait_for_data(server, f'up{{job="{ctx.params["job"]}"}} == 1'):
+        return None
+    try:
+        targets = (await server.api("targets")).get("activeTargets") or []
+    except (RuntimeError, OSError, TimeoutError, ValueError):
+        targets = []
+    t = targets[0] if targets else {}
+    if t.get("health") == "down" and t.get("lastError"):
+        ctx.block(
+            PROMETHEUS_REFUSED,
+            f"the exporter did not answer Prometheus's scrapes: {t['lastError']}",
+            f"匯出器未回應 Prometheus 的抓取：{t['lastError']}",
+            spec["id"],
+        )
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"The grader's Prometheus could not scrape the exporter for 20 s: {t['lastError']}",
+            f"評分程式的 Prometheus 於 20 秒內無法抓取匯出器：{t['lastError']}",
+            {"targets": targets, "log": server.log_tail()},
+        )
+    return grader_cannot(
+        ctx,
+        spec,
+        GRADER_PROMETHEUS,
+        "the grader's Prometheus made no successful scrape within 20 s",
+        "評分程式的 Prometheus 於 20 秒內未成功抓取",
+        {"targets": targets, "log": server.log_tail()},
+    )
 
 
 def firing(alerts: list[dict[str, Any]], name: str, **labels: str) -> bool:
@@ -502,118 +967,316 @@ def active(alerts: list[dict[str, Any]], name: str, **labels: str) -> bool:
     )
 
 
+def state_of(alerts: list[dict[str, Any]], name: str) -> str:
+    return next((a.get("state", "?") for a in alerts if a["labels"].get("alertname") == name), "inactive")
+
+
+async def firing_span(server: PrometheusServer, expr: str, t0: float, t1: float) -> tuple[float | None, float | None]:
+    """(first moment the series exists, first moment after that it is gone) as the grader's Prometheus recorded
+    its own rule evaluations, at 1 s resolution: the live test's times, free of the polling loop's own lag."""
+    try:
+        series = await server.query_range(expr, t0, t1, 1.0)
+    except (RuntimeError, OSError, TimeoutError, ValueError):
+        return None, None
+    stamps = sorted({float(t) for s in series for t, _ in s["values"]})
+    if not stamps:
+        return None, None
+    first, prev = stamps[0], stamps[0]
+    for t in stamps[1:]:
+        if t - prev > 1.5:
+            return first, prev + 1.0
+        prev = t
+    return first, (prev + 1.0 if prev + 1.5 < t1 else None)
+
+
+async def grader_gaps(ctx: Any, server: PrometheusServer, t0: float, t1: float, before: dict[str, float]) -> dict:
+    """How well the grader's own Prometheus kept up over [t0, t1]: scrape attempts against the expected count and
+    rule-group iterations it missed. Missing attempts and missed evaluations are the grader's; failed scrapes
+    (up == 0) are the exporter's."""
+    job, step = ctx.params["job"], float(ctx.params["scrape_interval_s"])
+    span = max(int(t1 - t0), 1)
+    out: dict[str, Any] = {"expected_scrapes": round(span / step)}
+    try:
+        n = await server.query(f'count_over_time(up{{job="{job}"}}[{span}s])', t1)
+        ok = await server.query(f'sum_over_time(up{{job="{job}"}}[{span}s])', t1)
+        out["scrapes"] = int(float(n[0]["value"][1])) if n else 0
+        out["successful_scrapes"] = int(float(ok[0]["value"][1])) if ok else 0
+    except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
+        out["error"] = str(exc)
+    after = await server.own_metrics()
+    name = "prometheus_rule_group_iterations_missed_total"
+    out["missed_rule_evaluations"] = after.get(name, 0.0) - before.get(name, 0.0) if after and before else None
+    out["grader_fell_behind"] = bool(
+        out.get("scrapes", 0) < 0.8 * out["expected_scrapes"] or (out["missed_rule_evaluations"] or 0) > 0
+    )
+    return out
+
+
 @check("dash.live_alert")
 async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Through the plant's control plane: hold the tank above the warning level and silence a sensor node; on
-    the grader's Prometheus (scraping the exporter, evaluating the candidate's rules) TankLevelHigh and
-    SensorSilent must fire in time, then resolve when the level falls and the node reports again."""
+    """Through the plant's control plane: hold the tank above the warning level and silence a sensor node; on the
+    grader's Prometheus (scraping the exporter, evaluating the candidate's rules) TankLevelHigh and SensorSilent must
+    fire in time, then resolve when the level falls and the node reports again. Positive controls: the plant's own
+    truth shows the level above the threshold and the node silent. Times are read from the grader's Prometheus."""
     p = ctx.params
-    server = await prometheus_or_verdict(ctx, spec)
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED)
+    if cause := blocking(ctx, EXPORTER_DOWN, RULES_REJECTED):
+        return ctx.blocked(spec, cause)
+    node = str(p["live_node"])
+    level_metric = "plant_tank_level_meters"
+    silent_metric = f'plant_sensor_last_report_timestamp_seconds{{node="{node}"}}'
+    level_cause = defect(ctx, "alert:TankLevelHigh") or defect(ctx, level_metric)
+    silent_cause = defect(ctx, "alert:SensorSilent") or defect(ctx, silent_metric)
+    if level_cause and silent_cause:
+        return ctx.blocked(spec, level_cause)
+    server = await prometheus_or_cannot(ctx, spec)
     if isinstance(server, CheckResult):
         return server
     evidence: dict[str, Any] = {"prometheus": server.url, "rules_loaded": ctx.cache.get("dash.rules_loaded")}
     if not ctx.cache.get("dash.rules_loaded"):
-        return failed(
-            spec["id"],
-            spec["points"],
-            "No alert can fire: promtool rejects the rule file (or it is missing)",
-            "告警無法觸發：規則檔遭 promtool 拒絕或不存在",
-            evidence,
-        )
-    if not await wait_for_data(server, "plant_tank_level_meters"):
-        return failed(
-            spec["id"],
-            spec["points"],
-            "Prometheus got no plant_tank_level_meters from the exporter within 20 s",
-            "Prometheus 於 20 秒內未自匯出器取得 plant_tank_level_meters",
-            {**evidence, "targets": await server.api("targets"), "log": server.log_tail()},
-        )
-    node = str(p["live_node"])
+        return ctx.blocked(spec, RULES_REJECTED, evidence)
+    if verdict_ := await exporter_scraped(ctx, spec, server):
+        return verdict_
+    await wait_for_data(server, level_metric, 10.0)
     period = next(float(n["default_report_period_s"]) for n in ctx.sheet["mqtt"]["nodes"] if n["id"] == node)
     slack, resolve_within = float(p["fire_slack_s"]), float(p["resolve_within_s"])
+    threshold = float(p["level_warning_m"])
+    test_level, test_silent = not level_cause, not silent_cause
+    names = [n for n, on in (("TankLevelHigh", test_level), ("SensorSilent", test_silent)) if on]
     probes: list[dict[str, Any]] = []
     baseline = await server.alerts()
-    for name in ("TankLevelHigh", "SensorSilent"):
+    for name in names:
         on = active(baseline, name)
-        probes.append({"what": f"before the test, {name} is not active (plant normal)", "ok": not on})
+        probes.append(
+            {
+                "what": f"before the test, {name} is not active (plant normal)",
+                "ok": not on,
+                "why": f"{name} was already {state_of(baseline, name)} before the grader changed anything",
+            }
+        )
+    quiet_at = time.time()
+    own_before = await server.own_metrics()
     t0 = time.time()
-    await control_post(ctx, "/v1/process-events", {"event": "tank_high_level", "duration_s": 600})
-    await control_post(ctx, "/v1/faults", {"kind": "offline", "target": node, "duration_s": p["live_silence_s"]})
+    if test_level:
+        await control_post(ctx, "/v1/process-events", {"event": "tank_high_level", "duration_s": 600})
+    if test_silent:
+        await control_post(ctx, "/v1/faults", {"kind": "offline", "target": node, "duration_s": p["live_silence_s"]})
     level_fire_by = t0 + float(p["level_for_s"]) + slack
     silent_fire_by = t0 + float(p["silent_after_s"]) + slack
     node_back = t0 + float(p["live_silence_s"])
     silent_resolve_by = node_back + period + resolve_within
-    times: dict[str, float | None] = {"level_fired": None, "level_cleared": None, "level_resolved": None}
-    times |= {"silent_fired": None, "silent_resolved": None}
-    surge_on = True
+    polled: dict[str, float | None] = dict.fromkeys(
+        ("level_fired", "level_cleared", "level_resolved", "silent_fired", "silent_resolved")
+    )
+    surge_on = test_level
+    end_by = max(silent_resolve_by if test_silent else t0, level_fire_by + resolve_within + 5 if test_level else t0)
+    monitor = lag_monitor()
     try:
-        while time.time() < max(silent_resolve_by, level_fire_by + resolve_within + 5):
+        while time.time() < end_by:
             alerts = await server.alerts()
             now = time.time()
-            if times["level_fired"] is None and firing(alerts, "TankLevelHigh"):
-                times["level_fired"] = now
-                ctx.cache["dash.alert_firing_at"] = now
-            if surge_on and (times["level_fired"] is not None or now > level_fire_by):
+            if polled["level_fired"] is None and firing(alerts, "TankLevelHigh"):
+                polled["level_fired"] = now
+            if surge_on and (polled["level_fired"] is not None or now > level_fire_by):
                 await end_high_level(ctx)  # fired, or never will: either way the condition clears now
                 surge_on = False
-                if times["level_fired"] is not None:
-                    times["level_cleared"] = time.time()
-            if times["level_cleared"] and times["level_resolved"] is None and not active(alerts, "TankLevelHigh"):
-                times["level_resolved"] = now
-            if times["silent_fired"] is None and firing(alerts, "SensorSilent", node=node):
-                times["silent_fired"] = now
-            if times["silent_fired"] and times["silent_resolved"] is None and now > node_back:
+                polled["level_cleared"] = time.time()
+            if polled["level_fired"] and polled["level_resolved"] is None and not active(alerts, "TankLevelHigh"):
+                polled["level_resolved"] = now
+            if polled["silent_fired"] is None and firing(alerts, "SensorSilent", node=node):
+                polled["silent_fired"] = now
+            if polled["silent_fired"] and polled["silent_resolved"] is None and now > node_back:
                 if not active(alerts, "SensorSilent", node=node):
-                    times["silent_resolved"] = now
-            level_done = times["level_resolved"] is not None or (times["level_fired"] is None and not surge_on)
-            silent_done = times["silent_resolved"] is not None or (
-                times["silent_fired"] is None and now > silent_fire_by
+                    polled["silent_resolved"] = now
+            level_done = not test_level or (
+                polled["level_resolved"] is not None or (polled["level_fired"] is None and not surge_on)
+            )
+            silent_done = not test_silent or (
+                polled["silent_resolved"] is not None or (polled["silent_fired"] is None and now > silent_fire_by)
             )
             if level_done and silent_done:
                 break
             await asyncio.sleep(1.0)
     finally:
+        await monitor.stop()  # the timing-sensitive phase is over (also when it broke)
         if surge_on:
             await end_high_level(ctx)
-    rel = {k: (None if v is None else round(v - t0, 1)) for k, v in times.items()}
-    probes += [
-        {
-            "what": f"TankLevelHigh fires within {p['level_for_s']} + {slack:.0f} s of the level rising above "
-            f"{p['level_warning_m']} m",
-            "ok": times["level_fired"] is not None and times["level_fired"] <= level_fire_by,
-            "fired_after_s": rel["level_fired"],
-        },
-        {
-            "what": f"TankLevelHigh resolves within {resolve_within:.0f} s of the level falling",
-            "ok": times["level_resolved"] is not None
-            and times["level_cleared"] is not None
-            and times["level_resolved"] - times["level_cleared"] <= resolve_within,
-            "resolved_after_s": None
-            if not (times["level_resolved"] and times["level_cleared"])
-            else round(times["level_resolved"] - times["level_cleared"], 1),
-        },
-        {
-            "what": f"SensorSilent{{node={node}}} fires within {p['silent_after_s']} + {slack:.0f} s of the node "
-            "going silent",
-            "ok": times["silent_fired"] is not None and times["silent_fired"] <= silent_fire_by,
-            "fired_after_s": rel["silent_fired"],
-        },
-        {
-            "what": f"SensorSilent{{node={node}}} resolves within one report period ({period:.0f} s) + "
-            f"{resolve_within:.0f} s of the node reporting again",
-            "ok": times["silent_resolved"] is not None and times["silent_resolved"] <= silent_resolve_by,
-            "resolved_after_node_back_s": None
-            if times["silent_resolved"] is None
-            else round(times["silent_resolved"] - node_back, 1),
-        },
-    ]
-    for pr in probes:
-        if not pr["ok"]:
-            pr.setdefault("why", pr["what"])
-    evidence |= {"timeline_s": rel, "node_silent_s": p["live_silence_s"], "report_period_s": period}
-    return all_ok(
-        spec, probes, "Alerts fired and resolved on the plant's conditions", "告警隨工廠狀況觸發並恢復", **evidence
+            polled["level_cleared"] = time.time()
+    t_end = time.time()
+    await asyncio.sleep(2.5)  # the last evaluations are in the TSDB before it is read
+    # the grader's Prometheus's own record of when each alert fired and resolved (1 s resolution)
+    lvl_on, lvl_off = await firing_span(
+        server, 'ALERTS{alertname="TankLevelHigh",alertstate="firing"}', t0, t_end + 2.0
     )
+    sil_on, sil_off = await firing_span(
+        server, f'ALERTS{{alertname="SensorSilent",alertstate="firing",node="{node}"}}', t0, t_end + 2.0
+    )
+    times = {
+        "level_fired": lvl_on or polled["level_fired"],
+        "level_cleared": polled["level_cleared"],
+        "level_resolved": lvl_off if lvl_off is not None else polled["level_resolved"],
+        "silent_fired": sil_on or polled["silent_fired"],
+        "silent_resolved": sil_off if sil_off is not None else polled["silent_resolved"],
+    }
+    rel = {k: (None if v is None else round(v - t0, 1)) for k, v in times.items()}
+    evidence |= {
+        "tested": names,
+        "not_tested": {n: c for n, c in (("TankLevelHigh", level_cause), ("SensorSilent", silent_cause)) if c},
+        "timeline_s": rel,
+        "polled_timeline_s": {k: (None if v is None else round(v - t0, 1)) for k, v in polled.items()},
+        "timeline_from": "the grader's Prometheus (ALERTS series, 1 s steps); polled_timeline_s is /api/v1/alerts",
+        "node_silent_s": p["live_silence_s"],
+        "report_period_s": period,
+    }
+    # positive controls: the plant really did what the test needs (truth, not the candidate's exporter)
+    controls: dict[str, Any] = {}
+    if test_level:
+        ts, vs = await asyncio.to_thread(ctx.truth_range, "tank.level_m", t0, level_fire_by)
+        above = [t for t, v in zip(ts, vs, strict=True) if v > threshold]
+        controls["level_above_threshold_from_s"] = None if not above else round(above[0] - t0, 1)
+        controls["level_max_m"] = max(vs) if vs else None
+        try:
+            seen = await server.query(f"max_over_time({level_metric}[{max(int(t_end - t0), 1)}s])", t_end)
+            controls["exporter_level_max_m"] = float(seen[0]["value"][1]) if seen else None
+        except (RuntimeError, OSError, TimeoutError, ValueError):
+            pass
+    if test_silent:
+        emitted = await control_get(ctx, f"/v1/emissions?start={t0}&end={t_end}")
+        mine = sorted(e["t"] for e in emitted if e["node"] == node)
+        controls["node_reports_while_silenced"] = [round(t - t0, 1) for t in mine if t0 + 1 < t < node_back - 1]
+        back = [t for t in mine if t >= node_back - 1]
+        controls["node_reported_again_at_s"] = round(back[0] - t0, 1) if back else None
+    evidence["positive_controls"] = controls
+    if test_level and controls.get("level_above_threshold_from_s") is None:
+        return grader_cannot(
+            ctx,
+            spec,
+            "grader-plant-event-failed",
+            f"the plant's level did not rise above {threshold} m when the grader raised it",
+            f"評分程式提升液位後，工廠液位未超過 {threshold} m",
+            evidence,
+        )
+    if test_silent and controls.get("node_reports_while_silenced"):
+        return grader_cannot(
+            ctx,
+            spec,
+            "grader-plant-fault-failed",
+            f"sensor node {node} kept reporting while the grader had silenced it",
+            f"評分程式使感測節點 {node} 靜默期間，該節點仍持續回報",
+            evidence,
+        )
+    if test_level:
+        limit = float(p["level_for_s"]) + slack
+        fired = rel["level_fired"]
+        seen_max = controls.get("exporter_level_max_m")
+        probes.append(
+            {
+                "what": f"TankLevelHigh fires within {p['level_for_s']} + {slack:.0f} s of the level rising above "
+                f"{threshold} m",
+                "ok": fired is not None and fired <= limit,
+                "fired_after_s": fired,
+                "why": f"TankLevelHigh never fired in {limit:.0f} s while the plant's level was above {threshold} m "
+                f"from {controls['level_above_threshold_from_s']} s (the exporter's level peaked at {fmt(seen_max)} m "
+                "on the grader's Prometheus)"
+                if fired is None
+                else f"TankLevelHigh fired {fired} s after the level was raised, later than {limit:.0f} s",
+            }
+        )
+        if fired is not None:
+            gone = (
+                None
+                if times["level_resolved"] is None or times["level_cleared"] is None
+                else round(times["level_resolved"] - times["level_cleared"], 1)
+            )
+            probes.append(
+                {
+                    "what": f"TankLevelHigh resolves within {resolve_within:.0f} s of the level falling",
+                    "ok": gone is not None and gone <= resolve_within,
+                    "resolved_after_s": gone,
+                    "why": f"TankLevelHigh was still active {round(t_end - times['level_cleared'], 1)} s after the "
+                    "grader drained the tank"
+                    if gone is None
+                    else f"TankLevelHigh resolved {gone} s after the level fell, later than {resolve_within:.0f} s",
+                }
+            )
+    if test_silent:
+        limit = float(p["silent_after_s"]) + slack
+        fired = rel["silent_fired"]
+        probes.append(
+            {
+                "what": f"SensorSilent{{node={node}}} fires within {p['silent_after_s']} + {slack:.0f} s of the node "
+                "going silent",
+                "ok": fired is not None and fired <= limit,
+                "fired_after_s": fired,
+                "why": f"SensorSilent{{node={node}}} never fired although the node sent nothing for "
+                f"{p['live_silence_s']} s"
+                if fired is None
+                else f"SensorSilent{{node={node}}} fired {fired} s after the node fell silent, later than {limit:.0f} s",
+            }
+        )
+        if fired is not None:
+            after_back = None if times["silent_resolved"] is None else round(times["silent_resolved"] - node_back, 1)
+            back_at = controls.get("node_reported_again_at_s")  # the plant's own record: a late return is not yours
+            resolve_by = max(silent_resolve_by, t0 + back_at + resolve_within if back_at is not None else 0.0)
+            probes.append(
+                {
+                    "what": f"SensorSilent{{node={node}}} resolves within one report period ({period:.0f} s) + "
+                    f"{resolve_within:.0f} s of the node reporting again",
+                    "ok": after_back is not None and times["silent_resolved"] <= resolve_by,
+                    "resolved_after_node_back_s": after_back,
+                    "why": f"SensorSilent{{node={node}}} was still active {round(t_end - node_back, 1)} s after the "
+                    "node was back"
+                    if after_back is None
+                    else f"SensorSilent{{node={node}}} resolved {after_back} s after the node was back, later than "
+                    f"{period + resolve_within:.0f} s",
+                }
+            )
+    for pr in probes:
+        if pr["ok"]:
+            pr.pop("why", None)
+    gaps = await grader_gaps(ctx, server, t0, t_end, own_before)
+    gaps |= await fell_behind(ctx, monitor, t0, t_end)
+    gaps["grader_fell_behind"] = gaps["grader_fell_behind"] or gaps["fell_behind"]
+    evidence["grader_prometheus"] = gaps
+    if any(not pr["ok"] for pr in probes) and gaps["grader_fell_behind"]:
+        return ctx.blocked(spec, GRADER_OVERLOADED, {"probes": probes, **evidence})
+    firing_at = times["level_fired"] or times["silent_fired"]
+    if firing_at is not None:
+        ctx.cache["dash.alert_firing_at"] = firing_at + 0.5
+        ctx.cache["dash.alert_quiet_at"] = quiet_at
+    if all(pr["ok"] for pr in probes):
+        parts_en, parts_zh = [], []
+        if test_level:
+            parts_en.append(
+                f"TankLevelHigh fired {rel['level_fired']} s after the level rose (limit "
+                f"{float(p['level_for_s']) + slack:.0f} s) and resolved "
+                f"{round(times['level_resolved'] - times['level_cleared'], 1)} s after it fell"
+            )
+            parts_zh.append(
+                f"TankLevelHigh 於液位上升後 {rel['level_fired']} 秒觸發、液位下降後 "
+                f"{round(times['level_resolved'] - times['level_cleared'], 1)} 秒恢復"
+            )
+        if test_silent:
+            parts_en.append(
+                f"SensorSilent{{node={node}}} fired {rel['silent_fired']} s after the node fell silent and resolved "
+                f"{round(times['silent_resolved'] - node_back, 1)} s after it was back"
+            )
+            parts_zh.append(
+                f"SensorSilent{{node={node}}} 於節點靜默後 {rel['silent_fired']} 秒觸發、恢復回報後 "
+                f"{round(times['silent_resolved'] - node_back, 1)} 秒恢復"
+            )
+        left = [n for n in ("TankLevelHigh", "SensorSilent") if n not in names]
+        tail_en = f"; {', '.join(left)} not tested here (see {evidence['not_tested']})" if left else ""
+        tail_zh = f"；{', '.join(left)} 未於此測試" if left else ""
+        return passed(
+            spec["id"],
+            spec["points"],
+            "; ".join(parts_en) + tail_en,
+            "；".join(parts_zh) + tail_zh,
+            {"probes": probes, **evidence},
+        )
+    return all_ok(spec, probes, "", "", **evidence)
 
 
 async def end_high_level(ctx: Any) -> None:
@@ -670,27 +1333,31 @@ def load_dashboard(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], str
     return model, evidence, None
 
 
-def dashboard_unusable(spec: dict[str, Any], evidence: dict[str, Any], why: str) -> CheckResult:
-    return failed(spec["id"], spec["points"], f"The dashboard {why}", f"儀表板{why}", evidence)
-
-
 @check("dash.dashboard_model")
 async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """The required panels by title: a query, the provisioned data source (or none), the unit, the threshold step.
+    Owns the blockers 'dashboard-unusable' and 'oee-panels-missing' (dash.panel_queries and dash.oee need them)."""
     model, evidence, why = load_dashboard(ctx)
     if model is None:
-        return dashboard_unusable(spec, evidence, why or "")
+        ctx.block(DASHBOARD_UNUSABLE, f"the dashboard {why}", f"儀表板{why}", spec["id"])
+        return failed(spec["id"], spec["points"], f"The dashboard {why}", f"儀表板{why}", evidence)
     panels = all_panels(model)
     uid = str(ctx.params["datasource_uid"])
     probes = []
+    no_oee = []
     for req in ctx.lab.data["panels"]:
         panel = find_panel(panels, req["title"])
         if panel is None:
             probes.append({"what": req["title"], "ok": False, "why": f"no panel titled {req['title']!r}"})
+            if req.get("oee"):
+                no_oee.append(req["title"])
             continue
         defaults = (panel.get("fieldConfig") or {}).get("defaults") or {}
         problems = []
         if not exprs(panel):
             problems.append("no query (targets[].expr)")
+            if req.get("oee"):
+                no_oee.append(req["title"])
         bad_ds = [
             ds
             for ds in [
@@ -710,10 +1377,27 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             if not any(isinstance(v, int | float) and math.isclose(v, want, abs_tol=1e-9) for v in values):
                 problems.append(f"no threshold step at {want} (steps: {values})")
         probes.append(
-            {"what": req["title"], "type": panel.get("type"), "ok": not problems, "why": "; ".join(problems) or None}
+            {
+                "what": req["title"],
+                "type": panel.get("type"),
+                "unit": defaults.get("unit"),
+                "ok": not problems,
+                "why": f"{req['title']!r}: " + "; ".join(problems) if problems else None,
+            }
+        )
+    if no_oee:
+        ctx.block(
+            OEE_PANELS_MISSING,
+            f"the dashboard has no query for {', '.join(no_oee)}",
+            f"儀表板缺少 {', '.join(no_oee)} 的查詢",
+            spec["id"],
         )
     return all_ok(
-        spec, probes, "All required panels present, with units and thresholds", "所需面板齊全且具單位與門檻", **evidence
+        spec,
+        probes,
+        f"All {len(probes)} required panels are present with a query, the data source, units and thresholds",
+        f"{len(probes)} 個必要面板皆具查詢、資料來源、單位與門檻",
+        **evidence,
     )
 
 
@@ -732,39 +1416,136 @@ def grafana_substitute(expr: str, model: dict[str, Any]) -> str:
     return expr
 
 
+MATCHER_RE = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def alerts_selector_matches(expr: str, alerts: list[dict[str, str]]) -> tuple[bool, str]:
+    """Semantic check of an ALERTS query when no alert fired during grading: every ALERTS selector in it must
+    select at least one documented alert while it fires (its label set: alertname, alertstate="firing", severity,
+    job, instance, node)."""
+    selectors = re.findall(r"\bALERTS(?:_FOR_STATE)?\s*(\{[^}]*\})?", expr)
+    for sel in selectors:
+        matchers = MATCHER_RE.findall(sel or "")
+
+        def ok(labels: dict[str, str], matchers: list[tuple[str, str, str]] = matchers) -> bool:
+            for name, op, val in matchers:
+                got = labels.get(name, "")
+                try:
+                    hit = re.fullmatch(val, got) is not None if op in ("=~", "!~") else got == val
+                except re.error:
+                    return False
+                if hit != (op in ("=", "=~")):
+                    return False
+            return True
+
+        if not any(ok(a) for a in alerts):
+            return False, f"ALERTS{sel or ''} selects none of the documented alerts while they fire"
+    return True, ""
+
+
+def result_key(result: list[dict[str, Any]]) -> list[tuple[tuple[tuple[str, str], ...], str]]:
+    return sorted((tuple(sorted(r["metric"].items())), str(r["value"][1])) for r in result)
+
+
+async def alerts_probe(ctx: Any, server: PrometheusServer, panel: str, expr: str) -> dict[str, Any]:
+    """Positive evidence for a query of Prometheus's ALERTS series: at a moment one of the candidate's alerts was
+    firing (in the live test) it returns data, and something else than at a moment none was (a query that returns
+    the same either way does not show the alarms). The grader's own ALERTS{alertstate="firing"} at that moment is
+    the positive control. Without a firing moment the query's selectors are checked against the documented alerts."""
+    row: dict[str, Any] = {"panel": panel, "what": expr}
+    firing_at, quiet_at = ctx.cache.get("dash.alert_firing_at"), ctx.cache.get("dash.alert_quiet_at")
+    control = []
+    if firing_at is not None:
+        try:
+            control = await server.query('ALERTS{alertstate="firing"}', firing_at)
+        except (RuntimeError, OSError, TimeoutError, ValueError):
+            control = []
+    if firing_at is None or quiet_at is None or not control:
+        documented = [
+            {
+                "__name__": "ALERTS",
+                "alertname": a["name"],
+                "alertstate": "firing",
+                "severity": a["severity"],
+                "job": str(ctx.params["job"]),
+                "instance": exporter_target(ctx),
+                **({"node": str(ctx.params["live_node"])} if a["name"] == "SensorSilent" else {}),
+            }
+            for a in ctx.lab.data["alerts"]
+        ]
+        ok, why = alerts_selector_matches(expr, documented)
+        row["method"] = (
+            "semantic: no alert of yours fired during grading, so the query's ALERTS selectors were "
+            "matched against the documented alerts' labels"
+        )
+        try:
+            await server.query(expr)
+        except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
+            ok, why = False, f"{expr}: {exc}"
+        row |= {"ok": ok, "why": f"{panel!r}: {why}" if why else None}
+        return row
+    row["method"] = "evaluated while an alert fired and while none did"
+    row["at"] = firing_at
+    row["control_firing"] = sorted({r["metric"].get("alertname", "?") for r in control})
+    try:
+        at_fire = await server.query(expr, firing_at)
+        at_quiet = await server.query(expr, quiet_at)
+    except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
+        return row | {"ok": False, "why": f"{panel!r}: {expr}: {exc}"}
+    row["series"], row["series_when_quiet"] = len(at_fire), len(at_quiet)
+    if not at_fire:
+        why = f"{panel!r}: {expr} returns nothing while {', '.join(row['control_firing'])} fired"
+    elif result_key(at_fire) == result_key(at_quiet):
+        why = f"{panel!r}: {expr} returns the same while {', '.join(row['control_firing'])} fired as when no alert did"
+    else:
+        why = None
+    return row | {"ok": why is None, "why": why}
+
+
 @check("dash.panel_queries")
 async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Each query of each panel, as Grafana would send it, on the grader's Prometheus: it must run and return
-    data (ALERTS is evaluated at a moment the live test had an alert firing). Required panels must query the
-    documented metric."""
+    """Each query of each panel, as Grafana would send it, on the grader's Prometheus: it must run and return data
+    (queries of ALERTS: see alerts_probe). Required panels must query the documented metric. A query that returns
+    nothing only because a documented metric it names is missing from the exporter is dash.metric_contract's."""
+    if cause := blocking(ctx, DASHBOARD_UNUSABLE, EXPORTER_DOWN):
+        return ctx.blocked(spec, cause)
     model, evidence, why = load_dashboard(ctx)
     if model is None:
-        return dashboard_unusable(spec, evidence, why or "")
-    server = await prometheus_or_verdict(ctx, spec)
+        return ctx.blocked(spec, DASHBOARD_UNUSABLE, evidence)
+    server = await prometheus_or_cannot(ctx, spec)
     if isinstance(server, CheckResult):
         return server
-    await wait_for_data(server, "plant_tank_level_meters")
-    at = ctx.cache.get("dash.alert_firing_at")
+    if verdict_ := await exporter_scraped(ctx, spec, server):
+        return verdict_
+    absent = {
+        m["name"] for m in ctx.lab.data["metrics"] if (defect(ctx, describe_metric(m)) or "").startswith("metric-miss")
+    }
     panels = all_panels(model)
-    probes = []
+    probes: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    causes: list[str] = []
     for panel in panels:
+        title = str(panel.get("title"))
         for raw in exprs(panel):
             expr = grafana_substitute(raw, model)
-            uses_alerts = re.search(r"\bALERTS(_FOR_STATE)?\b", expr) is not None
-            when = at if uses_alerts and at else None
-            row: dict[str, Any] = {"panel": panel.get("title"), "what": expr, "at": when}
+            if ALERTS_RE.search(expr):
+                probes.append(await alerts_probe(ctx, server, title, expr))
+                continue
+            row: dict[str, Any] = {"panel": title, "what": expr}
             try:
-                result = await server.query(expr, when)
-                row["series"] = len(result)
-                row["ok"] = bool(result)
-                if not result:
-                    row["why"] = f"{panel.get('title')!r}: {expr} returns no data"
-                    if uses_alerts and not at:
-                        row["ok"] = True  # no alert ever fired here: the query ran, there was nothing to list
-                        row["note"] = "no alert fired during grading; the query ran without error"
+                result = await server.query(expr)
             except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
-                row["ok"], row["why"] = False, f"{panel.get('title')!r}: {expr}: {exc}"
-            probes.append(row)
+                probes.append(row | {"ok": False, "why": f"{title!r}: {expr}: {exc}"})
+                continue
+            row["series"] = len(result)
+            names = {n for n in absent if re.search(r"\b" + re.escape(n) + r"\b", expr)}
+            if not result and names:
+                skipped.append(f"{title!r} ({', '.join(sorted(names))} not exposed)")
+                causes += [
+                    c for m in ctx.lab.data["metrics"] if m["name"] in names and (c := defect(ctx, describe_metric(m)))
+                ]
+                continue
+            probes.append(row | {"ok": bool(result), "why": None if result else f"{title!r}: {expr} returns no data"})
     for req in ctx.lab.data["panels"]:
         panel = find_panel(panels, req["title"])
         if panel is not None and req.get("metric"):
@@ -777,58 +1558,104 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "why": None if uses else f"{req['title']!r} does not query {req['metric']}",
                 }
             )
-    return all_ok(spec, probes, "Every panel query runs and returns data", "每個面板查詢皆可執行並回傳資料", **evidence)
+    evidence["not_judged_here"] = skipped
+    if not probes:
+        if causes:
+            return ctx.blocked(spec, causes[0], evidence)
+        return failed(spec["id"], spec["points"], "The dashboard has no query", "儀表板沒有任何查詢", evidence)
+    left = f"; not judged here (see dash.metric_contract): {', '.join(skipped)}" if skipped else ""
+    alerts_rows = [p for p in probes if p.get("method")]
+    how = f"; ALERTS queries {alerts_rows[0]['method'].split(':')[0]}" if alerts_rows else ""
+    return all_ok(
+        spec,
+        probes,
+        f"Every panel query runs and returns data{how}{left}",
+        "每個面板查詢皆可執行並回傳資料" + (f"；未於此評量：{', '.join(skipped)}" if skipped else ""),
+        **evidence,
+    )
 
 
 @check("dash.oee")
 async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """The OEE panels' figures as Prometheus computes them now, against OEE from PLC-2's counters (truth)."""
+    """The OEE panels' figures as Prometheus computes them now, against OEE from PLC-2's counters (truth). A panel
+    that shows exactly the exporter's ratio gauge, which dash.exporter_values found wrong, is that check's defect."""
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED)
+    if cause := blocking(ctx, DASHBOARD_UNUSABLE, OEE_PANELS_MISSING, EXPORTER_DOWN):
+        return ctx.blocked(spec, cause)
     model, evidence, why = load_dashboard(ctx)
     if model is None:
-        return dashboard_unusable(spec, evidence, why or "")
-    server = await prometheus_or_verdict(ctx, spec)
+        return ctx.blocked(spec, DASHBOARD_UNUSABLE, evidence)
+    server = await prometheus_or_cannot(ctx, spec)
     if isinstance(server, CheckResult):
         return server
-    await wait_for_data(server, "plant_tank_level_meters")
+    if verdict_ := await exporter_scraped(ctx, spec, server):
+        return verdict_
+    await wait_for_data(server, "plant_line_oee_ratio", 10.0)
     tol = float(spec["params"]["tol"])
     lag = float(ctx.params["max_age_s"]) + float(ctx.params["scrape_interval_s"]) + 2.0
-    probes = []
+    probes: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    causes: list[str] = []
     for req in [r for r in ctx.lab.data["panels"] if r.get("oee")]:
         panel = find_panel(all_panels(model), req["title"])
-        queries = exprs(panel) if panel else []
-        if not queries:
-            probes.append({"what": req["title"], "ok": False, "why": f"no panel {req['title']!r} with a query"})
-            continue
-        expr = grafana_substitute(queries[0], model)
+        expr = grafana_substitute(exprs(panel)[0], model) if panel and exprs(panel) else ""
+        gauge = f"plant_line_{req['oee']}_ratio"
+        gauge_defect = defect(ctx, gauge) or ""
+        row: dict[str, Any] = {"what": req["title"], "query": expr, "tol": tol}
         at = time.time()
         try:
             result = await server.query(expr, at)
         except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
-            probes.append({"what": req["title"], "query": expr, "ok": False, "why": f"{expr}: {exc}"})
+            probes.append(row | {"ok": False, "why": f"{req['title']}: {expr}: {exc}"})
+            continue
+        if not result and gauge_defect.startswith("metric-missing") and re.search(rf"\b{gauge}\b", expr):
+            skipped.append(f"{req['title']} ({gauge} not exposed)")
+            causes.append(gauge_defect)
             continue
         if len(result) != 1:
-            probes.append(
-                {
-                    "what": req["title"],
-                    "query": expr,
-                    "ok": False,
-                    "why": f"{expr} returns {len(result)} series, not one",
-                }
-            )
+            probes.append(row | {"ok": False, "why": f"{req['title']}: {expr} returns {len(result)} series, not one"})
             continue
         value = float(result[0]["value"][1])
         times, truth = await asyncio.to_thread(oee_truth, ctx, at - lag - 5, at + 1)
-        ok = matches_within(value, times, truth[req["oee"]], at - lag, at + 0.5, tol)
-        expected = truth[req["oee"]][-1] if truth[req["oee"]] else None
-        probes.append(
-            {
-                "what": req["title"],
-                "query": expr,
-                "value": value,
-                "truth_latest": None if expected is None else round(expected, 5),
-                "tol": tol,
-                "ok": ok,
-                "why": None if ok else f"{req['title']} shows {value:.4f}, ground truth {expected}",
+        matched = latest_match(value, times, truth[req["oee"]], at - lag, at + 0.5, tol)
+        row |= {"value": value, **truth_context(times, truth[req["oee"]], at, at - lag, at + 0.5)}
+        if matched is not None:
+            row |= {"ok": True, "matched_truth_age_s": round(at - matched, 2)}
+        elif gauge_defect.startswith("metric-wrong"):
+            try:
+                shown = await server.query(gauge, at)
+            except (RuntimeError, OSError, TimeoutError, ValueError):
+                shown = []
+            same = len(shown) == 1 and math.isclose(float(shown[0]["value"][1]), value, rel_tol=1e-9, abs_tol=1e-12)
+            row |= {
+                "ok": same,
+                "exporter_gauge": None if len(shown) != 1 else float(shown[0]["value"][1]),
+                "note": f"shows the exporter's {gauge} as it is; that gauge is wrong, which is dash.exporter_values's "
+                "finding"
+                if same
+                else None,
             }
-        )
-    return all_ok(spec, probes, "OEE figures agree with ground truth", "OEE 數據與真值一致", **evidence)
+        else:
+            row["ok"] = False
+        if not row["ok"]:
+            row["why"] = (
+                f"{req['title']} shows {value:.4f}; the truth in the {lag:.0f} s before was "
+                f"{[round(v, 4) for v in row['truth_range_in_window'] or []]} (latest {fmt(row['truth_latest_at_probe'])}, "
+                f"tol {tol})"
+            )
+        probes.append(row)
+    evidence["not_judged_here"] = skipped
+    if not probes:
+        return ctx.blocked(spec, causes[0], evidence)
+    shown = ", ".join(f"{p['what']} {p['value']:.4f}" for p in probes if "value" in p)
+    return all_ok(
+        spec,
+        probes,
+        f"The OEE panels agree with ground truth within ±{tol} ({shown}; matched against truth of the last "
+        f"{lag:.0f} s)" + (f"; not judged here: {', '.join(skipped)}" if skipped else ""),
+        f"OEE 各面板與真值相差不超過 ±{tol}（{shown}）" + (f"；未於此評量：{', '.join(skipped)}" if skipped else ""),
+        **evidence,
+        truth_rule="a panel matches when it equals, within tol, OEE computed from a truth sample in the window before "
+        "the query (the scrape and the exporter's own age); truth_latest_at_probe is shown for comparison",
+    )

@@ -208,8 +208,30 @@ class PrometheusServer:
             return [{"metric": s["metric"], "value": s["values"][-1]} for s in data["result"] if s["values"]]
         return data["result"]
 
+    async def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """A range query: [{"metric": labels, "values": [[t, "v"], ...]}, ...] (a matrix)."""
+        data = await self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}")
+        return data["result"] if data["resultType"] == "matrix" else []
+
     async def alerts(self) -> list[dict[str, Any]]:
         return (await self.api("alerts"))["alerts"]
+
+    async def own_metrics(self) -> dict[str, float]:
+        """This server's own /metrics, summed by metric name: how the grader's Prometheus itself kept up (missed
+        rule evaluations, failed scrapes); an empty dict when it cannot be read."""
+        s = await scrape(f"{self.url}/metrics")
+        out: dict[str, float] = {}
+        if not s.ok:
+            return out
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            for fam in text_string_to_metric_families(s.text):
+                for sample in fam.samples:
+                    out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
+        except ValueError:
+            return {}
+        return out
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

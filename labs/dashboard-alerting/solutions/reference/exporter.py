@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from asyncua import Client as UaClient
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-FLAWS = ("counter-as-gauge", "wrong-unit", "oee-wrong")
+FLAWS = ("counter-as-gauge", "wrong-unit", "oee-wrong", "own-metric-ms", "over-polling", "drop-silent-node")
+SILENT_DROP_S = 20.0  # drop-silent-node: a node quiet this long disappears from the page (hides SensorSilent)
 MODBUS_DEVICES = ["plc1", "em1"]  # read as the acquisition lab's collector reads them (a superset of what is needed)
 UA_TAGS = [
     "Heater.Temperature",
@@ -65,6 +67,8 @@ class PlantCollector:
         yield units
         for name, value in oee(s, flaw).items():
             yield gauge(f"plant_line_{name}_ratio", f"Filling-line {name} since the counters' reset (0-1).", value)
+        if flaw == "own-metric-ms":  # the flaw: an extra metric of one's own, named in milliseconds
+            yield gauge("plant_exporter_poll_duration_milliseconds", "Duration of the last device poll.", s["_poll_ms"])
         vib = GaugeMetricFamily(
             "plant_vibration_velocity_rms_meters_per_second", "RMS vibration velocity.", labels=["node"]
         )
@@ -72,6 +76,8 @@ class PlantCollector:
             "plant_sensor_last_report_timestamp_seconds", "Time of the node's latest report.", labels=["node"]
         )
         for node, body in sorted(self.sensors.items()):
+            if flaw == "drop-silent-node" and time.time() - body["ts"] > SILENT_DROP_S:
+                continue  # the flaw: "only fresh data" - a silent node vanishes, so SensorSilent has nothing to see
             last.add_metric([node], body["ts"])
             if "vrms_mm_s" in body:
                 vib.add_metric([node], body["vrms_mm_s"] / 1000.0)  # mm/s -> m/s
@@ -123,6 +129,7 @@ async def run(args: argparse.Namespace) -> None:
 
     async def poll() -> None:
         while True:
+            started = time.monotonic()
             snap: dict[str, Any] = {}
             for device, client in mb.items():
                 readings = await poll_modbus(sheet, device, client, None, {})
@@ -131,6 +138,7 @@ async def run(args: argparse.Namespace) -> None:
                 snap.update({name: value for name, value, _ in readings})
             for tag, dv in zip(UA_TAGS, await ua.read_attributes(nodes), strict=True):
                 snap[tag] = float(dv.Value.Value)
+            snap["_poll_ms"] = (time.monotonic() - started) * 1000.0
             collector.snapshot = snap
             await asyncio.sleep(args.period)
 
@@ -148,7 +156,17 @@ async def run(args: argparse.Namespace) -> None:
                 except (ValueError, KeyError, TypeError):
                     continue  # not a sensor reading: ignore, never crash
 
+    async def hammer() -> None:
+        """The over-polling flaw: PLC-1's block read again 30 times a second "to keep the level fresh"."""
+        extra = await modbus_clients(sheet, ["plc1"], ws)
+        while True:
+            started = time.monotonic()
+            await poll_modbus(sheet, "plc1", extra["plc1"], None, {})
+            await asyncio.sleep(max(0.0, 1 / 30 - (time.monotonic() - started)))
+
     tasks = [asyncio.create_task(poll()), asyncio.create_task(sensors())]
+    if args.flaw == "over-polling":
+        tasks.append(asyncio.create_task(hammer()))
     done = asyncio.create_task(stop.wait())
     finished, _ = await asyncio.wait([*tasks, done], return_when=asyncio.FIRST_COMPLETED)
     for t in tasks:

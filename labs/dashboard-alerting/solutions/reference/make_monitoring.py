@@ -14,7 +14,15 @@ from typing import Any
 
 import yaml
 
-FLAWS = ("no-for", "wrong-threshold", "missing-metric")
+FLAWS = (
+    "no-for",
+    "wrong-threshold",
+    "missing-metric",
+    "severity",
+    "panel-unit",
+    "alerts-panel-empty",
+    "oee-panel-percent",
+)
 
 
 def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
@@ -41,7 +49,9 @@ def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
                         "alert": "HeaterOverTemperature",
                         "expr": f"plant_heater_temperature_celsius > {p['overtemp_c']}",
                         "for": f"{p['overtemp_for_s']}s",
-                        "labels": {"severity": "critical"},
+                        "labels": {
+                            "severity": "warning" if flaw == "severity" else "critical"
+                        },  # flaw: a page-worthy alarm filed as a warning
                         "annotations": {"summary": 'Heater at {{ $value | printf "%.1f" }} °C'},
                     },
                     {
@@ -91,15 +101,18 @@ def panel(i: int, title: str, expr: str, kind: str, unit: str, uid: str, thresho
 def dashboard(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
     uid = p["datasource_uid"]
     power = "plant_active_power_kilowatts" if flaw == "missing-metric" else "plant_active_power_watts"
+    power_unit = "kwatt" if flaw == "panel-unit" else "watt"  # the flaw: values in W shown as kW
+    alarms = 'ALERTS{alertstate="active"}' if flaw == "alerts-panel-empty" else 'ALERTS{alertstate="firing"}'
+    oee_expr = "plant_line_oee_ratio * 100" if flaw == "oee-panel-percent" else "plant_line_oee_ratio"
     oee_target = p["oee_target"]
     panels = [
         panel(1, "Tank level", "plant_tank_level_meters", "timeseries", "lengthm", uid, p["level_warning_m"]),
         panel(
             2, "Heater temperature", "plant_heater_temperature_celsius", "timeseries", "celsius", uid, p["overtemp_c"]
         ),
-        panel(3, "Active power", power, "timeseries", "watt", uid),
-        panel(4, "Active alarms", 'ALERTS{alertstate="firing"}', "table", "none", uid),
-        panel(5, "OEE", "plant_line_oee_ratio", "gauge", "percentunit", uid, oee_target),
+        panel(3, "Active power", power, "timeseries", power_unit, uid),
+        panel(4, "Active alarms", alarms, "table", "none", uid),  # the flaw: no alert is ever in state "active"
+        panel(5, "OEE", oee_expr, "gauge", "percentunit", uid, oee_target),  # the flaw: percent on a 0-1 panel
         panel(6, "Availability", "plant_line_availability_ratio", "stat", "percentunit", uid),
         panel(7, "Performance", "plant_line_performance_ratio", "stat", "percentunit", uid),
         panel(8, "Quality", "plant_line_quality_ratio", "stat", "percentunit", uid),
