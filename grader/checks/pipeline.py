@@ -335,13 +335,14 @@ def run_held(
     argv: list[str],
     cwd: Path,
     audited: Callable[[], bool],
-    limit: float = 20.0,
+    limit: float = 15.0,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the read tool with its output held back: its stdout is a pipe the grader has filled, so not one byte
     of its output can reach the grader until the grader reads. Meanwhile the grader watches the audit log. An
     audit record that appears while the output is held was written before any data was printed; a tool found
-    blocked writing its output with no record yet prints before it audits. Then the output is read in full."""
+    blocked writing its output (for 1 s, into this pipe) with no record yet prints before it audits. Then the
+    output is read in full. `limit` bounds each phase (waiting for the order, then reading the output)."""
     r, w = os.pipe()
     os.set_blocking(w, False)
     held = 0
@@ -365,6 +366,7 @@ def run_held(
         err.close()
         return {
             "t0": t0,
+            "t1": t0,
             "out": b"",
             "stderr": str(exc),
             "exit": None,
@@ -374,7 +376,7 @@ def run_held(
     os.close(w)
     order, waited_for = None, None
     blocked_since = None
-    deadline = t0 + min(10.0, limit)
+    deadline = t0 + limit
     while time.time() < deadline:
         if audited():
             order = "audited while the output was held"
@@ -393,10 +395,11 @@ def run_held(
     else:
         waited_for = round(time.time() - t0, 1)
         order = f"no audit record within {waited_for} s while its output was held"
+    decided = time.time()
     # release the output: drop the grader's filler, keep the tool's bytes
     out = bytearray()
     drop = held
-    end = t0 + limit
+    end = decided + limit
     os.set_blocking(r, False)
     while time.time() < end:
         try:
@@ -427,6 +430,7 @@ def run_held(
     err.close()
     return {
         "t0": t0,
+        "t1": time.time(),
         "out": bytes(out),
         "stderr": stderr + (f" (killed after {limit:.0f} s)" if timed_out else ""),
         "exit": proc.returncode,
@@ -464,7 +468,7 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return starved(ctx, spec, stream=f"{device}/{tag}", since=since)
     argv = [str(tool), "--user", reader, "--device", device, "--tag", tag, "--since", since]
     run = await asyncio.to_thread(
-        run_held, argv, ws, lambda: bool(_records(ws, audit_rel, reader)), 20.0, tool_env(ctx)
+        run_held, argv, ws, lambda: bool(_records(ws, audit_rel, reader)), 15.0, tool_env(ctx)
     )
     rows = []
     for ln in run["out"].decode(errors="replace").splitlines()[:100000]:
@@ -499,13 +503,13 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 
     def timely(rec: dict[str, Any]) -> bool:
         t = _parse_ts(str(rec.get("ts")))
-        return t is not None and abs(t.timestamp() - run["t0"]) <= 5.0
+        return t is not None and run["t0"] - 5.0 <= t.timestamp() <= run["t1"] + 5.0
 
     good = [r for r in records if r.get("action") == "read" and r.get("device") == device and r.get("tag") == tag]
     probes.append(
         probe(
             f"the audit log {ctx.params['audit_log']} records that {reader} read {device}/{tag} "
-            "(action read, RFC 3339 time with offset, within 5 s)",
+            "(action read, RFC 3339 time with offset, within 5 s of the call)",
             records[:3] or ("no record of this reader" if audit_st else f"{audit_rel} missing or unreadable"),
             any(timely(r) for r in good),
             "no audit record of the grader's read with user, action read, device, tag and an RFC 3339 time"
