@@ -1242,7 +1242,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     if any(not pr["ok"] for pr in probes) and gaps["grader_fell_behind"]:
         return ctx.blocked(spec, GRADER_OVERLOADED, {"probes": probes, **evidence})
     firing_at = times["level_fired"] or times["silent_fired"]
-    if firing_at is not None:
+    if firing_at is not None and all(pr["ok"] for pr in probes[: len(names)]):  # quiet_at was really quiet
         ctx.cache["dash.alert_firing_at"] = firing_at + 0.5
         ctx.cache["dash.alert_quiet_at"] = quiet_at
     if all(pr["ok"] for pr in probes):
