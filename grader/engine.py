@@ -69,9 +69,9 @@ class GradeContext:
     blockers: dict[str, dict[str, str]] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)  # the grader's own lag and window coverage
 
-    def block(self, cause: str, en: str, zh: str, check: str) -> None:
+    def block(self, cause: str, en: str, zh: str, check: str | None) -> None:
         """Record a candidate defect that blocks the grader (first report of a cause wins)."""
-        self.blockers.setdefault(cause, {"en": en, "zh-TW": zh, "check": check})
+        self.blockers.setdefault(cause, {"en": en, "zh-TW": zh, **({"check": check} if check else {})})
 
     def blocked(self, spec: dict[str, Any], cause: str, evidence: dict[str, Any] | None = None) -> CheckResult:
         """The verdict of a check that a recorded blocker (or the grader's overload) kept from running."""
@@ -651,51 +651,51 @@ async def _grade_once(
     proc = None
     grading_id = uuid.uuid4().hex
     sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}
-    if solution:
-        known = lab.solutions.get(solution)
-        template = known.command if known else solution
-        sol_dir = known.path if known else workspace
-        values = {
-            **params,
-            "python": sys.executable,
-            "solution_dir": sol_dir,
-            "labs_dir": lab.path.parent,
-            "workspace": workspace,
-            "candidate": plant_id,
-        }
-        env = {
-            **solution_base_env(),
-            GRADING_MARK: grading_id,
-            "AIOTLAB_CANDIDATE": plant_id,
-            "AIOTLAB_WORKSPACE": str(workspace),
-            "AIOTLAB_DATASHEET": str(sheet_path),
-            "AIOTLAB_LAB_PARAMS": str(params_path),
-            "AIOTLAB_GRADER_CERT": str(kit / "grader-opcua.der"),
-        }
-        if lab.data.get("plant", {}).get("start", "factory") == "factory":
-            # The brief describes a factory plant: start there, whatever an earlier lab or attempt left on it.
-            say(candidate, "plant to factory configs")
-            sol_info["plant_reset"] = await asyncio.to_thread(
-                ControlClient(control.url, control.token, timeout=60.0).post, "/v1/factory-reset", {}
-            )
-        if known and known.setup:
-            say(candidate, "solution setup")
-            sol_info["setup"] = await run_step(
-                format_command(known.setup, values), workspace, env, out_dir / "solution.log", SETUP_TIMEOUT_S
-            )
-        if template:
-            argv = format_command(template, values)
-            sol_info["command"] = argv
-            say(candidate, "starting solution")
-            try:
-                proc = await spawn(argv, workspace, env, out_dir / "solution.log")
-            except OSError as exc:
-                sol_info["start_error"] = str(exc)
-            await asyncio.sleep(float(params.get("warmup_s", 5)))
-            if proc is not None and proc.returncode is not None:
-                sol_info["early_exit"] = proc.returncode
     monitor = LagMonitor()
-    try:
+    try:  # from here on, whatever happens (a cancel too), the solution is stopped and its strays ended
+        if solution:
+            known = lab.solutions.get(solution)
+            template = known.command if known else solution
+            sol_dir = known.path if known else workspace
+            values = {
+                **params,
+                "python": sys.executable,
+                "solution_dir": sol_dir,
+                "labs_dir": lab.path.parent,
+                "workspace": workspace,
+                "candidate": plant_id,
+            }
+            env = {
+                **solution_base_env(),
+                GRADING_MARK: grading_id,
+                "AIOTLAB_CANDIDATE": plant_id,
+                "AIOTLAB_WORKSPACE": str(workspace),
+                "AIOTLAB_DATASHEET": str(sheet_path),
+                "AIOTLAB_LAB_PARAMS": str(params_path),
+                "AIOTLAB_GRADER_CERT": str(kit / "grader-opcua.der"),
+            }
+            if lab.data.get("plant", {}).get("start", "factory") == "factory":
+                # The brief describes a factory plant: start there, whatever an earlier lab or attempt left on it.
+                say(candidate, "plant to factory configs")
+                sol_info["plant_reset"] = await asyncio.to_thread(
+                    ControlClient(control.url, control.token, timeout=60.0).post, "/v1/factory-reset", {}
+                )
+            if known and known.setup:
+                say(candidate, "solution setup")
+                sol_info["setup"] = await run_step(
+                    format_command(known.setup, values), workspace, env, out_dir / "solution.log", SETUP_TIMEOUT_S
+                )
+            if template:
+                argv = format_command(template, values)
+                sol_info["command"] = argv
+                say(candidate, "starting solution")
+                try:
+                    proc = await spawn(argv, workspace, env, out_dir / "solution.log")
+                except OSError as exc:
+                    sol_info["start_error"] = str(exc)
+                await asyncio.sleep(float(params.get("warmup_s", 5)))
+                if proc is not None and proc.returncode is not None:
+                    sol_info["early_exit"] = proc.returncode
         ctx.status_start = await asyncio.to_thread(control.get, "/v1/status")
         obs_spec = telemetry_observer(lab)
         if obs_spec:
