@@ -1,9 +1,12 @@
 """The data-acquisition lab graded end to end over real sockets: reference full marks, each flawed solution fails
-exactly what it declares, hostile solutions are failed with evidence within time bounds, reports verify."""
+exactly what it declares (one defect fails one check; the checks it keeps from running say so), hostile solutions
+are failed with evidence within time bounds, reports verify. The batch grades the reference, a tripped-line
+reference and every flawed solution of the lab at once, one plant each, as a cohort would be graded."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import gzip
 import json
@@ -16,20 +19,19 @@ from typing import Any
 import pytest
 
 from aiotlab.grader import report
+from aiotlab.grader.checks.daq import parse_ts
 from aiotlab.grader.engine import ensure_plant, grade
 from aiotlab.labs.loader import load_lab
 from aiotlab.simulators.control_client import ControlClient
 
 from conftest import cli
 
+pytestmark = pytest.mark.timeout(900)  # a batch of 18 plants on a loaded 2-core host, with re-grades if it falls behind
 SECRET = "test-exam-secret"  # conftest sets AIOTLAB_EXAM_SECRET to this
-FLAWED = [
-    "flawed-word-order",
-    "flawed-scale",
-    "flawed-missed-samples",
-    "flawed-schema-timestamps",
-    "flawed-over-polling",
-]
+LAB = load_lab("data-acquisition")
+FLAWED = sorted(
+    n for n in LAB.solutions if n.startswith("flawed-")
+)  # every flawed solution of the lab, one defect each
 HOSTILE = ["hostile-garbage", "hostile-flood"]
 LINE_TRIPPED = "reference-line-tripped"
 
@@ -84,27 +86,39 @@ def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]], run: str)
     assert all(i["achieved"] for i in doc["indicators"])
     assert len(doc["plant"]["params_digest"]) == 64 and doc["plant"]["identity_digest"]
     assert {i["id"] for i in doc["indicators"]} == set(load_lab("data-acquisition").data["indicators"])
-    if run == LINE_TRIPPED:  # the scenario really happened: GoodCount's timestamp predates the window's truth
+    if run == LINE_TRIPPED:  # the scenario really happened: GoodCount stood still with a timestamp from before
         with gzip.open(batch[run]["dir"] / "recording.json.gz", "rt") as fh:
             rec = json.load(fh)
-        assert any(k.startswith("conveyor.good_count@") for k in rec["truth_extra"])
+        w0 = rec["observation"]["window"][0]
+        stamps = {
+            json.loads(base64.b64decode(m["raw"]))["ts"]
+            for m in rec["observation"]["messages"]
+            if m["topic"].endswith("/plc2/FillingLine.GoodCount")
+        }
+        assert len(stamps) == 1 and parse_ts(stamps.pop()) < w0, stamps
 
 
 @pytest.mark.parametrize("solution", FLAWED)
 def test_flawed_solution_fails_exactly_its_targets(batch: dict[str, dict[str, Any]], solution: str) -> None:
-    expected = set(load_lab("data-acquisition").solutions[solution].expect_fail)
+    expected = set(LAB.solutions[solution].expect_fail)
     doc = batch[solution]["doc"]
     assert failed_checks(doc) == expected, explain(doc)
     assert doc["score"]["points"] < doc["score"]["max_points"]
+    # one defect fails one check; a check it keeps from running is not assessable, naming that check's cause
+    failing = [c["id"] for c in doc["checks"] if c["status"] in ("fail", "partial")]
+    assert len(failing) == 1, explain(doc)
+    owners = {n["cause"]: n["failed_check"] for n in doc["not_assessable"]}
+    for c in doc["checks"]:
+        if c["status"] == "not_assessable":
+            assert owners[c["blocked_by"]] == failing[0], explain(doc)
     assessed = {i["id"] for i in doc["indicators"] if not i["achieved"]}
-    lab = load_lab("data-acquisition")
-    should_miss = {ind for c in lab.checks if c["id"] in expected for ind in c["indicators"]}
+    should_miss = {ind for c in LAB.checks if c["id"] in expected for ind in c["indicators"]}
     assert assessed == should_miss
 
 
 @pytest.mark.parametrize("solution", HOSTILE)
 def test_hostile_solutions_are_failed_with_evidence_in_time(hostile: dict[str, dict[str, Any]], solution: str) -> None:
-    expected = set(load_lab("data-acquisition").solutions[solution].expect_fail)
+    expected = set(LAB.solutions[solution].expect_fail)
     r = hostile[solution]
     doc = r["doc"]
     assert failed_checks(doc) == expected, explain(doc)
@@ -160,7 +174,7 @@ def test_html_gradescope_and_cohort(batch: dict[str, dict[str, Any]], tmp_path: 
     assert values["status"] == "failed" and "INM3513-009v1/P6.2.1" in values["tags"]
     path = report.cohort([b["doc"] for b in batch.values()], tmp_path)
     rows = list(csv.DictReader(path.open()))
-    assert len(rows) == 7 and {row["candidate"] for row in rows} == {
+    assert len(rows) == 2 + len(FLAWED) and {row["candidate"] for row in rows} == {
         "g-" + s for s in ["reference", LINE_TRIPPED, *FLAWED]
     }
     ref = next(row for row in rows if row["candidate"] == "g-reference")
@@ -203,11 +217,265 @@ def test_missing_and_silent_solutions_are_graded_not_crashed(aiot_home: Path, tm
     docs = asyncio.run(go())
     for cand in docs:
         cli("plant", "down", "-c", cand, check=False)
-    everything_but_impact = {c["id"] for c in lab.checks} - {"daq.production_impact"}
     for doc in docs.values():
-        assert failed_checks(doc) == everything_but_impact, explain(doc)
+        assert failed_checks(doc) == {c["id"] for c in lab.checks}, explain(doc)  # nothing scores for nothing done
         assert all(c["status"] != "error" for c in doc["checks"])
+        # the one defect (no readings) fails coverage; every other check is not assessable for that cause
+        assert [c["id"] for c in doc["checks"] if c["status"] == "fail"] == ["daq.coverage"], explain(doc)
+        assert {c.get("blocked_by") for c in doc["checks"] if c["id"] != "daq.coverage"} == {"no-readings"}
+        assert doc["score"]["points"] == 0
     assert "No such file" in docs["g-missing"]["solution"]["start_error"]
     assert docs["g-silent"]["solution"]["stopped_by"] == "SIGTERM"
-    schema = next(c for c in docs["g-silent"]["checks"] if c["id"] == "daq.schema")
-    assert schema["summary"]["en"] == "No readings were published"
+    coverage = next(c for c in docs["g-silent"]["checks"] if c["id"] == "daq.coverage")
+    assert coverage["summary"]["en"].startswith("No readings of any required stream were published")
+
+
+# -- the checks' rules on a synthetic run (no plant): one defect fails one check ----------------------------------
+W0 = 1_800_000_000.0  # window start (epoch s)
+W1 = W0 + 30.0
+TICK = 0.1
+
+
+def _truth_fn() -> dict[str, Any]:
+    import math
+    import random
+
+    rng = random.Random(7)
+    noise = {round(W0 - 20 + i * TICK, 1): rng.gauss(0.0, 0.05) for i in range(600)}
+    return {
+        "tank.level_m": lambda t: 1.5 + 0.2 * math.sin(t / 7),
+        "tank.outflow_m3h": lambda t: 4.0 + 0.05 * math.sin(t / 3),
+        "tank.pressure_bar": lambda t: 1.9 + 0.02 * math.sin(t / 4),
+        "tank.pump_starts": lambda t: 3.0,
+        "energy.power_kw": lambda t: 12.0 + 0.3 * math.sin(t / 5),
+        "energy.energy_kwh": lambda t: 100.0 + (t - W0) * 0.003,
+        "heater.temp_c": lambda t: 60.0 + noise.get(round(t, 1), 0.0),
+        "conveyor.good_count": lambda t: float(math.floor((t - (W0 - 20.0)) / 2.0)),
+        "plc1.load_rps": lambda t: 3.0,
+        "plc1.scan_time_ms": lambda t: 20.0,
+    }
+
+
+def _iso(t: float, ms: bool = True) -> str:
+    import datetime as dt
+
+    spec = "milliseconds" if ms else "seconds"
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def synthetic(**flaw: Any) -> Any:
+    """A graded run of a correct collector (period 1 s) in a replay context, with at most one flaw applied."""
+    from aiotlab.grader.engine import GradeContext
+    from aiotlab.grader.observers import Message, MqttObservation, parse_into
+
+    fns = _truth_fn()
+    ticks = [round(W0 - 20 + i * TICK, 1) for i in range(int(55 / TICK))]
+    truth = {tag: (ticks, [fn(t) for t in ticks]) for tag, fn in fns.items()}
+    period = 1.0
+    params = {**LAB.params_for("unit"), "period_s": period}
+    emissions = []
+    for node, field_name, every, phase, base in (
+        ("vib-01", "vrms_mm_s", 2.0, 0.37, 1.2),
+        ("env-01", "temp_c", 5.0, 1.1, 24.5),
+    ):
+        t, seq = W0 - 30 + phase, 0
+        while t < W1 + 5:
+            seq += 1
+            body = {"node": node, "seq": seq, "ts": _iso(t), field_name: round(base + 0.01 * (seq % 7), 3)}
+            emissions.append(
+                {"node": node, "seq": seq, "t": t, "topic": f"plant/sensors/{node}/data", "payload": json.dumps(body)}
+            )
+            t += every
+    obs = MqttObservation(window=(W0, W1), protocol=5)
+    start = W0 + float(flaw.get("late_start", 0.0))
+
+    def value_at(tag: str, t: float) -> tuple[float, float]:
+        i = max(0, int((t - ticks[0]) / TICK))
+        while i + 1 < len(ticks) and ticks[i + 1] <= t:
+            i += 1
+        return truth[tag][1][i], ticks[i]
+
+    def publish(device: str, tag: str, value: Any, ts: str, source: str, rx: float, raw: bytes | None = None) -> None:
+        unit = next(s["unit"] for s in LAB.data["streams"] if (s["device"], s["tag"]) == (device, tag))
+        if flaw.get("rounding") and isinstance(value, float):
+            value = round(value, 2)
+        body = {
+            "device": device,
+            "tag": tag,
+            "value": value,
+            "unit": unit,
+            "quality": "good",
+            "ts": ts,
+            "source": source,
+        }
+        raw = raw or json.dumps(body).encode()
+        obs.messages.append(
+            parse_into(Message(f"telemetry/{device}/{tag}", rx, raw, len(raw), qos=1, retain=False), 65536)
+        )
+
+    for k in range(30):
+        r = W0 + 0.25 + k * period
+        if r < start or (flaw.get("skip_every_4th") and k % 4 == 3):
+            continue
+        for s in LAB.data["streams"]:
+            if s["source"] == "mqtt":
+                continue
+            v, tick = value_at(s["truth"], r)
+            ts = _iso(r, ms=not flaw.get("no_ms"))
+            if s["source"] == "opcua" and not flaw.get("opcua_read_time"):
+                i = ticks.index(tick)
+                while i > 0 and truth[s["truth"]][1][i - 1] == v:
+                    i -= 1
+                ts = _iso(ticks[i] + 0.005, ms=not flaw.get("no_ms"))  # PLC-2 stamps the value when it changed
+            if flaw.get("scale1000") and s["tag"] == "level":
+                v *= 1000
+            raw = None
+            if flaw.get("nan") and s["tag"] == "Heater.Temperature" and k % 10 == 0:
+                raw = json.dumps(
+                    {
+                        "device": "plc2",
+                        "tag": s["tag"],
+                        "value": float("nan"),
+                        "unit": "degC",
+                        "quality": "bad",
+                        "ts": ts,
+                        "source": "opcua",
+                    }
+                ).encode()
+            publish(s["device"], s["tag"], v, ts, s["source"], r + 0.02, raw)
+    for e in emissions:
+        if not (start <= e["t"] <= W1 - 0.1):
+            continue
+        body = json.loads(e["payload"])
+        field_name = "vrms_mm_s" if e["node"] == "vib-01" else "temp_c"
+        ts = body["ts"] if not flaw.get("no_ms") else _iso(e["t"], ms=False)
+        for _ in range(2 if flaw.get("duplicate_sensors") else 1):
+            publish(e["node"], field_name, body[field_name], ts, "mqtt", e["t"] + 0.03)
+    obs.messages.sort(key=lambda m: m.rx)
+    ws = "127.0.0.40"
+    requests = 0 if flaw.get("idle_plc1") else 30
+    ctx = GradeContext(
+        LAB,
+        "unit",
+        params,
+        {"network": {"workstation": ws}, "mqtt": {"host": "127.0.0.1", "port": 1}},
+        {"params": {"devices": {"plc1": {"base_scan_ms": 20.0}}}},
+        None,  # type: ignore[arg-type]
+        Path("/nonexistent"),
+        obs,
+        {"fw1": {"requests_by_source": {ws: {"plc1": 100}}}},
+        {"fw1": {"requests_by_source": {ws: {"plc1": 100 + requests}}}},
+        replay=True,
+    )
+    ctx._truth = truth
+    ctx._emissions = emissions
+    ctx.health = {"overloaded": bool(flaw.get("overloaded")), "max_loop_lag_s": 0.02}
+    return ctx
+
+
+def judge(ctx: Any, check_id: str) -> Any:
+    from aiotlab.grader import scoring
+    from aiotlab.grader.checks import registry
+
+    spec = next(c for c in LAB.checks if c["id"] == check_id)
+    return scoring.apply(spec, registry()[spec["fn"]](ctx, spec))
+
+
+PASSIVE = ["daq.schema", "daq.coverage", "daq.values", "daq.period", "daq.completeness", "daq.timestamps", "daq.units"]
+
+
+def verdicts(ctx: Any) -> dict[str, Any]:
+    return {c: judge(ctx, c) for c in [*PASSIVE, "daq.production_impact"]}
+
+
+def not_passed(res: dict[str, Any]) -> dict[str, str]:
+    return {k: f"{r.status}: {r.summary['en']}" for k, r in res.items() if r.status != "pass"}
+
+
+def test_rules_correct_collector_passes_every_passive_check() -> None:
+    res = verdicts(synthetic())
+    assert not not_passed(res), not_passed(res)
+
+
+def test_rules_strict_json_nan_and_infinity_are_not_readings() -> None:
+    from aiotlab.grader.observers import Message, parse_into, stream_of
+
+    for token in ("NaN", "Infinity", "-Infinity"):
+        raw = b'{"device": "plc2", "tag": "Heater.Temperature", "value": ' + token.encode() + b"}"
+        m = parse_into(Message("telemetry/x/y", 0.0, raw, len(raw)), 65536)
+        assert m.body is None and "not a JSON number" in (m.parse_error or ""), token
+        assert stream_of(m) == ("plc2", "Heater.Temperature")  # counted for its stream, judged by the schema alone
+    m = parse_into(Message("telemetry/plc1/level", 0.0, b"\xff garbage", 10), 65536)
+    assert m.body is None and stream_of(m) == ("plc1", "level")
+
+
+def test_rules_nan_readings_fail_the_schema_only() -> None:
+    res = verdicts(synthetic(nan=True))
+    assert set(not_passed(res)) == {"daq.schema"}, not_passed(res)
+
+
+def test_rules_a_unit_error_on_one_stream_loses_that_streams_whole_share() -> None:
+    res = verdicts(synthetic(scale1000=True))
+    assert set(not_passed(res)) == {"daq.values"}, not_passed(res)
+    values = res["daq.values"]
+    assert values.items and [k for k, ok in values.items.items() if not ok] == ["plc1/level"]
+    assert values.points == 18.0  # 1 of 10 streams' share of 20 points, not ~1 % of the samples
+
+
+def test_rules_rounding_fails_values_only() -> None:
+    res = verdicts(synthetic(rounding=True))
+    assert set(not_passed(res)) == {"daq.values"}, not_passed(res)
+
+
+def test_rules_completeness_counts_from_the_collectors_first_reading() -> None:
+    assert judge(synthetic(late_start=8.0), "daq.completeness").status == "pass"  # a slow start is not a gap
+    late = judge(synthetic(late_start=20.0), "daq.completeness")
+    assert late.status == "fail" and "first reading arrived" in late.summary["en"]
+
+
+def test_rules_missed_and_duplicated_samples_fail_completeness_only() -> None:
+    for flaw in ("skip_every_4th", "duplicate_sensors"):
+        res = verdicts(synthetic(**{flaw: True}))
+        assert set(not_passed(res)) == {"daq.completeness"}, (flaw, not_passed(res))
+        assert res["daq.completeness"].points == 0.0  # below the floor: a systematic loss is not nearly free
+
+
+def test_rules_opcua_read_time_fails_timestamps_on_its_stream() -> None:
+    res = verdicts(synthetic(opcua_read_time=True))
+    assert set(not_passed(res)) == {"daq.timestamps"}, not_passed(res)
+    ts = res["daq.timestamps"]
+    assert [k for k, ok in ts.items.items() if not ok] == ["plc2/FillingLine.GoodCount"]
+    assert "SourceTimestamp" in ts.summary["en"] and "last changed" in ts.summary["en"]
+
+
+def test_rules_timestamps_in_the_wrong_format_are_the_schemas() -> None:
+    res = verdicts(synthetic(no_ms=True))
+    assert set(not_passed(res)) == {"daq.schema", "daq.timestamps"}, not_passed(res)
+    assert res["daq.timestamps"].status == "not_assessable" and res["daq.timestamps"].blocked_by == "ts-format"
+
+
+def test_rules_grader_overload_makes_timing_checks_not_assessable() -> None:
+    from aiotlab.grader.results import GRADER_OVERLOADED
+
+    res = verdicts(synthetic(overloaded=True))
+    blocked = {k for k, r in res.items() if r.blocked_by == GRADER_OVERLOADED}
+    assert blocked == {"daq.period", "daq.completeness", "daq.timestamps"}
+    assert all(res[k].points == 0 for k in blocked)
+
+
+def test_rules_doing_nothing_earns_nothing() -> None:
+    idle = judge(synthetic(idle_plc1=True), "daq.production_impact")
+    assert idle.status == "fail" and "No acquisition from PLC-1" in idle.summary["en"]
+    ctx = synthetic()
+    ctx.observation.messages.clear()
+    res = verdicts(ctx)
+    assert res["daq.coverage"].status == "fail"
+    assert {r.blocked_by for k, r in res.items() if k != "daq.coverage"} == {"no-readings"}
+    assert sum(r.points for r in res.values()) == 0
+
+
+def test_rules_schema_states_the_timestamp_format_the_checks_use() -> None:
+    from aiotlab.grader.checks.daq import TS_FORMAT
+
+    assert LAB.schema()["properties"]["ts"]["pattern"] == TS_FORMAT.pattern
+    assert LAB.schema()["properties"]["quality"]["enum"] == ["good", "uncertain"]

@@ -1,29 +1,55 @@
 """DAQ-* checks: the candidate's published readings against the plant's recorded ground truth.
 
-All alignment with truth uses the grader's own receive time of each message (never the candidate's timestamp,
-which has its own check), so one mistake fails the check it belongs to and not the others.
+One defect fails one check. Each check judges its own subject and nothing else:
+- which stream a message is of comes from its body's device/tag (also when its value is not valid JSON), else from its
+  topic, so counting checks (coverage, period, completeness) count messages whatever their values;
+- values are aligned with truth by the grader's receive time (never the candidate's timestamp), sensor readings by the
+  sensor message they forward;
+- timestamps are judged against when the value was measured, and a wrong value's timestamp only for plausibility;
+- a reading whose format is wrong (not strict JSON, a timestamp not in the required format) is the schema check's,
+  and is not judged again by the others.
+A stream that was not published at all fails every per-stream item (the work was not done); the coverage check names
+it. With no readings at all, the checks other than coverage are not assessable ("no-readings"). When the grader
+fell behind during the window (ctx.health), the timing checks are not assessable and the engine grades again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import datetime as dt
 import re
 import sqlite3
 import statistics
+import threading
+import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ..results import CheckResult, failed, verdict
+from ..observers import Message, parse_into, stream_of, subscribe_options
+from ..results import FAIL, GRADER_OVERLOADED, PASS, CheckResult, by_items, failed, not_assessable, passed
 from . import check
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-LOOKBACK_S = 3.0  # a polled value may be up to this old when it is published
+# The required format (the lab's schema states the same pattern): RFC 3339, a UTC offset, milliseconds.
+TS_FORMAT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3,6}(Z|[+-][0-9]{2}:[0-9]{2})$")
+LOOKBACK_S = 3.0  # a polled value may be up to this old when it is received
+SENSOR_LOOKBACK_S = 15.0  # a forwarded sensor reading may be this old (a sensor reports every 2-10 s)
+PUBLISH_LATENCY_S = 0.5  # read -> publish -> grader, allowed on top of the timestamp tolerance
+SENSOR_MARGIN_S = 2.0  # a sensor message emitted this close to the window's end may still be in flight
+NO_READINGS = "no-readings"
+TS_FORMAT_CAUSE = "ts-format"
+NO_DATABASE = "no-database"
+
+_prep_lock = threading.Lock()
 
 
+# -- shared helpers ------------------------------------------------------------------------------------------------
 def parse_ts(ts: Any) -> float | None:
+    """Epoch seconds of any RFC 3339 timestamp with an offset (used to identify messages, not to judge format)."""
     if not isinstance(ts, str) or not RFC3339.match(ts):
         return None
     try:
@@ -32,80 +58,222 @@ def parse_ts(ts: Any) -> float | None:
         return None
 
 
-def readings(ctx: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """(message, body) for messages whose body is a JSON object."""
-    return [(m, m.body) for m in ctx.observation.messages if isinstance(m.body, dict)]
+def well_formed_ts(ts: Any) -> float | None:
+    """Epoch seconds of a timestamp in the required format (with milliseconds), else None."""
+    return parse_ts(ts) if isinstance(ts, str) and TS_FORMAT.match(ts) else None
 
 
-def stream_key(body: dict[str, Any]) -> tuple[str, str] | None:
-    d, t = body.get("device"), body.get("tag")
-    return (d, t) if isinstance(d, str) and isinstance(t, str) else None
+def iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def numeric(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
-def by_stream(ctx: Any) -> dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]]:
-    out: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
-    for m, b in readings(ctx):
-        key = stream_key(b)
-        if key:
-            out[key].append((m, b))
-    for v in out.values():
-        v.sort(key=lambda mb: mb[0].rx)
-    return out
+def key_of(s: dict[str, Any]) -> tuple[str, str]:
+    return s["device"], s["tag"]
+
+
+def name_of(s: dict[str, Any]) -> str:
+    return f"{s['device']}/{s['tag']}"
 
 
 def polled(ctx: Any) -> list[dict[str, Any]]:
     return [s for s in ctx.lab.data["streams"] if s["source"] != "mqtt"]
 
 
+def lag(ctx: Any) -> float:
+    """The grader's own worst loop lag in the window (allowed on top of timing tolerances)."""
+    try:
+        return max(0.0, float(ctx.health.get("max_loop_lag_s") or 0.0))
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+
+
+def overloaded(ctx: Any) -> bool:
+    return bool(getattr(ctx, "health", {}).get("overloaded"))
+
+
+def prep(ctx: Any) -> dict[str, Any]:
+    """What several checks need, computed once per grading run (passive checks run concurrently)."""
+    with _prep_lock:
+        if "daq" not in ctx.cache:
+            streams: dict[tuple[str, str], list[Message]] = defaultdict(list)
+            for m in ctx.observation.messages:
+                k = stream_of(m)
+                if k:
+                    streams[k].append(m)
+            for v in streams.values():
+                v.sort(key=lambda m: m.rx)
+            lab_keys = {key_of(s) for s in ctx.lab.data["streams"]}
+            ours = [m for k, v in streams.items() if k in lab_keys for m in v]
+            ctx.cache["daq"] = {
+                "streams": dict(streams),
+                "first_rx": min((m.rx for m in ours), default=None),
+                "any": bool(ours),
+            }
+        return ctx.cache["daq"]
+
+
+def messages_of(ctx: Any, s: dict[str, Any]) -> list[Message]:
+    """Every message of the stream (valid or not), in order of receipt."""
+    return prep(ctx)["streams"].get(key_of(s), [])
+
+
+def readings_of(ctx: Any, s: dict[str, Any]) -> list[tuple[Message, dict[str, Any]]]:
+    """The stream's messages that are JSON objects (strict JSON)."""
+    return [(m, m.body) for m in messages_of(ctx, s) if isinstance(m.body, dict)]
+
+
+def no_readings(ctx: Any, spec: dict[str, Any]) -> CheckResult | None:
+    """With no message of any required stream, nothing can be judged: not assessable, the coverage check's cause."""
+    if prep(ctx)["any"]:
+        return None
+    ctx.block(
+        NO_READINGS,
+        "no readings of any required stream were published" + _observer_note(ctx, "en"),
+        "沒有任何要求資料流的讀值被發布" + _observer_note(ctx, "zh-TW"),
+        "daq.coverage",
+    )
+    return ctx.blocked(spec, NO_READINGS, {"observer_error": ctx.observation.error})
+
+
+def _observer_note(ctx: Any, lang: str) -> str:
+    err = ctx.observation.error
+    if not err:
+        return ""
+    return f" (the grader's subscriber: {err})" if lang == "en" else f"（評分程式訂閱端：{err}）"
+
+
+def emissions_of(ctx: Any, node: str, field_name: str) -> list[dict[str, Any]]:
+    """The sensor messages the node emitted around the window: t (emission time), ts (its own ts), value, seq."""
+    cache = ctx.cache.setdefault("daq_emissions", {})
+    k = (node, field_name)
+    if k not in cache:
+        import json
+
+        out = []
+        for e in ctx.emissions():
+            if e["node"] != node:
+                continue
+            try:
+                body = json.loads(e["payload"])
+            except ValueError:
+                continue
+            v = body.get(field_name)
+            out.append(
+                {
+                    "t": float(e["t"]),
+                    "ts": body.get("ts"),
+                    "ts_t": parse_ts(body.get("ts")),
+                    "value": float(v) if numeric(v) else None,
+                    "seq": e.get("seq", body.get("seq")),
+                }
+            )
+        out.sort(key=lambda e: e["t"])
+        cache[k] = out
+    return cache[k]
+
+
+def sensor_assignment(ctx: Any, s: dict[str, Any]) -> list[tuple[Message, int | None, str]]:
+    """Which emitted sensor message each forwarded message is: by its ts (the message's own), else by its value (the
+    latest emission with that value before receipt), else none. (message, emission index, how)."""
+    cache = ctx.cache.setdefault("daq_assign", {})
+    k = key_of(s)
+    if k in cache:
+        return cache[k]
+    ems = emissions_of(ctx, s["device"], s["tag"])
+    by_ts = {round(e["ts_t"] * 1000): i for i, e in enumerate(ems) if e["ts_t"] is not None}
+    times = [e["t"] for e in ems]
+    tol = float(s["tol"])
+    out: list[tuple[Message, int | None, str]] = []
+    for m in messages_of(ctx, s):
+        b = m.loose if isinstance(m.loose, dict) else {}
+        t = parse_ts(b.get("ts"))
+        if t is not None and round(t * 1000) in by_ts and ems[by_ts[round(t * 1000)]]["t"] <= m.rx + 1.0:
+            out.append((m, by_ts[round(t * 1000)], "ts"))
+            continue
+        v = b.get("value")
+        idx = None
+        if numeric(v):
+            hi = bisect.bisect_right(times, m.rx + 0.1)
+            lo = bisect.bisect_left(times, m.rx - SENSOR_LOOKBACK_S - lag(ctx))
+            for i in range(hi - 1, lo - 1, -1):
+                if ems[i]["value"] is not None and abs(ems[i]["value"] - float(v)) <= tol:
+                    idx = i
+                    break
+        out.append((m, idx, "value" if idx is not None else "none"))
+    cache[k] = out
+    return out
+
+
+def truth_match(
+    ctx: Any, stream: dict[str, Any], value: float, t0: float, t1: float
+) -> tuple[bool, float | None, float | None]:
+    """Did the plant's truth equal `value` (within tolerance) at some sample in [t0, t1]? (ok, truth value, its time):
+    the latest matching sample, else the nearest in value (for the evidence)."""
+    tol = float(stream["tol"])
+    ts, vs = ctx.truth_range(stream["truth"], t0, t1)
+    i0, i1 = bisect.bisect_left(ts, t0), bisect.bisect_right(ts, t1)
+    nearest = None
+    for i in range(i1 - 1, i0 - 1, -1):
+        if abs(vs[i] - value) <= tol:
+            return True, vs[i], ts[i]
+        if nearest is None or abs(vs[i] - value) < abs(vs[nearest] - value):
+            nearest = i
+    if nearest is None:
+        return False, None, None
+    return False, vs[nearest], ts[nearest]
+
+
 def matches_truth(
     ctx: Any, stream: dict[str, Any], value: float, t0: float, t1: float
 ) -> tuple[bool, float | None, float | None]:
-    """Does value equal a truth sample (or emission) in [t0, t1]? Returns (ok, nearest truth value, its time)."""
+    """Does value equal a truth sample (or a sensor emission) in [t0, t1]? (ok, matched or nearest value, its time)."""
+    if stream["source"] != "mqtt":
+        return truth_match(ctx, stream, value, t0, t1)
     tol = float(stream["tol"])
-    if stream["source"] == "mqtt":
-        best = None
-        for t, v in ctx.emitted_values(stream["device"], stream["tag"], t0, t1):
-            if best is None or abs(v - value) < abs(best[1] - value):
-                best = (t, v)
-        if best is None:
-            return False, None, None
-        return abs(best[1] - value) <= tol, best[1], best[0]
-    ts, vs = ctx.truth_range(stream["truth"], t0, t1)
-    i0, i1 = bisect.bisect_left(ts, t0), bisect.bisect_right(ts, t1)
-    best_i = None
-    for i in range(i0, i1):
-        if best_i is None or abs(vs[i] - value) < abs(vs[best_i] - value):
-            best_i = i
-    if best_i is None:
+    near = [
+        (e["t"], e["value"])
+        for e in emissions_of(ctx, stream["device"], stream["tag"])
+        if t0 <= e["t"] <= t1 and e["value"] is not None
+    ]
+    hits = [x for x in near if abs(x[1] - value) <= tol]
+    if hits:
+        return True, hits[-1][1], hits[-1][0]
+    if not near:
         return False, None, None
-    return abs(vs[best_i] - value) <= tol, vs[best_i], ts[best_i]
+    t, v = min(near, key=lambda x: abs(x[1] - value))
+    return False, v, t
 
 
-def per_reading_verdict(
-    spec: dict[str, Any], good: int, n: int, threshold: float, en: str, zh: str, evidence: dict[str, Any]
+def value_known(ctx: Any, s: dict[str, Any], m: Message, v: float) -> tuple[bool, float | None, float | None]:
+    """The values check's own judgement of one polled reading: truth had the value shortly before its receipt."""
+    return truth_match(ctx, s, v, m.rx - LOOKBACK_S - lag(ctx), m.rx + 0.1)
+
+
+def _items_result(
+    spec: dict[str, Any], items: dict[str, bool], en: str, zh: str, evidence: dict[str, Any]
 ) -> CheckResult:
-    """A check judged reading by reading: no readings at all is a failure, otherwise credit in proportion."""
-    if n == 0:
-        return failed(spec["id"], spec["points"], "No readings to check", "沒有可檢查的讀值", evidence)
-    return verdict(spec["id"], spec["points"], good / n, threshold, en, zh, evidence)
+    return by_items(spec["id"], spec["points"], items, en, zh, {**evidence, "items": items})
 
 
+def _names(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n})" if len(keys) > n else "")
+
+
+# -- passive checks ---------------------------------------------------------------------------------------------------
 @check("daq.schema")
 def schema(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Every message on the telemetry topics is a strict-JSON reading valid against the published schema."""
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     validator = Draft202012Validator(ctx.lab.schema(), format_checker=FormatChecker())
     msgs = ctx.observation.messages
-    if not msgs:
-        return failed(
-            spec["id"],
-            spec["points"],
-            "No readings were published",
-            "未收到任何發布的讀值",
-            {"messages": 0, "observer_error": ctx.observation.error},
-        )
     invalid = []
     for m in msgs:
         errors = [m.parse_error] if m.parse_error else [e.message[:200] for e in validator.iter_errors(m.body)][:3]
@@ -118,280 +286,539 @@ def schema(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "payload": (m.raw or b"")[:300].decode(errors="replace"),
                 }
             )
-    n = len(msgs)
-    ok = n - len(invalid)
-    return verdict(
+    n, bad = len(msgs), len(invalid)
+    ev = {
+        "messages": n,
+        "valid": n - bad,
+        "invalid": bad,
+        "examples": invalid[:10],
+        "oversized": ctx.observation.oversized,
+        "dropped_over_cap": ctx.observation.dropped,
+    }
+    if not bad:
+        return passed(spec["id"], spec["points"], f"All {n} readings are valid", f"{n} 筆讀值全部有效", ev)
+    first = invalid[0]["errors"][0]
+    return failed(
         spec["id"],
         spec["points"],
-        ok / n,
-        1.0,
-        f"{ok} of {n} readings valid",
-        f"{n} 筆讀值中 {ok} 筆有效",
-        {
-            "messages": n,
-            "valid": ok,
-            "invalid": len(invalid),
-            "examples": invalid[:10],
-            "oversized": ctx.observation.oversized,
-            "dropped_over_cap": ctx.observation.dropped,
-        },
+        f"{bad} of {n} readings are invalid, e.g. on {invalid[0]['topic']}: {first}",
+        f"{n} 筆讀值中 {bad} 筆無效，例如 {invalid[0]['topic']}：{first}",
+        ev,
     )
 
 
 @check("daq.coverage")
 def coverage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    seen = by_stream(ctx)
-    expected = [(s["device"], s["tag"]) for s in ctx.lab.data["streams"]]
-    missing = [f"{d}/{t}" for d, t in expected if not seen.get((d, t))]
-    present = len(expected) - len(missing)
-    return verdict(
-        spec["id"],
-        spec["points"],
-        present / len(expected),
-        1.0,
-        f"{present} of {len(expected)} required streams published",
-        f"{len(expected)} 個資料流中 {present} 個有發布",
-        {
-            "expected": [f"{d}/{t}" for d, t in expected],
-            "missing": missing,
-            "counts": {f"{d}/{t}": len(v) for (d, t), v in seen.items()},
-        },
-    )
+    """Every required stream is published, on its own topic <root>/<device>/<tag>."""
+    root = str(ctx.params.get("topic_root", "telemetry"))
+    items: dict[str, bool] = {}
+    per: dict[str, Any] = {}
+    for s in ctx.lab.data["streams"]:
+        msgs = messages_of(ctx, s)
+        want = f"{root}/{s['device']}/{s['tag']}"
+        wrong = sorted({m.topic[:200] for m in msgs if m.topic != want})
+        items[name_of(s)] = bool(msgs) and not wrong
+        per[name_of(s)] = {"messages": len(msgs), "topic": want, "wrong_topics": wrong[:5]}
+    missing = [k for k, v in per.items() if not v["messages"]]
+    misplaced = [k for k, v in per.items() if v["wrong_topics"]]
+    ev = {"streams": per, "missing": missing, "wrong_topic": misplaced, "observer_error": ctx.observation.error}
+    if not prep(ctx)["any"]:
+        no_readings(ctx, spec)  # names the cause the other checks are not assessable for
+        return failed(
+            spec["id"],
+            spec["points"],
+            "No readings of any required stream were published" + _observer_note(ctx, "en"),
+            "沒有任何要求資料流的讀值被發布" + _observer_note(ctx, "zh-TW"),
+            {**ev, "items": dict.fromkeys(items, False)},
+        )
+    n, ok = len(items), sum(items.values())
+    if ok == n:
+        en, zh = f"All {n} required streams published on their topics", f"{n} 個要求的資料流皆於其主題發布"
+    else:
+        parts_en, parts_zh = [], []
+        if missing:
+            parts_en.append(f"not published: {_names(missing)}")
+            parts_zh.append(f"未發布：{_names(missing)}")
+        if misplaced:
+            parts_en.append(f"on a wrong topic: {_names(misplaced)}")
+            parts_zh.append(f"主題錯誤：{_names(misplaced)}")
+        en = f"{ok} of {n} streams published on their topics; " + "; ".join(parts_en)
+        zh = f"{n} 個資料流中 {ok} 個於其主題發布；" + "；".join(parts_zh)
+    return _items_result(spec, items, en, zh, ev)
 
 
 @check("daq.values")
 def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    seen = by_stream(ctx)
-    min_fraction = float(spec.get("params", {}).get("min_fraction", 0.95))
-    per_stream, fractions, series = {}, [], {}
+    """Each stream's values equal the plant's truth (polled: a truth sample shortly before receipt; sensors: the
+    sensor message forwarded). Per stream: every numeric reading must match; a non-number is the schema's."""
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
+    min_fraction = float(spec.get("params", {}).get("min_fraction", 1.0))
+    items: dict[str, bool] = {}
+    per: dict[str, Any] = {}
+    series: dict[str, Any] = {}
     for s in ctx.lab.data["streams"]:
-        recs = seen.get((s["device"], s["tag"]), [])
-        matched, worst = 0, []
-        points = []
-        for m, b in recs:
-            v = b.get("value")
-            if not numeric(v):
-                worst.append({"rx": m.rx, "value": repr(v)[:40], "truth": None, "error": "not a number"})
-                continue
-            ok, truth_v, truth_t = matches_truth(
-                ctx, s, float(v), m.rx - (15.0 if s["source"] == "mqtt" else LOOKBACK_S), m.rx + 0.1
-            )
-            points.append([round(m.rx, 3), v, truth_v])
-            if ok:
-                matched += 1
-            else:
-                worst.append(
-                    {
-                        "rx": m.rx,
-                        "value": v,
-                        "truth": truth_v,
-                        "error": None if truth_v is None else abs(float(v) - truth_v),
-                    }
-                )
-        frac = matched / len(recs) if recs else 0.0
-        fractions.append(frac)
-        key = f"{s['device']}/{s['tag']}"
-        per_stream[key] = {
-            "n": len(recs),
+        k = name_of(s)
+        recs = [(m, b) for m, b in readings_of(ctx, s) if numeric(b.get("value"))]
+        judged = _values_of_stream(ctx, s, recs)
+        matched = sum(1 for j in judged if j["ok"])
+        frac = matched / len(judged) if judged else 0.0
+        items[k] = bool(judged) and frac >= min_fraction
+        lookbacks = [j for j in judged if j["ok"] and j["truth_t"] is not None and j["age_s"] > 0.5]
+        bad = [j for j in judged if not j["ok"]]
+        per[k] = {
+            "n": len(judged),
             "matched": matched,
-            "fraction": round(frac, 4),
             "tolerance": s["tol"],
-            "mismatches": sorted(worst, key=lambda w: -(w["error"] or 0) if isinstance(w["error"], float) else 0)[:5],
+            "compared_with": "the sensor message forwarded" if s["source"] == "mqtt" else "truth before receipt",
+            "mismatches": sorted(bad, key=lambda j: -(j["error"] or 0.0))[:5],
+            "matched_to_earlier_truth": {
+                "count": len(lookbacks),
+                "max_age_s": round(max((j["age_s"] for j in lookbacks), default=0.0), 3),
+                "examples": sorted(lookbacks, key=lambda j: -j["age_s"])[:3],
+            },
+            "not_published": not messages_of(ctx, s),
         }
-        series[key] = points[:400]
-    all_ok = all(f >= min_fraction for f in fractions)
-    score = statistics.fmean(fractions) if fractions else 0.0
-    bad = [k for k, v in per_stream.items() if v["fraction"] < min_fraction]
-    res = verdict(
-        spec["id"],
-        spec["points"],
-        1.0 if all_ok else min(score, 0.999),
-        1.0,
-        "All streams match ground truth" if all_ok else f"Values differ from ground truth: {', '.join(bad)}",
-        "所有資料流與真值一致" if all_ok else f"數值與真值不符：{', '.join(bad)}",
-        {"min_fraction_per_stream": min_fraction, "streams": per_stream, "series": series},
-    )
-    return res
+        series[k] = [[round(j["rx"], 3), j["value"], j["truth_value"], j["truth_t"]] for j in judged[:400]]
+    wrong = [k for k, v in items.items() if not v]
+    ev = {"min_fraction_per_stream": min_fraction, "streams": per, "series": series}
+    n_readings = sum(v["n"] for v in per.values())
+    if not wrong:
+        return _items_result(
+            spec,
+            items,
+            f"All {n_readings} readings of the {len(items)} streams equal ground truth within tolerance",
+            f"{len(items)} 個資料流共 {n_readings} 筆讀值皆在容許誤差內與真值一致",
+            ev,
+        )
+    details = []
+    for k in wrong[:3]:
+        p = per[k]
+        if p["not_published"] or not p["n"]:
+            details.append(f"{k}: no numeric readings")
+            continue
+        w = p["mismatches"][0]
+        details.append(
+            f"{k}: {p['n'] - p['matched']} of {p['n']} off, e.g. {w['value']} where truth was {w['truth_value']}"
+            + (f" at {iso(w['truth_t'])}" if w["truth_t"] else "")
+        )
+    en = f"Values differ from ground truth in {len(wrong)} of {len(items)} streams: " + "; ".join(details)
+    zh = f"{len(items)} 個資料流中 {len(wrong)} 個與真值不符：" + "；".join(details)
+    return _items_result(spec, items, en, zh, ev)
+
+
+def _values_of_stream(ctx: Any, s: dict[str, Any], recs: list[tuple[Message, dict[str, Any]]]) -> list[dict[str, Any]]:
+    out = []
+    if s["source"] == "mqtt":
+        assigned = {id(m): (idx, how) for m, idx, how in sensor_assignment(ctx, s)}
+        ems = emissions_of(ctx, s["device"], s["tag"])
+    for m, b in recs:
+        v = float(b["value"])
+        if s["source"] == "mqtt":
+            idx, how = assigned.get(id(m), (None, "none"))
+            if how == "ts" and idx is not None and ems[idx]["value"] is not None:
+                tv, tt = ems[idx]["value"], ems[idx]["t"]
+                ok = abs(tv - v) <= float(s["tol"])
+            else:
+                ok, tv, tt = matches_truth(ctx, s, v, m.rx - SENSOR_LOOKBACK_S - lag(ctx), m.rx + 0.1)
+        else:
+            ok, tv, tt = value_known(ctx, s, m, v)
+        out.append(
+            {
+                "rx": m.rx,
+                "value": v,
+                "ok": ok,
+                "truth_value": tv,
+                "truth_t": tt,
+                "truth_at": iso(tt),
+                "age_s": round(m.rx - tt, 3) if tt is not None else None,
+                "error": abs(v - tv) if tv is not None else None,
+            }
+        )
+    return out
 
 
 @check("daq.period")
 def period(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    seen = by_stream(ctx)
+    """Each polled stream's median interval between messages is the candidate's period within the tolerance."""
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     want = float(ctx.params["period_s"])
     rel = float(spec.get("params", {}).get("rel_tol", 0.1))
-    per, ok = {}, 0
+    items: dict[str, bool] = {}
+    per: dict[str, Any] = {}
     for s in polled(ctx):
-        rx = [m.rx for m, _ in seen.get((s["device"], s["tag"]), [])]
+        rx = [m.rx for m in messages_of(ctx, s)]
         gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)]
         med = statistics.median(gaps) if len(gaps) >= 2 else None
-        good = med is not None and abs(med - want) <= rel * want
-        ok += good
-        per[f"{s['device']}/{s['tag']}"] = {
+        items[name_of(s)] = med is not None and abs(med - want) <= rel * want
+        per[name_of(s)] = {
             "n": len(rx),
-            "median_interval_s": med,
-            "ok": good,
+            "median_interval_s": None if med is None else round(med, 3),
             "intervals": [round(g, 3) for g in gaps[:200]],
         }
-    n = len(polled(ctx))
-    return verdict(
-        spec["id"],
-        spec["points"],
-        ok / n,
-        1.0,
-        f"{ok} of {n} polled streams at {want} s ±{rel:.0%}",
-        f"{n} 個輪詢資料流中 {ok} 個維持 {want} 秒 ±{rel:.0%}",
-        {"period_s": want, "rel_tol": rel, "streams": per},
+    ev = {"period_s": want, "rel_tol": rel, "streams": per}
+    off = [k for k, v in items.items() if not v]
+    if not off:
+        meds = [v["median_interval_s"] for v in per.values()]
+        return _items_result(
+            spec,
+            items,
+            f"All {len(items)} polled streams at {want} s ±{rel:.0%} (medians {min(meds)}–{max(meds)} s)",
+            f"{len(items)} 個輪詢資料流皆維持 {want} 秒 ±{rel:.0%}（中位數 {min(meds)}–{max(meds)} 秒）",
+            ev,
+        )
+    shown = "; ".join(f"{k}: median {per[k]['median_interval_s']} s over {per[k]['n']} messages" for k in off[:3])
+    return _items_result(
+        spec,
+        items,
+        f"{len(items) - len(off)} of {len(items)} polled streams at {want} s ±{rel:.0%}; off: {shown}",
+        f"{len(items)} 個輪詢資料流中 {len(items) - len(off)} 個維持 {want} 秒 ±{rel:.0%}；不符：{shown}",
+        ev,
     )
 
 
 @check("daq.completeness")
 def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """No missing samples: polled streams counted from the collector's first publication in the window (its real
+    start, not the host's), sensor messages each forwarded once. Messages count whatever their values."""
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     p = spec.get("params", {})
-    seen = by_stream(ctx)
     want = float(ctx.params["period_s"])
     w0, w1 = ctx.observation.window
-    per, ok, total = {}, 0, 0
+    first = prep(ctx)["first_rx"]
+    allow = lag(ctx)
+    ev: dict[str, Any] = {
+        "window": [w0, w1],
+        "first_publication": first,
+        "first_publication_after_window_start_s": round(first - w0, 3),
+        "grader_lag_allowance_s": allow,
+    }
+    observe_s = float(ctx.params.get("observe_s", w1 - w0))
+    if w1 - first < observe_s / 2:
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"The collector's first reading arrived {first - w0:.1f} s into the {w1 - w0:.0f} s window: less than "
+            "half of the window shows it working",
+            f"擷取程式的第一筆讀值在 {w1 - w0:.0f} 秒觀測窗開始後 {first - w0:.1f} 秒才到達：不足半個觀測窗",
+            ev,
+        )
+    per: dict[str, Any] = {}
+    fractions: list[float] = []
+    all_ok = True
     for s in ctx.lab.data["streams"]:
-        key = (s["device"], s["tag"])
-        recs = seen.get(key, [])
-        total += 1
         if s["source"] != "mqtt":
-            rx = [m.rx for m, _ in recs]
-            expected = (w1 - w0) / want
-            gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)]
-            max_gap = max(gaps) if gaps else None
-            frac = len(rx) / expected if expected else 0
-            good = (
-                frac >= float(p.get("polled_min_fraction", 0.95)) - 1.0 / max(expected, 1)
-                and max_gap is not None
-                and max_gap <= float(p.get("max_gap_periods", 2.5)) * want
-            )
-            per[f"{s['device']}/{s['tag']}"] = {
-                "received": len(rx),
-                "expected": round(expected, 1),
-                "fraction": round(frac, 3),
-                "max_gap_s": max_gap,
-                "ok": good,
-            }
+            frac, ok, detail = _polled_completeness(ctx, s, want, first, w1, allow, p)
         else:
-            emitted = [(t, v) for t, v in ctx.emitted_values(s["device"], s["tag"], w0, w1 - 2.0)]
-            got = [float(b["value"]) for m, b in recs if numeric(b.get("value"))]
-            forwarded = sum(1 for _, v in emitted if any(abs(v - g) <= float(s["tol"]) for g in got))
-            frac = forwarded / len(emitted) if emitted else 0.0
-            good = bool(emitted) and frac >= float(p.get("sensor_min_fraction", 0.995))
-            per[f"{s['device']}/{s['tag']}"] = {
-                "emitted": len(emitted),
-                "forwarded": forwarded,
-                "fraction": round(frac, 4),
-                "ok": good,
-            }
-        ok += good
-    return verdict(
+            frac, ok, detail = _sensor_completeness(ctx, s, first, w1, allow, p)
+        per[name_of(s)] = {**detail, "fraction": round(frac, 4), "ok": ok}
+        fractions.append(frac)
+        all_ok = all_ok and ok
+    overall = sum(fractions) / len(fractions)
+    ev["streams"] = per
+    ev["fraction"] = round(overall, 4)
+    bad = [k for k, v in per.items() if not v["ok"]]
+    if all_ok:
+        en = f"All {len(per)} streams complete ({overall:.1%} of expected samples and sensor messages, once each)"
+        zh = f"{len(per)} 個資料流皆完整（預期樣本與感測訊息之 {overall:.1%}，各一次）"
+    else:
+        shown = "; ".join(f"{k}: {per[k]['summary']}" for k in bad[:3])
+        en = f"{len(per) - len(bad)} of {len(per)} streams complete ({overall:.1%} overall); {shown}"
+        zh = f"{len(per)} 個資料流中 {len(per) - len(bad)} 個完整（整體 {overall:.1%}）；{shown}"
+    return CheckResult(
         spec["id"],
+        PASS if all_ok else FAIL,
+        spec["points"] if all_ok else 0.0,
         spec["points"],
-        ok / total,
-        1.0,
-        f"{ok} of {total} streams complete",
-        f"{total} 個資料流中 {ok} 個完整",
-        {"window": [w0, w1], "streams": per},
+        {"en": en, "zh-TW": zh},
+        ev,
+        fraction=overall,
+    )
+
+
+def _polled_completeness(
+    ctx: Any, s: dict[str, Any], want: float, first: float, w1: float, allow: float, p: dict[str, Any]
+) -> tuple[float, bool, dict[str, Any]]:
+    rx = [m.rx for m in messages_of(ctx, s) if first <= m.rx <= w1]
+    expected = (w1 - first) / want
+    if not rx:
+        return 0.0, False, {"received": 0, "expected": round(expected, 1), "summary": "not published"}
+    edges = [rx[0] - first, w1 - rx[-1]]  # a stream that starts late or stops early has a gap at the edge
+    gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)] + edges
+    max_gap = max(gaps)
+    frac = min(1.0, len(rx) / expected) if expected > 0 else 1.0
+    min_frac = float(p.get("polled_min_fraction", 0.95))
+    gap_limit = float(p.get("max_gap_periods", 2.5)) * want + allow
+    ok = frac >= min_frac - 1.0 / max(expected, 1.0) and max_gap <= gap_limit
+    summary = f"{len(rx)} of {expected:.1f} expected samples, longest gap {max_gap:.1f} s"
+    return (
+        frac,
+        ok,
+        {
+            "received": len(rx),
+            "expected": round(expected, 1),
+            "max_gap_s": round(max_gap, 3),
+            "gap_limit_s": round(gap_limit, 3),
+            "summary": summary,
+        },
+    )
+
+
+def _sensor_completeness(
+    ctx: Any, s: dict[str, Any], first: float, w1: float, allow: float, p: dict[str, Any]
+) -> tuple[float, bool, dict[str, Any]]:
+    ems = emissions_of(ctx, s["device"], s["tag"])
+    in_window = [i for i, e in enumerate(ems) if first <= e["t"] <= w1 - SENSOR_MARGIN_S - allow]
+    counts: dict[int, int] = defaultdict(int)
+    for _, idx, _how in sensor_assignment(ctx, s):
+        if idx is not None:
+            counts[idx] += 1
+    once = [i for i in in_window if counts[i] == 1]
+    missing = [i for i in in_window if counts[i] == 0]
+    dup = [i for i in in_window if counts[i] > 1]
+    if not in_window:
+        return 1.0, True, {"emitted": 0, "summary": "no sensor message emitted in the window"}
+    frac = len(once) / len(in_window)
+    ok = not dup and frac >= float(p.get("sensor_min_fraction", 0.995))
+    parts = [f"{len(once)} of {len(in_window)} forwarded once"]
+    if missing:
+        parts.append(f"{len(missing)} missing")
+    if dup:
+        parts.append(f"{len(dup)} forwarded more than once")
+    return (
+        frac,
+        ok,
+        {
+            "emitted": len(in_window),
+            "forwarded_once": len(once),
+            "missing": len(missing),
+            "duplicated": len(dup),
+            "missing_examples": [{"seq": ems[i]["seq"], "ts": ems[i]["ts"]} for i in missing[:5]],
+            "duplicate_examples": [{"seq": ems[i]["seq"], "ts": ems[i]["ts"], "times": counts[i]} for i in dup[:5]],
+            "summary": ", ".join(parts),
+        },
     )
 
 
 @check("daq.timestamps")
 def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Each reading's ts is when its value was measured (within max_error_s), never in the future, never going back.
+    Modbus: the read (the plant had the value then, or the reading was published right after it); OPC UA: the
+    value's SourceTimestamp (truth changed to that value then); MQTT: the forwarded message's own ts. Readings whose
+    ts is not in the required format are the schema check's and are not judged here."""
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     max_err = float(spec.get("params", {}).get("max_error_s", 0.5))
-    seen = by_stream(ctx)
-    n = good = 0
-    problems: list[dict[str, Any]] = []
-    non_monotonic = 0
     scans = ctx.truth("plc1.scan_time_ms")[1]
     image_age = (max(scans) / 1000.0) if scans else 0.0
+    items: dict[str, bool] = {}
+    per: dict[str, Any] = {}
+    unjudged = 0
     for s in ctx.lab.data["streams"]:
+        recs = readings_of(ctx, s)
+        judged = [(m, b, well_formed_ts(b.get("ts"))) for m, b in recs]
+        excluded = sum(1 for _, _, t in judged if t is None)
+        unjudged += excluded
+        judged = [(m, b, t) for m, b, t in judged if t is not None]
+        k = name_of(s)
+        if recs and not judged:
+            per[k] = {"n": len(recs), "judged": 0, "not_in_required_format": excluded}
+            continue  # every ts of this stream is malformed: the schema check's, not judged here
+        problems = []
         last = None
-        for m, b in seen.get((s["device"], s["tag"]), []):
-            n += 1
-            t = parse_ts(b.get("ts"))
-            if t is None:
-                problems.append(
-                    {
-                        "stream": f"{s['device']}/{s['tag']}",
-                        "ts": repr(b.get("ts"))[:60],
-                        "problem": "not RFC 3339 with offset",
-                    }
-                )
-                continue
-            if last is not None and t < last:
-                non_monotonic += 1
-                problems.append({"stream": f"{s['device']}/{s['tag']}", "ts": b["ts"], "problem": "goes backwards"})
-                last = t
-                continue
-            last = t
-            v = b.get("value")
-            lookback = 15.0 if s["source"] == "mqtt" else LOOKBACK_S
-            value_known = numeric(v) and matches_truth(ctx, s, float(v), m.rx - lookback, m.rx + 0.1)[0]
-            if value_known:
-                # the plant really had this value (within tolerance) within ±max_err of the stated time; PLC-1 serves
-                # its last scan's image, so its own scan time is allowed on top (staleness is production impact's)
-                age = image_age if s["device"] == "plc1" else 0.0
-                ok = matches_truth(ctx, s, float(v), t - max_err - age, t + max_err)[0]
-            else:
-                # a wrong value is the values check's business; here only: is the time plausible for its receipt?
-                ok = m.rx - lookback - max_err <= t <= m.rx + max_err
-            if ok:
-                good += 1
-            else:
-                near = matches_truth(ctx, s, float(v), t - 5.0, t + 5.0) if numeric(v) else (False, None, None)
-                problems.append(
-                    {
-                        "stream": f"{s['device']}/{s['tag']}",
-                        "ts": b["ts"],
-                        "receive_time": round(m.rx, 3),
-                        "problem": f"the plant had no such value within ±{max_err} s of ts"
-                        + (f"; nearest match at {near[2] - t:+.3f} s" if near[0] and near[2] is not None else ""),
-                    }
-                )
-    return per_reading_verdict(
+        for m, b, t in judged:
+            why = _ts_problem(ctx, s, m, b, t, max_err, image_age)
+            if why is None and last is not None and t < last - 1e-6:
+                why = {"problem": f"goes backwards from {iso(last)}"}
+            last = t if last is None else max(last, t)
+            if why:
+                problems.append({"ts": b.get("ts"), "rx": round(m.rx, 3), "received_at": iso(m.rx), **why})
+        items[k] = bool(judged) and not problems
+        per[k] = {
+            "n": len(recs),
+            "judged": len(judged),
+            "accurate": len(judged) - len(problems),
+            "not_in_required_format": excluded,
+            "problems": problems[:5],
+            "not_published": not recs,
+        }
+    ev = {"max_error_s": max_err, "grader_lag_allowance_s": lag(ctx), "streams": per, "not_judged": unjudged}
+    if not items:
+        ctx.block(
+            TS_FORMAT_CAUSE,
+            "no timestamp is RFC 3339 with a UTC offset and milliseconds",
+            "沒有任何時間戳記為含 UTC 時差與毫秒之 RFC 3339",
+            "daq.schema",
+        )
+        return ctx.blocked(spec, TS_FORMAT_CAUSE, ev)
+    wrong = [k for k, v in items.items() if not v]
+    n_judged = sum(v.get("judged", 0) for v in per.values())
+    note_en = f" ({unjudged} readings not in the required format were left to daq.schema)" if unjudged else ""
+    note_zh = f"（{unjudged} 筆格式不符之讀值由 daq.schema 判定）" if unjudged else ""
+    if not wrong:
+        return _items_result(
+            spec,
+            items,
+            f"All {n_judged} timestamps of {len(items)} streams are within {max_err} s of the measurement" + note_en,
+            f"{len(items)} 個資料流共 {n_judged} 個時間戳記皆在量測時間 {max_err} 秒內" + note_zh,
+            ev,
+        )
+    shown = []
+    for k in wrong[:3]:
+        p = per[k]
+        if p.get("not_published"):
+            shown.append(f"{k}: not published")
+        else:
+            shown.append(
+                f"{k}: {len(p['problems'])} of {p['judged']}, e.g. ts {p['problems'][0]['ts']}: "
+                f"{p['problems'][0]['problem']}"
+            )
+    return _items_result(
         spec,
-        good,
-        n,
-        0.99,
-        f"{good} of {n} timestamps accurate within {max_err} s",
-        f"{n} 個時間戳記中 {good} 個在 {max_err} 秒內",
-        {
-            "max_error_s": max_err,
-            "checked": n,
-            "accurate": good,
-            "non_monotonic": non_monotonic,
-            "examples": problems[:10],
-        },
+        items,
+        f"Timestamps are wrong in {len(wrong)} of {len(items)} streams: " + "; ".join(shown) + note_en,
+        f"{len(items)} 個資料流中 {len(wrong)} 個時間戳記有誤：" + "；".join(shown) + note_zh,
+        ev,
     )
+
+
+def _ts_problem(
+    ctx: Any, s: dict[str, Any], m: Message, b: dict[str, Any], t: float, max_err: float, image_age: float
+) -> dict[str, Any] | None:
+    """None when the timestamp is right, else what is wrong with it (in words, with the times compared)."""
+    if t > m.rx + max_err:
+        return {"problem": f"in the future: {t - m.rx:.3f} s after the grader received it"}
+    v = b.get("value")
+    if s["source"] == "mqtt":
+        return _sensor_ts_problem(ctx, s, m, t, max_err)
+    known, _tv, _tt = value_known(ctx, s, m, float(v)) if numeric(v) else (False, None, None)
+    if s["source"] == "opcua":
+        if not known:
+            return None  # a wrong value is the values check's; its ts is only checked for plausibility
+        ok, change_t = _change_near(ctx, s, float(v), t, max_err)
+        if ok or _held_since_before_window(ctx, s, float(v), t, m.rx, max_err):
+            return None
+        change_t = change_t or _last_change(ctx, s, float(v), m.rx)
+        where = f"; it last changed to it at {iso(change_t)} ({t - change_t:+.3f} s from ts)" if change_t else ""
+        return {
+            "problem": f"not the value's SourceTimestamp: the value did not change to {v} within ±{max_err} s{where}"
+        }
+    # modbus: the time of the read. Right when the reading was published right after it, or the plant had the value
+    # then (PLC-1 serves its last scan's image: its scan time is allowed on top)
+    if m.rx - (max_err + PUBLISH_LATENCY_S + lag(ctx)) <= t:
+        return None
+    if known:
+        age = image_age if s["device"] == "plc1" else 0.0
+        if truth_match(ctx, s, float(v), t - max_err - age, t + max_err)[0]:
+            return None
+    return {
+        "problem": f"{m.rx - t:.3f} s before the grader received it"
+        + (" and the plant did not have this value then" if known else "")
+    }
+
+
+def _change_near(ctx: Any, s: dict[str, Any], v: float, t: float, max_err: float) -> tuple[bool, float | None]:
+    """Did the truth change to v within ±max_err of t? (ok, the latest change to v found before t + max_err)."""
+    tol = float(s["tol"])
+    ts, vs = ctx.truth_range(s["truth"], t - max_err - 1.0, t + max_err)
+    lo, hi = bisect.bisect_left(ts, t - max_err - 1.0), bisect.bisect_right(ts, t + max_err)
+    latest = None
+    for i in range(max(lo, 1), hi):
+        if abs(vs[i] - v) <= tol and abs(vs[i - 1] - v) > tol:
+            latest = ts[i]
+            if abs(ts[i] - t) <= max_err:
+                return True, ts[i]
+    return False, latest
+
+
+def _held_since_before_window(ctx: Any, s: dict[str, Any], v: float, t: float, rx: float, max_err: float) -> bool:
+    """A SourceTimestamp from before the window for a value the plant held from then until the reading: what PLC-2
+    serves after a restart while the value stands still (it stamps the value when it acquires it). A collector's own
+    read times are never before the window."""
+    w0 = ctx.observation.window[0]
+    if t > w0 - max_err:
+        return False
+    ts, vs = ctx.truth(s["truth"])
+    i0, i1 = bisect.bisect_left(ts, max(t + max_err, ts[0] if ts else t)), bisect.bisect_right(ts, rx)
+    tol = float(s["tol"])
+    return i1 > i0 and all(abs(vs[i] - v) <= tol for i in range(i0, i1))
+
+
+def _last_change(ctx: Any, s: dict[str, Any], v: float, rx: float) -> float | None:
+    """For the evidence: when the truth last changed to v before rx (within the window's truth)."""
+    ts, vs = ctx.truth(s["truth"])
+    tol = float(s["tol"])
+    for i in range(bisect.bisect_right(ts, rx) - 1, 0, -1):
+        if abs(vs[i] - v) <= tol and abs(vs[i - 1] - v) > tol:
+            return ts[i]
+    return None
+
+
+def _sensor_ts_problem(ctx: Any, s: dict[str, Any], m: Message, t: float, max_err: float) -> dict[str, Any] | None:
+    ems = emissions_of(ctx, s["device"], s["tag"])
+    assigned = {id(x): (idx, how) for x, idx, how in sensor_assignment(ctx, s)}
+    idx, how = assigned.get(id(m), (None, "none"))
+    if idx is None:  # neither its ts nor its value is a sensor message's: the latest message before receipt
+        times = [e["t"] for e in ems]
+        i = bisect.bisect_right(times, m.rx + 0.1) - 1
+        if i < 0 or ems[i]["t"] < m.rx - SENSOR_LOOKBACK_S - lag(ctx):
+            return {"problem": "no sensor message was emitted shortly before it was received"}
+        idx = i
+    e = ems[idx]
+    if abs(t - e["t"]) <= max_err:
+        return None
+    return {"problem": f"the sensor message (seq {e['seq']}) has ts {e['ts']}: {t - e['t']:+.3f} s off"}
 
 
 @check("daq.units")
 def units(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    seen = by_stream(ctx)
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     n = good = 0
     wrong: dict[str, Any] = {}
     for s in ctx.lab.data["streams"]:
-        for _, b in seen.get((s["device"], s["tag"]), []):
+        for _, b in readings_of(ctx, s):
             n += 1
             if b.get("unit") == s["unit"]:
                 good += 1
             else:
-                wrong[f"{s['device']}/{s['tag']}"] = {"expected": s["unit"], "got": repr(b.get("unit"))[:40]}
-    return per_reading_verdict(
-        spec,
-        good,
-        n,
-        1.0,
-        f"{good} of {n} readings carry the documented unit",
-        f"{n} 筆讀值中 {good} 筆單位正確",
-        {"wrong": wrong},
+                wrong[name_of(s)] = {"expected": s["unit"], "got": repr(b.get("unit"))[:40]}
+    ev = {"readings": n, "right_unit": good, "wrong": wrong}
+    if n and good == n:
+        return passed(
+            spec["id"], spec["points"], f"All {n} readings carry the documented unit", f"{n} 筆讀值單位皆正確", ev
+        )
+    if not n:
+        return failed(spec["id"], spec["points"], "No reading is a JSON object", "沒有任何讀值為 JSON 物件", ev)
+    shown = "; ".join(f"{k}: {v['got']} instead of {v['expected']!r}" for k, v in list(wrong.items())[:3])
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"{n - good} of {n} readings carry a wrong unit: {shown}",
+        f"{n} 筆讀值中 {n - good} 筆單位錯誤：{shown}",
+        ev,
     )
 
 
 @check("daq.storage")
 def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Every published reading is stored identically (device, tag, value, ts) in the readings table."""
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     p = spec.get("params", {})
     path = ctx.db_path
     ev: dict[str, Any] = {"path": str(path)}
@@ -420,57 +847,86 @@ def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return (str(device), str(tag), round(float(value), 9) if numeric(value) else repr(value), str(ts))
 
     stored = {key(*r) for r in rows}
-    published = [key(b.get("device"), b.get("tag"), b.get("value"), b.get("ts")) for _, b in readings(ctx)]
+    published = [
+        key(b.get("device"), b.get("tag"), b.get("value"), b.get("ts"))
+        for m in ctx.observation.messages
+        if isinstance((b := m.body), dict)
+    ]
     if not published:
-        return failed(spec["id"], spec["points"], "Nothing was published to compare", "沒有已發布的讀值可比對", ev)
+        return failed(spec["id"], spec["points"], "No valid reading was published", "沒有有效的已發布讀值", ev)
     found = sum(1 for k in published if k in stored)
     missing = [k for k in published if k not in stored][:10]
     ev.update(
         {"rows": len(rows), "published": len(published), "stored_of_published": found, "missing_examples": missing}
     )
-    return verdict(
+    frac = found / len(published)
+    threshold = float(p.get("min_fraction", 0.99))
+    en = f"{found} of {len(published)} published readings are stored identically ({len(rows)} rows)"
+    zh = f"{len(published)} 筆已發布讀值中 {found} 筆完全相同地儲存（共 {len(rows)} 列）"
+    ok = frac >= threshold
+    return CheckResult(
         spec["id"],
+        PASS if ok else FAIL,
+        spec["points"] if ok else 0.0,
         spec["points"],
-        found / len(published),
-        float(p.get("min_fraction", 0.99)),
-        f"{found} of {len(published)} published readings stored identically",
-        f"{len(published)} 筆已發布讀值中 {found} 筆完全相同地儲存",
+        {"en": en, "zh-TW": zh},
         ev,
+        fraction=frac,
     )
 
 
 @check("daq.production_impact")
 def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """PLC-1's total load stayed within its budget and its scan time unaffected, while the collector really acquired
+    from it (requests from the workstation address and PLC-1 readings published): no work, no "no harm" points."""
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
     budget = float(ctx.params["request_budget_rps"])
     base = float(ctx.plant_info["params"]["devices"]["plc1"]["base_scan_ms"])
     t_load, load = ctx.truth("plc1.load_rps")
-    t_scan, scan = ctx.truth("plc1.scan_time_ms")
+    _t_scan, scan = ctx.truth("plc1.scan_time_ms")
     max_load = max(load) if load else None
     max_scan = max(scan) if scan else None
     ws = ctx.sheet["network"]["workstation"]
     before = ctx.status_start["fw1"]["requests_by_source"].get(ws, {}).get("plc1", 0)
     after = ctx.status_end["fw1"]["requests_by_source"].get(ws, {}).get("plc1", 0)
     w0, w1 = ctx.observation.window
+    plc1_readings = sum(len(readings_of(ctx, s)) for s in ctx.lab.data["streams"] if s["device"] == "plc1")
     ev = {
         "budget_rps": budget,
         "max_total_load_rps": max_load,
         "base_scan_ms": base,
         "max_scan_ms": max_scan,
+        "workstation": ws,
         "workstation_requests_to_plc1": after - before,
         "workstation_rps": round((after - before) / max(w1 - w0, 1e-9), 2),
+        "plc1_readings_published": plc1_readings,
         "load_series": [[round(t, 1), v] for t, v in zip(t_load[::10], load[::10], strict=False)],
     }
+    if after - before <= 0 or not plc1_readings:
+        why_en = (
+            f"no Modbus request from the workstation address {ws} reached PLC-1"
+            if after - before <= 0
+            else "no PLC-1 reading was published"
+        )
+        why_zh = f"工作站位址 {ws} 沒有任何 Modbus 請求到達 PLC-1" if after - before <= 0 else "沒有發布任何 PLC-1 讀值"
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"No acquisition from PLC-1 during the window ({why_en}): there was no work whose impact could be judged",
+            f"觀測期間未自 PLC-1 擷取（{why_zh}）：沒有可評估影響的擷取工作",
+            ev,
+        )
     ok = max_load is not None and max_load <= budget and max_scan is not None and max_scan <= base * 1.25
     if ok:
-        return CheckResult(
+        return passed(
             spec["id"],
-            "pass",
             spec["points"],
-            spec["points"],
-            {
-                "en": f"PLC-1 load peaked at {max_load:.1f} req/s (budget {budget:.0f}); scan time unaffected",
-                "zh-TW": f"PLC-1 負載峰值 {max_load:.1f} 請求/秒（預算 {budget:.0f}）；掃描時間未受影響",
-            },
+            f"While acquiring ({after - before} requests from {ws}), PLC-1's load peaked at {max_load:.1f} req/s "
+            f"(budget {budget:.0f}) and its scan time at {max_scan:.0f} ms (base {base:.0f})",
+            f"擷取期間（{ws} 共 {after - before} 個請求）PLC-1 負載峰值 {max_load:.1f} 請求/秒（預算 {budget:.0f}），"
+            f"掃描時間最高 {max_scan:.0f} 毫秒（基準 {base:.0f}）",
             ev,
         )
     return failed(
@@ -480,3 +936,229 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         f"PLC-1 負載峰值 {max_load} 請求/秒（預算 {budget:.0f}）；掃描時間最高 {max_scan} 毫秒（基準 {base}）",
         ev,
     )
+
+
+# -- active checks: they judge while the collector still runs, and their verdicts are recorded for replays ----------
+@check("daq.delivery")
+async def delivery(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Every reading was published with QoS 1 and not retained, as observed (MQTT 5: QoS 2 subscription, Retain As
+    Published). Active only so that its verdict is recorded: the flags are not part of a recording."""
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
+    obs = ctx.observation
+    lab_keys = {key_of(s) for s in ctx.lab.data["streams"]}
+    msgs = [m for m in obs.messages if stream_of(m) in lab_keys]
+    qos: dict[str, int] = defaultdict(int)
+    retained = 0
+    examples = []
+    for m in msgs:
+        qos[str(m.qos)] += 1
+        if m.retain:
+            retained += 1
+        if (m.qos != 1 or m.retain) and len(examples) < 10:
+            examples.append({"topic": m.topic[:200], "received_at": iso(m.rx), "qos": m.qos, "retain": m.retain})
+    ev = {"messages": len(msgs), "qos": dict(qos), "retained": retained, "examples": examples, "mqtt": obs.protocol}
+    if obs.protocol != 5:
+        return not_assessable(
+            spec["id"],
+            spec["points"],
+            "observer-without-mqtt5",
+            "the broker did not accept the grader's MQTT 5 subscription, so retain flags could not be observed",
+            "代理伺服器不接受評分程式的 MQTT 5 訂閱，無法觀察保留旗標",
+            ev,
+        )
+    wrong_qos = len(msgs) - qos.get("1", 0)
+    if not wrong_qos and not retained:
+        return passed(
+            spec["id"],
+            spec["points"],
+            f"All {len(msgs)} readings were published with QoS 1 and not retained",
+            f"{len(msgs)} 筆讀值皆以 QoS 1 且不保留發布",
+            ev,
+        )
+    parts_en, parts_zh = [], []
+    if wrong_qos:
+        seen = ", ".join(f"QoS {q}: {n}" for q, n in sorted(qos.items()))
+        parts_en.append(f"{wrong_qos} not with QoS 1 ({seen})")
+        parts_zh.append(f"{wrong_qos} 筆非 QoS 1（{seen}）")
+    if retained:
+        parts_en.append(f"{retained} published retained")
+        parts_zh.append(f"{retained} 筆以保留旗標發布")
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"Of {len(msgs)} readings, " + " and ".join(parts_en),
+        f"{len(msgs)} 筆讀值中，" + "，".join(parts_zh),
+        ev,
+    )
+
+
+@check("daq.commit")
+async def commit(ctx: Any, spec: dict[str, Any]) -> CheckResult:
+    """Readings become visible in the database within about a second of their publication: while the collector
+    still runs, the grader subscribes again and reads the database (read-only) every 0.1 s; around every reading
+    published in the probe the visible content must grow (from just before it to `deadline_s` after it)."""
+    if overloaded(ctx):
+        return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
+    blocked = no_readings(ctx, spec)
+    if blocked:
+        return blocked
+    p = spec.get("params", {})
+    deadline = float(p.get("deadline_s", 1.5))
+    probe_s = float(ctx.params["period_s"]) + deadline + float(p.get("extra_s", 1.0))
+    path = ctx.db_path
+    sampler = DbSampler(path, float(p.get("sample_every_s", 0.1)))
+    sampler.start()
+    try:
+        seen = await _subscribe_for(ctx, probe_s)
+    finally:
+        sampler.stop()
+    samples = sampler.samples
+    ev: dict[str, Any] = {
+        "path": str(path),
+        "deadline_s": deadline,
+        "probe_s": round(probe_s, 2),
+        "samples": len(samples),
+        "published_during_probe": len(seen),
+        "max_sample_interval_s": round(sampler.max_interval(), 3),
+    }
+    states = [s for s in samples if s[1] is not None]
+    if not states:
+        ev["database_errors"] = sorted({s[2] for s in samples if s[2]})[:3]
+        ctx.block(
+            NO_DATABASE,
+            f"no readable database with a readings table at {ctx.params['db_path']} while the collector ran",
+            f"擷取程式執行期間 {ctx.params['db_path']} 沒有可讀且含 readings 表的資料庫",
+            "daq.storage",
+        )
+        return ctx.blocked(spec, NO_DATABASE, ev)
+    if sampler.max_interval() > float(p.get("max_sample_interval_s", 0.6)):
+        return ctx.blocked(spec, GRADER_OVERLOADED, {**ev, "why": "the grader could not read the database on time"})
+    slack = float(p.get("publish_slack_s", 0.3)) + lag(ctx)
+    t_start, t_end = samples[0][0], samples[-1][0]
+    judged, late = [], []
+    for rx, topic in seen:
+        if not (t_start + slack + 0.1 <= rx <= t_end - deadline):
+            continue
+        before = [n for t, n, _ in states if t <= rx - slack]
+        after = [n for t, n, _ in states if rx - slack < t <= rx + deadline]
+        if not before:
+            continue
+        judged.append(rx)
+        if not after or max(after) <= before[-1]:
+            late.append({"topic": topic, "published_at": iso(rx), "rows_visible": before[-1]})
+    ev.update({"judged": len(judged), "late": len(late), "late_examples": late[:5]})
+    ev["visible_rows"] = [[round(t - t_start, 2), n] for t, n, _ in states[:: max(1, len(states) // 60)]]
+    if not judged:
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"No reading was published during the {probe_s:.1f} s commit probe: commits could not be seen",
+            f"提交探測的 {probe_s:.1f} 秒內沒有任何讀值發布：無法觀察提交",
+            ev,
+        )
+    if not late:
+        return passed(
+            spec["id"],
+            spec["points"],
+            f"All {len(judged)} readings published during the probe were visible in the database within {deadline} s",
+            f"探測期間發布的 {len(judged)} 筆讀值皆在 {deadline} 秒內出現在資料庫中",
+            ev,
+        )
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"{len(late)} of {len(judged)} readings published during the probe were not visible in the database "
+        f"{deadline} s later (rows visible stayed at {late[0]['rows_visible']})",
+        f"探測期間發布的 {len(judged)} 筆讀值中 {len(late)} 筆在 {deadline} 秒後仍未出現在資料庫中"
+        f"（可見列數停在 {late[0]['rows_visible']}）",
+        ev,
+    )
+
+
+async def _subscribe_for(ctx: Any, seconds: float) -> list[tuple[float, str]]:
+    """(receive time, topic) of readings published during `seconds`, from a fresh subscription (MQTT 5, live only)."""
+    import aiomqtt
+
+    obs_spec = next((o for o in ctx.lab.data.get("observers", []) if o["kind"] == "mqtt_telemetry"), {})
+    topic = obs_spec.get("topic", f"{ctx.params.get('topic_root', 'telemetry')}/#")
+    lab_keys = {key_of(s) for s in ctx.lab.data["streams"]}
+    out: list[tuple[float, str]] = []
+    protocol = ctx.observation.protocol or 5
+    try:
+        async with aiomqtt.Client(
+            ctx.sheet["mqtt"]["host"],
+            int(ctx.sheet["mqtt"]["port"]),
+            identifier=f"aiotlab-grader-commit-{ctx.candidate}",
+            timeout=5,
+            protocol=aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311,
+            max_queued_incoming_messages=20000,
+        ) as client:
+            await client.subscribe(topic, **subscribe_options(protocol))
+            try:
+                async with asyncio.timeout(seconds):
+                    async for msg in client.messages:
+                        raw = bytes(msg.payload or b"")
+                        m = parse_into(Message(str(msg.topic), time.time(), raw[:65536], len(raw)), 65536)
+                        if stream_of(m) in lab_keys and len(out) < 20000:
+                            out.append((m.rx, m.topic[:200]))
+            except TimeoutError:
+                pass
+    except aiomqtt.MqttError:
+        pass
+    return out
+
+
+class DbSampler:
+    """Reads the candidate's database read-only on a thread of its own: (time, max rowid of readings or None, error)."""
+
+    def __init__(self, path: Path, every: float) -> None:
+        self.path, self.every = path, every
+        self.samples: list[tuple[float, int | None, str | None]] = []
+        self._stop = threading.Event()
+        self._count = False
+        self._thread = threading.Thread(target=self._run, name="daq-commit-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def max_interval(self) -> float:
+        ts = [s[0] for s in self.samples]
+        return max((b - a for a, b in zip(ts, ts[1:], strict=False)), default=0.0)
+
+    def _rows(self, db: sqlite3.Connection) -> int:
+        """How far the visible content has grown: max(rowid), or count(*) for a table without rowids."""
+        if not self._count:
+            try:
+                return int(db.execute("SELECT max(rowid) FROM readings").fetchone()[0] or 0)
+            except sqlite3.OperationalError as exc:
+                if "rowid" not in str(exc):
+                    raise
+                self._count = True
+        return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+    def _run(self) -> None:
+        db = None
+        while not self._stop.is_set():
+            n, err = None, None
+            try:
+                if db is None:
+                    if not self.path.is_file():
+                        raise sqlite3.OperationalError("no database file")
+                    db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=0.5, check_same_thread=False)
+                    db.execute("PRAGMA query_only=1")
+                n = self._rows(db)
+            except sqlite3.Error as exc:
+                err = str(exc)[:120]
+                if db is not None:
+                    db.close()
+                    db = None
+            self.samples.append((time.time(), n, err))
+            self._stop.wait(self.every)
+        if db is not None:
+            db.close()

@@ -1,6 +1,6 @@
 """Hostile solution: garbage of every kind on the telemetry topics and a 'database' that is not one.
 
-Never polls PLC-1, so the production-impact check must still pass: one bad output must not spoil the others.
+Never polls PLC-1: the production-impact check fails too, since doing nothing earns no "does no harm" points.
 """
 
 import json

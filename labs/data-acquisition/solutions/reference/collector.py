@@ -2,6 +2,8 @@
 
 One block read per Modbus device per period (well inside PLC-1's budget), one OPC UA Read for both nodes, every
 sensor message forwarded; each reading published to telemetry/<device>/<tag> and stored in SQLite.
+Commits at least once a second (a committer task), publishes QoS 1 not retained, timestamps RFC 3339 UTC with
+milliseconds (OPC UA: the value's SourceTimestamp, MQTT: the sensor message's own ts).
 `--flaw NAME` injects one deliberate mistake: the flawed solutions of this lab are this program plus one flaw.
 `--secure` is the secure-pipeline lab's variant: MQTT over TLS and OPC UA SignAndEncrypt with the collector's
 issued accounts (from the lab parameters), and data at rest readable by its owner only.
@@ -41,14 +43,38 @@ UNITS = {
 }
 OPCUA_TAGS = ["Heater.Temperature", "FillingLine.GoodCount"]
 SENSOR_FIELDS = {"vib-01": "vrms_mm_s", "env-01": "temp_c"}
-FLAWS = ("word-order", "scale", "missed-samples", "schema-timestamps", "over-polling", "world-readable-db")
+FLAWS = (
+    "word-order",
+    "scale",
+    "missed-samples",
+    "schema-timestamps",
+    "over-polling",
+    "world-readable-db",
+    "retained",
+    "commit-at-shutdown",
+    "duplicate-sensors",
+    "no-milliseconds",
+    "opcua-read-time",
+    "nan",
+    "rounding",
+    "topic",
+    "fast-period",
+    "unit-symbol",
+    "storage-ts",
+)
+NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
+
+
+def rfc3339(t: dt.datetime, flaw: str | None) -> str:
+    if flaw == "no-milliseconds":  # valid RFC 3339, but whole seconds: the brief asks for milliseconds
+        return t.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now_ts(flaw: str | None) -> str:
-    t = dt.datetime.now(dt.UTC)
     if flaw == "schema-timestamps":  # the classic mistake: local wall time without an offset
         return dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(dt.datetime.now(dt.UTC), flaw)
 
 
 def decode(tag: dict[str, Any], words: list[int], flaw: str | None) -> float:
@@ -75,29 +101,43 @@ def decode(tag: dict[str, Any], words: list[int], flaw: str | None) -> float:
 class Sink:
     """Publish and store each reading (same JSON, same ts)."""
 
-    def __init__(self, mqtt: aiomqtt.Client, db: sqlite3.Connection, root: str) -> None:
-        self.mqtt, self.db, self.root = mqtt, db, root
+    def __init__(self, mqtt: aiomqtt.Client, db: sqlite3.Connection, root: str, flaw: str | None = None) -> None:
+        self.mqtt, self.db, self.root, self.flaw = mqtt, db, root, flaw
         self.pending = 0
 
     async def emit(self, device: str, tag: str, value: float, ts: str, source: str) -> None:
         if not math.isfinite(value):
             return  # not a reading: JSON cannot carry it and the brief says not to publish what was not read
-        reading = {
-            "device": device,
-            "tag": tag,
-            "value": value,
-            "unit": UNITS[tag],
-            "quality": "good",
-            "ts": ts,
-            "source": source,
-        }
-        await self.mqtt.publish(f"{self.root}/{device}/{tag}", json.dumps(reading).encode(), qos=1)
+        if self.flaw == "rounding":  # "two decimals is enough": below the resolution of most streams
+            value = round(value, 2)
+        unit = "°C" if self.flaw == "unit-symbol" and UNITS[tag] == "degC" else UNITS[tag]
+        reading = {"device": device, "tag": tag, "value": value, "unit": unit, "quality": "good", "ts": ts}
+        reading["source"] = source
+        retain = self.flaw == "retained"  # a new subscriber would get a stale reading as if it were current
+        await self.mqtt.publish(self.topic(device, tag), json.dumps(reading).encode(), qos=1, retain=retain)
+        stored_ts: str | float = ts
+        if self.flaw == "storage-ts":  # "epoch seconds sort better": no longer the published string
+            stored_ts = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
         self.db.execute(
-            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", (device, tag, value, UNITS[tag], "good", ts, source)
+            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", (device, tag, value, unit, "good", stored_ts, source)
         )
         self.pending += 1
 
-    def commit(self) -> None:
+    def topic(self, device: str, tag: str) -> str:
+        if self.flaw == "topic":  # "Heater.Temperature" made two topic levels
+            return f"{self.root}/{device}/{tag.replace('.', '/')}"
+        return f"{self.root}/{device}/{tag}"
+
+    async def emit_failed_read(self, device: str, tag: str, ts: str, source: str) -> None:
+        """Flaw "nan": a failed read published as {"value": NaN, "quality": "bad"} instead of not at all (Python's
+        json writes the non-JSON token NaN). Not stored: the column is REAL NOT NULL."""
+        reading = {"device": device, "tag": tag, "value": float("nan"), "unit": UNITS[tag], "quality": "bad"}
+        reading.update({"ts": ts, "source": source})
+        await self.mqtt.publish(self.topic(device, tag), json.dumps(reading).encode(), qos=1)
+
+    def commit(self, final: bool = False) -> None:
+        if self.flaw == "commit-at-shutdown" and not final:
+            return  # one long transaction: nothing is visible in the database until the collector stops
         if self.pending:
             self.db.commit()
             self.pending = 0
@@ -189,7 +229,7 @@ async def run(args: argparse.Namespace) -> None:
         bind_address=ws,
         **secure,
     ) as mqtt:
-        sink = Sink(mqtt, db, args.topic_root)
+        sink = Sink(mqtt, db, args.topic_root, flaw)
         for node in SENSOR_FIELDS:
             await mqtt.subscribe(f"{m['topic_root']}/{node}/data", qos=1)
 
@@ -205,8 +245,14 @@ async def run(args: argparse.Namespace) -> None:
                 if flaw == "missed-samples" and n % 3 == 0:
                     continue
                 node = body["node"]
-                ts = now_ts(flaw) if flaw == "schema-timestamps" else body["ts"]
+                ts = body["ts"]
+                if flaw == "schema-timestamps":
+                    ts = now_ts(flaw)
+                elif flaw == "no-milliseconds":  # re-formatted by the collector's one formatter
+                    ts = rfc3339(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")), flaw)
                 await sink.emit(node, SENSOR_FIELDS[node], body[SENSOR_FIELDS[node]], ts, "mqtt")
+                if flaw == "duplicate-sensors":  # e.g. subscribed twice (data topic and a wildcard): sent twice
+                    await sink.emit(node, SENSOR_FIELDS[node], body[SENSOR_FIELDS[node]], ts, "mqtt")
 
         async def hammer() -> None:  # over-polling: keeps PLC-1 busy between periods, on a second connection
             extra = AsyncModbusTcpClient(
@@ -228,30 +274,34 @@ async def run(args: argparse.Namespace) -> None:
                     if not skip:
                         for name, value, ts in readings:
                             await sink.emit(device, name, value, ts, "modbus")
+                read_at = now_ts(flaw)
                 values = await ua.read_attributes(ua_nodes)
                 if not skip:
                     for tag, dv in zip(OPCUA_TAGS, values, strict=True):
-                        ts = (
-                            now_ts(flaw)
-                            if flaw == "schema-timestamps"
-                            else (
-                                dv.SourceTimestamp.replace(tzinfo=dt.UTC)
-                                .isoformat(timespec="milliseconds")
-                                .replace("+00:00", "Z")
-                            )
-                        )
+                        if flaw in ("schema-timestamps", "opcua-read-time"):  # the read time, not SourceTimestamp
+                            ts = read_at
+                        else:
+                            ts = rfc3339(dv.SourceTimestamp.replace(tzinfo=dt.UTC), flaw)
+                        if flaw == "nan" and tag == "Heater.Temperature" and cycle % NAN_EVERY == 0:
+                            await sink.emit_failed_read("plc2", tag, ts, "opcua")
+                            continue
                         await sink.emit("plc2", tag, float(dv.Value.Value), ts, "opcua")
                 sink.commit()
-                next_at += args.period
+                next_at += args.period / 2 if flaw == "fast-period" else args.period
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
 
-        tasks = [asyncio.create_task(sensors()), asyncio.create_task(polled())]
+        async def committer() -> None:  # sensor messages arrive between polls: commit at least once a second
+            while True:
+                await asyncio.sleep(0.5)
+                sink.commit()
+
+        tasks = [asyncio.create_task(sensors()), asyncio.create_task(polled()), asyncio.create_task(committer())]
         if flaw == "over-polling":
             tasks.append(asyncio.create_task(hammer()))
         await stop.wait()
         for t in tasks:
             t.cancel()
-        sink.commit()
+        sink.commit(final=True)
     await ua.disconnect()
     for c in mb.values():
         c.close()
