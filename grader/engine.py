@@ -81,7 +81,10 @@ class GradeContext:
                 "評分程式觀測期間延遲（非考生之過）",
             )
         else:
-            b = self.blockers.get(cause, {"en": cause, "zh-TW": cause})
+            b = self.blockers.get(cause) or {
+                "en": f"a probe the check needs was inconclusive ({cause}); its evidence says what came back",
+                "zh-TW": f"檢查所需的探測結果無法判定（{cause}）；回應內容見證據",
+            }
             en, zh = b["en"], b["zh-TW"]
         return not_assessable(spec["id"], spec["points"], cause, en, zh, {"blocked_by": cause, **(evidence or {})})
 

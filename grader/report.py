@@ -129,7 +129,11 @@ def not_assessable_causes(run: GradeRun, checks: list[dict[str, Any]]) -> list[d
             }
             owner = None
         else:
-            b = run.blockers.get(cause, {"en": cause, "zh-TW": cause})
+            b = run.blockers.get(cause) or {
+                "en": f"a probe was inconclusive ({cause}): neither the candidate's defect nor the host's lag was shown; "
+                "re-grade, and see the checks' evidence",
+                "zh-TW": f"探測結果無法判定（{cause}）：既非考生缺失亦非主機延遲所致；請重新評分並查看證據",
+            }
             text, owner = {"en": b["en"], "zh-TW": b["zh-TW"]}, b.get("check")
         out.append(
             {

@@ -274,3 +274,23 @@ roles:
         asyncio.run(as_user(mallory))
     audit = (p.dir / "logs" / "plc2-audit.jsonl").read_text()
     assert '"method": "x509", "result": "ok"' in audit and '"method": "x509", "result": "denied"' in audit
+
+
+def test_every_standard_policy_maps_to_an_asyncua_class() -> None:
+    """A plant's endpoint names its policy by URI fragment (Aes128_Sha256_RsaOaep); the grader's sessions must
+    find asyncua's class for every policy a brief allows, whichever the candidate lists first."""
+    from asyncua.crypto import security_policies as sp
+    from asyncua.ua import SecurityPolicyType
+
+    from aiotlab.grader.probes.opcua import asyncua_policy, policy_name
+
+    for uri in (
+        "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256",
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes128_Sha256_RsaOaep",
+        "http://opcfoundation.org/UA/SecurityPolicy#Aes256_Sha256_RsaPss",
+    ):
+        assert hasattr(sp, "SecurityPolicy" + asyncua_policy(policy_name(uri))), uri
+    assert {t.name for t in SecurityPolicyType} >= {
+        "Aes128Sha256RsaOaep_SignAndEncrypt",
+        "Aes256Sha256RsaPss_SignAndEncrypt",
+    }

@@ -65,6 +65,12 @@ def policy_name(uri: str) -> str:
     return uri.rsplit("#", 1)[-1]
 
 
+def asyncua_policy(name: str) -> str:
+    """asyncua's class-name form of a policy URI's fragment: `Aes128_Sha256_RsaOaep` -> `Aes128Sha256RsaOaep`
+    (set_security_string looks up SecurityPolicy<name>; the URI fragment has underscores, the class has none)."""
+    return name.replace("_", "")
+
+
 async def endpoints(url: str) -> list[dict[str, Any]]:
     """Every endpoint the server offers (discovery over None is normal and allowed)."""
     c = Client(url, timeout=TIMEOUT_S)
@@ -98,7 +104,7 @@ async def session(
         c.set_password(password or "")
     if policy is not None:
         assert cert is not None, "a secured session needs a client certificate"
-        await c.set_security_string(f"{policy},{mode},{cert[0]},{cert[1]}")
+        await c.set_security_string(f"{asyncua_policy(policy)},{mode},{cert[0]},{cert[1]}")
     await c.connect()
     try:
         yield c
@@ -216,7 +222,7 @@ async def raw_none_session(url: str, username: str | None = "anyone", password: 
         return name.Name
     finally:
         with contextlib.suppress(Exception):
-            c.uaclient._uasocket.transport.close()  # noqa: SLF001 - no session teardown on a probe
+            c.disconnect_socket()  # no session teardown on a probe: just drop the connection
 
 
 async def plant_node(c: Client, path: str) -> Any:
