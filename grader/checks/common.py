@@ -98,6 +98,9 @@ def all_ok(spec: dict[str, Any], probes: list[dict[str, Any]], en: str, zh: str,
         PASS,
         spec["points"],
         spec["points"],
-        {"en": f"{en} ({len(probes)} probes)", "zh-TW": f"{zh}（{len(probes)} 項探測）"},
+        {
+            "en": f"{en} ({len(probes)} probe{'s' if len(probes) != 1 else ''})",
+            "zh-TW": f"{zh}（{len(probes)} 項探測）",
+        },
         evidence,
     )
