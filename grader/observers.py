@@ -120,7 +120,7 @@ async def observe_mqtt(
     obs = await _observe(
         host, port, topic, seconds, max_messages, max_payload, client_id, bind, username, password, tls, 5
     )
-    if obs.error and not obs.subscribed:  # e.g. a broker without MQTT 5 (the plant's amqtt fallback)
+    if obs.error and not obs.subscribed and tls is None:  # e.g. the plant's amqtt fallback broker (no MQTT 5)
         obs = await _observe(
             host, port, topic, seconds, max_messages, max_payload, client_id, bind, username, password, tls, 4
         )
