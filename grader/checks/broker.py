@@ -27,6 +27,8 @@ from . import check
 from .common import all_ok, attacker, ca_file, control_get, hosts, mqtt_account, tls_context
 
 SCAN_PORTS = range(1, 65536)
+RESTART_WAIT_S = 25.0  # a re-run after device restarts (hardening.persists) waits this long for the broker to answer
+CONNECT_TIMEOUT_S = 10.0  # a loaded host answers late; a late answer is still an answer
 OLD_TLS = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
 MODERN_TLS = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2)
 
@@ -79,23 +81,27 @@ def cannot_judge(ctx: Any, spec: dict[str, Any], unjudged: list[dict[str, Any]],
 async def mqtt_listeners(ctx: Any, fresh: bool = False) -> list[dict[str, Any]]:
     """Every open port of the broker's address: whether it answers MQTT in plaintext, which TLS versions it
     completes a handshake with, and whether it answers MQTT over TLS (a broker listener, as opposed to some other
-    TLS service on the host)."""
+    TLS service on the host). Scanned once per grading run, and once more after device restarts (`fresh`: the
+    re-run of hardening.persists, which then waits up to RESTART_WAIT_S for the broker to answer again)."""
     cache = ctx.cache
-    if not fresh and "mqtt_listeners" in cache:
-        return cache["mqtt_listeners"]
+    key = "mqtt_listeners_after_restart" if fresh else "mqtt_listeners"  # one scan per state of the broker
+    if key in cache:
+        return cache[key]
     host, src = hosts(ctx)["broker"], attacker(ctx, 0)
     grader = mqtt_account(ctx, "grader")
 
     async def one(port: int) -> dict[str, Any]:
         plain, any_version = await asyncio.gather(
-            mq.raw_connect(host, port, src, username=grader.username, password=grader.password, timeout=5),
-            mq.tls_handshake(host, port, src, None, timeout=5),
+            mq.raw_connect(
+                host, port, src, username=grader.username, password=grader.password, timeout=CONNECT_TIMEOUT_S
+            ),
+            mq.tls_handshake(host, port, src, None, timeout=CONNECT_TIMEOUT_S),
         )
         versions: dict[str, str | None] = {}
         tls_connect = None
         if any_version:
             for v in (*MODERN_TLS, *OLD_TLS):
-                versions[v.name] = await mq.tls_handshake(host, port, src, v, timeout=5)
+                versions[v.name] = await mq.tls_handshake(host, port, src, v, timeout=CONNECT_TIMEOUT_S)
             best = next((v for v in (*MODERN_TLS, *OLD_TLS) if versions[v.name]), None)
             tls_connect = await mq.raw_connect(
                 host,
@@ -104,7 +110,7 @@ async def mqtt_listeners(ctx: Any, fresh: bool = False) -> list[dict[str, Any]]:
                 tls=mq.insecure_tls(best),
                 username=grader.username,
                 password=grader.password,
-                timeout=5,
+                timeout=CONNECT_TIMEOUT_S,
             )
         return {
             "port": port,
@@ -117,9 +123,14 @@ async def mqtt_listeners(ctx: Any, fresh: bool = False) -> list[dict[str, Any]]:
             "tls_connect": tls_connect.describe() if tls_connect else None,
         }
 
-    ports = await open_ports(host, SCAN_PORTS, source=src)
-    out = list(await asyncio.gather(*(one(p) for p in ports)))
-    cache["mqtt_listeners"] = out
+    deadline = time.monotonic() + (RESTART_WAIT_S if fresh else 0.0)
+    while True:
+        ports = await open_ports(host, SCAN_PORTS, source=src)
+        out = list(await asyncio.gather(*(one(p) for p in ports)))
+        if any(x["plaintext_mqtt"] or x["tls_mqtt"] for x in out) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(1.0)  # re-run after a restart: the broker may still be starting
+    cache[key] = out
     return out
 
 
@@ -147,7 +158,11 @@ async def broker_trust(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
                 "zh-TW": f"工作目錄中的 CA 憑證 {ca} 不存在或不是 PEM 憑證，評分程式無法驗證代理伺服器",
             }
         else:
-            out = await mq.verify_tls(host, port, src, tls)
+            for _ in range(2):  # once more when nothing answered (a loaded host, a broker still starting)
+                out = await mq.verify_tls(host, port, src, tls, timeout=CONNECT_TIMEOUT_S)
+                if out["stage"] not in ("tcp", "tls"):
+                    break
+                await asyncio.sleep(1.0)
             if out["stage"] == "verify":
                 out.update(
                     cause=BROKER_CERT,
@@ -243,7 +258,7 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     probes, unjudged = [], []
     for x in listeners:
         for tls in ([None] if x["plaintext_mqtt"] else []) + ([listener_tls(x)] if x["tls_mqtt"] else []):
-            anon = await mq.raw_connect(host, x["port"], src, tls=tls)
+            anon = await mq.raw_connect(host, x["port"], src, tls=tls, timeout=CONNECT_TIMEOUT_S)
             if anon.accepted:
                 probes.append(
                     probe(
@@ -254,27 +269,40 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     )
                 )
                 continue
-            control = await mq.raw_connect(
-                host, x["port"], src, tls=tls, username=grader.username, password=grader.password
-            )
+            for _ in range(2):  # the control once more if the broker did not answer at all (a loaded host)
+                control = await mq.raw_connect(
+                    host,
+                    x["port"],
+                    src,
+                    tls=tls,
+                    username=grader.username,
+                    password=grader.password,
+                    timeout=CONNECT_TIMEOUT_S,
+                )
+                if control.connack is not None:
+                    break
+                await asyncio.sleep(1.0)
             observed = f"anonymous: {anon.describe()}; control, issued account grader: {control.describe()}"
             what = f"anonymous CONNECT on {'TLS' if tls else 'plaintext'} port {x['port']}, beside the issued account"
             if control.accepted:
                 probes.append(probe(what, observed, True))
             else:
-                unjudged.append({"what": what, "observed": observed})
+                unjudged.append({"what": what, "observed": observed, "refused": control.connack is not None})
     if not probes and not unjudged:
         return await no_listener_verdict(ctx, spec, listeners)
     if any(not p["ok"] for p in probes) or not unjudged:
         return all_ok(
             spec, probes, "Anonymous clients are refused on every MQTT port", "所有 MQTT 連接埠皆拒絕匿名用戶端"
         )
+    refused = [u for u in unjudged if u["refused"]]
+    if not refused:  # no answer to the control: nothing the candidate did is shown
+        return cannot_judge(ctx, spec, unjudged, probes=probes)
     block(
         ctx,
         spec,
         ACCOUNT_REFUSED,
-        f"the broker refuses the issued account grader with its issued password ({unjudged[0]['observed']})",
-        f"代理伺服器拒絕核發帳號 grader 與其核發密碼（{unjudged[0]['observed']}）",
+        f"the broker refuses the issued account grader with its issued password ({refused[0]['observed']})",
+        f"代理伺服器拒絕核發帳號 grader 與其核發密碼（{refused[0]['observed']}）",
         "mq.accounts",
     )
     return ctx.blocked(spec, ACCOUNT_REFUSED, {"probes": probes, "unjudged": unjudged})
@@ -316,7 +344,7 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         elif verifying is None:
             cert = {"ok": False, "observed": trust["observed"]}
         else:
-            cert = await mq.verify_tls(host, p, src, verifying)
+            cert = await mq.verify_tls(host, p, src, verifying, timeout=CONNECT_TIMEOUT_S)
         probes.append(
             probe(
                 f"port {p}: certificate verified against {trust['ca_file']} for the address {host}",
@@ -360,10 +388,24 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return target
     host, port, tls, src = target
     issued = list(ctx.params["mqtt_accounts"])
-    probes, refused = [], []
+    probes, refused, unjudged = [], [], []
+
+    async def connect(user: str, password: str) -> mq.ConnectResult:
+        for _ in range(2):  # once more if the broker did not answer at all (a loaded host)
+            r = await mq.raw_connect(
+                host, port, src, tls=tls, username=user, password=password, timeout=CONNECT_TIMEOUT_S
+            )
+            if r.connack is not None:
+                break
+            await asyncio.sleep(1.0)
+        return r
+
     for name in issued:
         acct = mqtt_account(ctx, name)
-        good = await mq.raw_connect(host, port, src, tls=tls, username=name, password=acct.password)
+        good = await connect(name, acct.password)
+        if good.connack is None:
+            unjudged.append({"what": f"{name} with its issued password", "observed": good.describe()})
+            continue
         probes.append(
             probe(
                 f"{name} with its issued password",
@@ -375,7 +417,10 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         if not good.accepted:
             refused.append(name)
             continue
-        bad = await mq.raw_connect(host, port, src, tls=tls, username=name, password=acct.password + "x")
+        bad = await connect(name, acct.password + "x")
+        if bad.connack is None:
+            unjudged.append({"what": f"{name} with a wrong password", "observed": bad.describe()})
+            continue
         probes.append(
             probe(
                 f"{name} with a wrong password",
@@ -384,9 +429,9 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"a wrong password was accepted for {name} ({bad.describe()})",
             )
         )
-    if len(refused) < len(issued):  # the control: some issued account is accepted on this port
+    if any(p["ok"] for p in probes):  # the control: some issued account is accepted on this port
         stranger = f"aiotlab-{ctx.candidate[-6:]}-{int(time.time()) % 100000}"
-        r = await mq.raw_connect(host, port, src, tls=tls, username=stranger, password="not-issued")
+        r = await connect(stranger, "not-issued")
         probes.append(
             probe(
                 f"an account that was not issued ({stranger})",
@@ -436,11 +481,14 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"代理伺服器以核發密碼仍拒絕核發帳號 {', '.join(pipeline)}",
             spec["id"],
         )
+    if unjudged and all(p["ok"] for p in probes):
+        return cannot_judge(ctx, spec, unjudged, probes=probes)
     return all_ok(
         spec,
         probes,
         "Every issued account works, wrong passwords and other accounts fail, passwords are stored hashed",
         "所有核發帳號可用、錯誤密碼與其他帳號被拒、密碼以雜湊儲存",
+        unjudged=unjudged,
     )
 
 
@@ -581,14 +629,16 @@ async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     grader = mqtt_account(ctx, "grader")
     attempts = []  # (what, result, when it ended): the broker logs within the attempt, give or take 2 s
     for what, user in (("anonymous", None), ("wrong password", grader.username), ("account that was not issued", "x")):
-        r = await mq.raw_connect(host, port, src, tls=tls, username=user, password=None if user is None else "x")
+        r = await mq.raw_connect(
+            host, port, src, tls=tls, username=user, password=None if user is None else "x", timeout=CONNECT_TIMEOUT_S
+        )
         attempts.append((what, r, time.time()))
     await asyncio.sleep(1.0)
     parsed = parse_log((await control_get(ctx, "/v1/logs/broker?lines=4000"))["lines"])
     probes, not_refused = [], []
     for what, r, ended in attempts:
         key = f"{src}:{r.local_port}"
-        if r.accepted or r.local_port is None:
+        if r.accepted or r.connack is None or r.local_port is None:  # accepted, or no answer: not a refusal
             not_refused.append({"attempt": what, "observed": r.describe()})
             continue
         hits = [(t, text) for t, text in parsed if key in text]
@@ -623,6 +673,8 @@ async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"refused {what} connection from {key}: {observed}",
             )
         )
+    if not probes and not all(r.accepted for _, r, _ in attempts):  # some attempt got no answer at all
+        return cannot_judge(ctx, spec, not_refused)
     if not probes:
         block(
             ctx,
