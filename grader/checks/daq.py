@@ -178,6 +178,22 @@ def emissions_of(ctx: Any, node: str, field_name: str) -> list[dict[str, Any]]:
     return cache[k]
 
 
+def assigned_of(ctx: Any, s: dict[str, Any]) -> dict[int, tuple[int | None, str]]:
+    """sensor_assignment by message identity (built once per stream)."""
+    cache = ctx.cache.setdefault("daq_assigned", {})
+    k = key_of(s)
+    if k not in cache:
+        cache[k] = {id(m): (idx, how) for m, idx, how in sensor_assignment(ctx, s)}
+    return cache[k]
+
+
+def emission_times(ctx: Any, s: dict[str, Any]) -> list[float]:
+    cache = ctx.cache.setdefault("daq_emission_times", {})
+    if key_of(s) not in cache:
+        cache[key_of(s)] = [e["t"] for e in emissions_of(ctx, s["device"], s["tag"])]
+    return cache[key_of(s)]
+
+
 def sensor_assignment(ctx: Any, s: dict[str, Any]) -> list[tuple[Message, int | None, str]]:
     """Which emitted sensor message each forwarded message is: by its ts (the message's own), else by its value (the
     latest emission with that value before receipt), else none. (message, emission index, how)."""
@@ -276,6 +292,8 @@ def schema(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     msgs = ctx.observation.messages
     invalid = []
     for m in msgs:
+        if not m.parse_error and validator.is_valid(m.body):
+            continue
         errors = [m.parse_error] if m.parse_error else [e.message[:200] for e in validator.iter_errors(m.body)][:3]
         if errors:
             invalid.append(
@@ -411,7 +429,7 @@ def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 def _values_of_stream(ctx: Any, s: dict[str, Any], recs: list[tuple[Message, dict[str, Any]]]) -> list[dict[str, Any]]:
     out = []
     if s["source"] == "mqtt":
-        assigned = {id(m): (idx, how) for m, idx, how in sensor_assignment(ctx, s)}
+        assigned = assigned_of(ctx, s)
         ems = emissions_of(ctx, s["device"], s["tag"])
     for m, b in recs:
         v = float(b["value"])
@@ -768,11 +786,9 @@ def _last_change(ctx: Any, s: dict[str, Any], v: float, rx: float) -> float | No
 
 def _sensor_ts_problem(ctx: Any, s: dict[str, Any], m: Message, t: float, max_err: float) -> dict[str, Any] | None:
     ems = emissions_of(ctx, s["device"], s["tag"])
-    assigned = {id(x): (idx, how) for x, idx, how in sensor_assignment(ctx, s)}
-    idx, how = assigned.get(id(m), (None, "none"))
+    idx, _how = assigned_of(ctx, s).get(id(m), (None, "none"))
     if idx is None:  # neither its ts nor its value is a sensor message's: the latest message before receipt
-        times = [e["t"] for e in ems]
-        i = bisect.bisect_right(times, m.rx + 0.1) - 1
+        i = bisect.bisect_right(emission_times(ctx, s), m.rx + 0.1) - 1
         if i < 0 or ems[i]["t"] < m.rx - SENSOR_LOOKBACK_S - lag(ctx):
             return {"problem": "no sensor message was emitted shortly before it was received"}
         idx = i
