@@ -517,15 +517,21 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.callback()
-def _version(
-    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from aiotlab import __version__
 
-        console.print(__version__)
+        console.print(f"aiotlab {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _version(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """aiotlab: practical-exam harness for AIoT and ICS security."""
 
 
 def _exam(path: Path):  # noqa: ANN202 - an aiotlab.exam.Exam; imported lazily to keep the CLI fast

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +34,11 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
         st = _detach_once(candidate, seed, timeout)
         if not (fresh and st.get("status") == "failed" and "address already in use" in str(st.get("error"))):
             return st
-        mark(candidate, slot=None, status="stopped")  # never handed out: take another
+        # Never handed out: take another slot. The configs the failed start wrote name the lost slot's addresses
+        # (a fresh plant has no configs of the candidate's own yet), so they are made anew for the next one.
+        mark(candidate, slot=None, status="stopped")
+        for sub in ("config", "running-config"):
+            shutil.rmtree(ad.plant_dir(candidate) / sub, ignore_errors=True)
         time.sleep(0.2)
     return st
 

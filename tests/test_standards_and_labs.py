@@ -73,3 +73,10 @@ def test_lab_validation_names_the_problem(tmp_path: Path, monkeypatch: pytest.Mo
         loader.load_lab("broken")
     with pytest.raises(KeyError, match="unknown lab"):
         loader.load_lab("nope")
+
+
+def test_version_flag() -> None:
+    from aiotlab import __version__
+
+    out = cli("--version").stdout
+    assert out.strip() == f"aiotlab {__version__}"
