@@ -20,6 +20,10 @@ from aiotlab.simulators.params import PlantIdentity, resolve
 from aiotlab.simulators.yamlconf import ConfigError, load_yaml
 
 LANGS = ("zh-TW", "en")
+# factory: a grading that starts a solution first puts the plant's device configs back to the factory ones (the
+# brief describes a factory plant). as-configured: the plant is graded as the candidate configured it (their
+# hardening is part of the solution, e.g. secure-pipeline, whose brief has them grade with --solution).
+PLANT_STARTS = ("factory", "as-configured")
 
 
 @dataclass
@@ -113,6 +117,9 @@ def load_lab(lab_id: str) -> Lab:
             raise ConfigError(path / "lab.yaml", f"indicator {ind} has no check assessing it")
     from aiotlab.grader import scoring
 
+    start = (data.get("plant") or {}).get("start", "factory")
+    if start not in PLANT_STARTS:
+        raise ConfigError(path / "lab.yaml", f"plant.start must be one of {PLANT_STARTS}, not {start!r}")
     for c in data["checks"]:
         why = scoring.validate(c)
         if why:

@@ -269,7 +269,7 @@ class Plant:
         await self.fw1.start()
 
     async def _start_plc2(self) -> None:
-        cfg = load_security_config(self.config_path("plc2"))
+        cfg = load_security_config(self.config_path("plc2"), self.config_dir)
         d = self.params["devices"]["plc2"]
         self.plc2 = OpcUaPlc(
             d,
@@ -539,7 +539,7 @@ class Plant:
         if device == "fw1" and self.fw1:
             self.fw1.reload(self.config_path("fw1"))
         elif device == "plc2":
-            load_security_config(self.config_path("plc2"))  # validate before touching the running server
+            load_security_config(self.config_path("plc2"), self.config_dir)  # validate before touching the server
             if self.plc2:
                 await self.plc2.stop()
             await self._start_plc2()

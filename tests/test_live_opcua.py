@@ -13,7 +13,7 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 
 from aiotlab.grader.probes.opcua import raw_none_session
 
-from conftest import PlantHandle
+from conftest import PlantHandle, cli
 from opcua_util import client_cert, connect, node
 
 POLICIES = [
@@ -204,6 +204,11 @@ def test_trust_list_rejects_rogue_client_certificates(own_plant: PlantHandle, tm
             async with connect(url, "Basic256Sha256_SignAndEncrypt", rogue, "eng1", "eng-pass", name="rogue"):
                 pass
 
+    asyncio.run(go())
+    # applied, not saved: the relative trust_list still means the config folder's `trusted`, not running-config's
+    applied = tmp_path / "plc2-applied.yaml"
+    applied.write_text(p.config("plc2.yaml").read_text())
+    cli("plant", "apply", "plc2", str(applied), "-c", p.candidate)
     asyncio.run(go())
 
 

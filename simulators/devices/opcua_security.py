@@ -104,8 +104,10 @@ def verify_password_hash(encoded: str, password: str) -> bool:
         return False
 
 
-def load_security_config(path: Path) -> UaSecurityConfig:
-    """Parse PLC-2's config; errors name the file and line."""
+def load_security_config(path: Path, base: Path | None = None) -> UaSecurityConfig:
+    """Parse PLC-2's config; errors name the file and line. Relative paths in it (`trust_list`) are resolved
+    against `base`, the device's config folder, wherever the file itself lies (an applied, unsaved config sits in
+    running-config/ but means the same folders as the saved one)."""
     doc = load_yaml(path)
     if not isinstance(doc, dict):
         raise ConfigError(path, "top level must be a mapping")
@@ -190,7 +192,7 @@ def load_security_config(path: Path) -> UaSecurityConfig:
         )
     trust = doc.get("trust_list")
     if trust:
-        tdir = (path.parent / str(trust)).resolve()
+        tdir = ((base or path.parent) / str(trust)).resolve()
         certs = [p for p in tdir.glob("*") if p.suffix.lower() in (".der", ".pem", ".crt")] if tdir.is_dir() else []
         if not certs:
             raise ConfigError(
