@@ -32,6 +32,7 @@ FLAWS = (
     "allow-anonymous",  # allow_anonymous true (everything else hardened)
     "passwd-readable",  # password file hashed, but readable by every local user (0644)
     "acl-hash",  # sensor accounts may read '#'
+    "grader-publishes",  # the grader account may also publish on telemetry/# (read-only in the account table)
     "sys-readable",  # the collector account may read $SYS/#
     "log-no-timestamp",  # broker log lines without timestamps
     "key-glob",  # the broker's key saved as pki/plant-broker.key, readable by every local user (0644)
@@ -142,7 +143,11 @@ def broker_files(
         acl.append("")
     acl += ["user collector", f"topic read {root}/#", "topic write telemetry/#"]
     acl += ["topic read $SYS/#", ""] if flaw == "sys-readable" else [""]
-    acl += ["user grader", "topic read telemetry/#", ""]
+    acl += [
+        "user grader",
+        "topic readwrite telemetry/#" if flaw == "grader-publishes" else "topic read telemetry/#",
+        "",
+    ]
     (cfg / params["mqtt_acl_file"]).write_text("\n".join(acl), encoding="utf-8")
     (cfg / params["mqtt_acl_file"]).chmod(0o600)
     user = "user root\n" if os.geteuid() == 0 else ""
