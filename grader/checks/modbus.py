@@ -19,7 +19,7 @@ from ..probes import modbus as mp
 from ..results import CheckResult
 from . import check
 from .common import attacker, attackers, control_get, hosts
-from .probing import block, judge, overloaded_or, owner_of, probe
+from .probing import LoopLag, block, judge, overloaded_or, owner_of, probe
 
 FC_TABLE = {1: "coils", 2: "discrete_inputs", 3: "holding_registers", 4: "input_registers"}
 GATEWAY_EXCEPTIONS = ("exception 0A", "exception 0B")  # FW-1 could not reach the device: the request was let through
@@ -299,10 +299,11 @@ async def no_overblocking(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     plant's own HMI polling without errors. Scores only where FW-1 blocks something: on a FW-1 that blocks nothing
     there is nothing that could over-block, and this check is not assessable (no points)."""
     t0 = time.time()
-    stats0 = await hmi_stats(ctx)
-    probes = await legitimate_probes(ctx)
-    await asyncio.sleep(float(ctx.params.get("hmi_watch_s", 4.0)))
-    stats1 = await hmi_stats(ctx)
+    async with LoopLag() as lag:
+        stats0 = await hmi_stats(ctx)
+        probes = await legitimate_probes(ctx)
+        await asyncio.sleep(float(ctx.params.get("hmi_watch_s", 4.0)))
+        stats1 = await hmi_stats(ctx)
     delta = {k: int(stats1.get(k, 0)) - int(stats0.get(k, 0)) for k in ("reads_ok", "reads_failed", "writes_failed")}
     probes.append(
         probe(
@@ -325,4 +326,4 @@ async def no_overblocking(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         else:
             probes.append(probe(f"FW-1 blocks something (attacker {src})", seen, True, expected="something refused"))
     result = judge(ctx, spec, probes, "HMI and collector traffic is not blocked", "HMI 與擷取主機的合法流量未被阻擋")
-    return await overloaded_or(ctx, spec, result, t0 - 1.0, time.time())
+    return await overloaded_or(ctx, spec, result, t0 - 1.0, time.time(), lag)

@@ -12,6 +12,8 @@ conclusive even when a control could not run); otherwise it is not assessable, n
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from ..results import GRADER_OVERLOADED, CheckResult, failed, not_assessable, passed
@@ -88,10 +90,31 @@ def judge(ctx: Any, spec: dict[str, Any], probes: list[dict[str, Any]], en: str,
     return passed(spec["id"], spec["points"], f"{en} ({len(probes)} probes)", f"{zh}（{len(probes)} 項探測）", evidence)
 
 
+class LoopLag:
+    """The grader's own event-loop lag while a timing-sensitive probe waits (a 0.2 s sleep's overshoot): many
+    gradings share one loop, and a loop that fell behind reads messages late or not before its deadline."""
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.2)
+            self.max_s = max(self.max_s, time.monotonic() - t - 0.2)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 async def host_stall(ctx: Any, t0: float, t1: float) -> float:
     """The longest stall of the plant's physics loop between t0 and t1 (s): the host's lag, not the candidate's."""
-    import asyncio
-
     try:
         events = await asyncio.to_thread(ctx.control.get, f"/v1/events?start={t0}&end={t1}")
     except Exception:  # noqa: BLE001 - no evidence of a stall is no stall
@@ -100,12 +123,15 @@ async def host_stall(ctx: Any, t0: float, t1: float) -> float:
     return max(stalls, default=0.0)
 
 
-async def overloaded_or(ctx: Any, spec: dict[str, Any], result: CheckResult, t0: float, t1: float) -> CheckResult:
-    """A timing-sensitive check that did not pass while the host stalled is not assessable (the engine grades
-    again): the host's lag is never the candidate's fault."""
+async def overloaded_or(
+    ctx: Any, spec: dict[str, Any], result: CheckResult, t0: float, t1: float, lag: LoopLag | None = None
+) -> CheckResult:
+    """A timing-sensitive check that did not pass while the host stalled (the plant's physics loop, or the grader's
+    own loop while it waited) is not assessable, and the engine grades again: the host's lag is never the
+    candidate's fault."""
     if result.status == "pass":
         return result
-    stall = await host_stall(ctx, t0, t1)
+    stall = max(await host_stall(ctx, t0, t1), lag.max_s if lag else 0.0)
     if stall > HOST_STALL_S:
         return ctx.blocked(spec, GRADER_OVERLOADED, {**result.evidence, "host_stall_s": round(stall, 2)})
     return result

@@ -23,7 +23,7 @@ from ..probes import mqtt as mq
 from ..results import PASS, CheckResult
 from . import check
 from .common import control_get, hosts, mqtt_account, tls_context
-from .probing import block, judge, overloaded_or, probe
+from .probing import LoopLag, block, judge, overloaded_or, probe
 
 MAX_WAIT_S = 25.0
 
@@ -96,7 +96,8 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     wait = min(MAX_WAIT_S, 2 * max(periods) + 3)
     lines = (await control_get(ctx, "/v1/logs/broker?lines=20000"))["lines"]
     conns = last_connections(lines, hosts(ctx)["sensors"])
-    feed = await receive_data(ctx, nodes, wait)
+    async with LoopLag() as lag:
+        feed = await receive_data(ctx, nodes, wait)
     status_after = (await control_get(ctx, "/v1/status")).get("sensors") or {}
     broker_closed = all(
         (r := ctx.probe_results.get(c)) is not None and r.status == PASS
@@ -171,4 +172,4 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "感測節點以各自帳號透過 TLS 發布",
         wait_s=wait,
     )
-    return await overloaded_or(ctx, spec, result, t0 - wait, time.time())
+    return await overloaded_or(ctx, spec, result, t0 - wait, time.time(), lag)
