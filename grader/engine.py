@@ -40,6 +40,7 @@ MAX_EXTRA_TRUTH = 100  # extra truth fetches per grading (a hostile stream of od
 STOP_GRACE_S = 5.0
 MAX_LOOP_LAG_S = 1.0  # a stall longer than this makes the grader's timing of what it saw unreliable
 MIN_COVERAGE = 0.95
+FLOOD_MSGS_PER_S = 500.0  # the labs' streams make under 20 messages/s; a candidate sending more is flooding
 
 
 @dataclass
@@ -342,6 +343,8 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
                     "rx": m.rx,
                     "size": m.size,
                     "raw": None if m.raw is None else base64.b64encode(m.raw).decode(),
+                    "qos": m.qos,
+                    "retain": m.retain,
                 }
                 for m in ctx.observation.messages
             ],
@@ -382,7 +385,8 @@ def load_recording(lab: Lab, path: Path) -> GradeContext:
     max_payload = int(obs_spec["max_payload_bytes"]) if obs_spec else 65536
     for m in rec["observation"]["messages"]:
         raw = None if m["raw"] is None else base64.b64decode(m["raw"])
-        obs.messages.append(parse_into(Message(m["topic"], m["rx"], raw, m["size"]), max_payload))
+        msg = Message(m["topic"], m["rx"], raw, m["size"], qos=m.get("qos"), retain=m.get("retain"))
+        obs.messages.append(parse_into(msg, max_payload))
     ctx = GradeContext(
         lab,
         rec["candidate"],
@@ -571,7 +575,9 @@ def health_of(
     coverage = (w1 - w0) / observe_s if observe_s and w1 else 1.0
     stalls = max((float(e["detail"].get("late_ms", 0)) / 1000.0 for e in plant_stalls), default=0.0)
     reasons = []
-    if max_lag > MAX_LOOP_LAG_S:
+    rate = len(ctx.observation.messages) / observe_s if observe_s else 0.0
+    flood = bool(ctx.observation.dropped) or rate > FLOOD_MSGS_PER_S
+    if max_lag > MAX_LOOP_LAG_S and not flood:
         reasons.append(f"grader loop stalled {max_lag:.2f} s (limit {MAX_LOOP_LAG_S} s)")
     if observe_s and not ctx.observation.error and coverage < MIN_COVERAGE:
         reasons.append(f"observation covered {coverage:.0%} of {observe_s:.0f} s")
@@ -585,6 +591,11 @@ def health_of(
         "samples": len(lags),
         "coverage": round(coverage, 3),
         "plant_max_stall_s": round(stalls, 3),
+        # the candidate flooded the grader (over the message cap, or far more than the lab's streams make): its
+        # own stalls are then the candidate's doing, not the host's, and are not a reason to grade again
+        "candidate_flood": {"messages_per_s": round(rate, 1), "dropped_over_cap": ctx.observation.dropped}
+        if flood
+        else None,
     }
 
 

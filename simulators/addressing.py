@@ -27,7 +27,7 @@ def home() -> Path:
 def plants_dir() -> Path:
     h = home()
     if not h.exists():
-        h.mkdir(parents=True, mode=0o700)
+        h.mkdir(parents=True, mode=0o700, exist_ok=True)  # several plants may start at once
     return h / "plants"
 
 
