@@ -920,6 +920,26 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "plc1_readings_published": plc1_readings,
         "load_series": [[round(t, 1), v] for t, v in zip(t_load[::10], load[::10], strict=False)],
     }
+    others = {
+        src: counts.get("plc1", 0) - ctx.status_start["fw1"]["requests_by_source"].get(src, {}).get("plc1", 0)
+        for src, counts in ctx.status_end["fw1"]["requests_by_source"].items()
+        if src not in (ws, ctx.sheet["network"].get("hmi"))
+    }
+    others = {src: n for src, n in others.items() if n > 0}
+    ev["other_sources_to_plc1"] = others
+    if after - before <= 0 and plc1_readings:
+        # The readings came, but not from the workstation address the brief requires (an unbound client): the
+        # work happened, its source is wrong. Said as observed, not as "no acquisition".
+        seen = ", ".join(f"{src} ({n} requests)" for src, n in others.items()) or "no other source FW-1 recorded"
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"{plc1_readings} PLC-1 readings were published but no request came from the workstation address {ws} "
+            f"(requests came from: {seen}); bind your Modbus client to {ws}",
+            f"發布了 {plc1_readings} 筆 PLC-1 讀值，但沒有任何請求來自工作站位址 {ws}（請求來源：{seen}）；"
+            f"請將 Modbus 用戶端綁定到 {ws}",
+            ev,
+        )
     if after - before <= 0 or not plc1_readings:
         why_en = (
             f"no Modbus request from the workstation address {ws} reached PLC-1"
