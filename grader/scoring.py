@@ -59,6 +59,10 @@ def apply(spec: dict[str, Any], r: CheckResult) -> CheckResult:
     return r
 
 
+def _a(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeio" else "a"
+
+
 def describe(spec: dict[str, Any], lang: str) -> str:
     """The rule in the brief's words."""
     s = rule_of(spec)
@@ -66,9 +70,9 @@ def describe(spec: dict[str, Any], lang: str) -> str:
     if rule == "per-item":
         items = s["items"]
         return (
-            f"每{items['zh-TW']}均分配分，任一樣本有誤之{items['zh-TW']}不得該份分數"
+            f"每{items['zh-TW']}均分配分，任何一處有誤之{items['zh-TW']}不得該份分數"
             if lang == "zh-TW"
-            else f"shared equally per {items['en']}; a {items['en']} wrong in any sample loses its whole share"
+            else f"shared equally per {items['en']}; {_a(items['en'])} {items['en']} found wrong anywhere loses its whole share"
         )
     if rule == "fraction":
         floor = float(s["floor"])

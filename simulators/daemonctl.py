@@ -32,7 +32,7 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
     fresh = not (before and before.get("slot") is not None)
     for _ in range(3):
         st = _detach_once(candidate, seed, timeout)
-        if not (fresh and st.get("status") == "failed" and "address already in use" in str(st.get("error"))):
+        if not (fresh and st.get("status") == "failed" and "address already in use" in str(st.get("error")).lower()):
             return st
         # Never handed out: take another slot. The configs the failed start wrote name the lost slot's addresses
         # (a fresh plant has no configs of the candidate's own yet), so they are made anew for the next one.

@@ -20,7 +20,7 @@ def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def registry() -> dict[str, Callable[..., Any]]:
-    from . import broker, daq, dashboard, modbus, opcua, persist, pipeline, risk  # noqa: F401 - importing registers the checks
-    from . import sensors  # noqa: F401
+    # importing registers the checks
+    from . import broker, daq, dashboard, modbus, opcua, persist, pipeline, risk, sensors  # noqa: F401
 
     return dict(_REGISTRY)

@@ -178,7 +178,7 @@ def load_security_config(path: Path, base: Path | None = None) -> UaSecurityConf
             raise ConfigError(path, f"user '{name}': role '{role}' is not defined in roles", line(u, "role"))
         cert_fp = None
         if u.get("certificate"):
-            cert_path = (path.parent / str(u["certificate"])).resolve()
+            cert_path = ((base or path.parent) / str(u["certificate"])).resolve()
             try:
                 cert_fp = _cert_fingerprint(cert_path.read_bytes())
             except (OSError, ValueError) as exc:
