@@ -66,7 +66,10 @@ def judge_coverage(entries: list[dict[str, Any]], data: dict[str, Any]) -> tuple
     rows = []
     for x in data["exposures"]:
         key = f"{x['asset']}/{x['exposure']}"
-        match = [e for e in entries if e.get("asset") == x["asset"] and e.get("exposure") == x["exposure"]]
+        # an exposure of a conduit may be registered on the conduit or on the assets behind it (no segmentation:
+        # FW-1, or PLC-1/EM-1 that it leaves open): each is a fair reading of the brief
+        on = {x["asset"], *x.get("also_on", [])}
+        match = [e for e in entries if e.get("asset") in on and e.get("exposure") == x["exposure"]]
         srs_ok = [e for e in match if set(e.get("iec62443_sr") or []) & set(x["srs"])]
         named = [(e, names_control(e.get("mitigation", ""), x["controls"])) for e in srs_ok]
         good = [e for e, n in named if n]
