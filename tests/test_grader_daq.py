@@ -465,7 +465,12 @@ def test_rules_grader_overload_makes_timing_checks_not_assessable() -> None:
 
 
 def test_rules_doing_nothing_earns_nothing() -> None:
-    idle = judge(synthetic(idle_plc1=True), "daq.production_impact")
+    # readings published, but no request from the workstation address: said as observed
+    unbound = judge(synthetic(idle_plc1=True), "daq.production_impact")
+    assert unbound.status == "fail" and "no request came from the workstation address" in unbound.summary["en"]
+    quiet = synthetic(idle_plc1=True)  # no PLC-1 reading and no request: no work whose impact could be judged
+    quiet.observation.messages[:] = [m for m in quiet.observation.messages if not m.topic.split("/")[1:2] == ["plc1"]]
+    idle = judge(quiet, "daq.production_impact")
     assert idle.status == "fail" and "No acquisition from PLC-1" in idle.summary["en"]
     ctx = synthetic()
     ctx.observation.messages.clear()
