@@ -70,7 +70,7 @@ def grader_cannot(
     ctx: Any, spec: dict[str, Any], cause: str, en: str, zh: str, evidence: dict[str, Any] | None = None
 ) -> CheckResult:
     """The grader could not run this probe: not assessable, named once at the report's top, owned by no check."""
-    ctx.block(cause, en, zh, "")
+    ctx.block(cause, en, zh, None)
     return ctx.blocked(spec, cause, evidence)
 
 
