@@ -500,14 +500,22 @@ class Plant:
     async def factory_reset(self) -> dict[str, Any]:
         """Every configurable device back to its factory config, saved and running: what a lab whose brief
         describes a factory plant starts from, whatever an earlier lab or attempt left on this plant."""
+        before: dict[str, str | None] = {}
+        applied = set()
         for device, name in CONFIG_FILES.items():
-            self.running_configs.pop(device, None)
-            (self.config_dir / name).unlink(missing_ok=True)
+            path = self.config_dir / name
+            before[device] = path.read_text(encoding="utf-8") if path.is_file() else None
+            if self.running_configs.pop(device, None) is not None:
+                applied.add(device)
+            path.unlink(missing_ok=True)
         ensure_configs(self.config_dir, self.params, self.addr.hosts, self.addr.ports)
         done = []
-        for device in CONFIG_FILES:
-            await self.reload(device)
-            done.append(device)
+        for device, name in CONFIG_FILES.items():
+            # only a device whose config changed is restarted: a plant already at factory keeps running untouched
+            # (restarting the broker and sensors needlessly would cut messages in flight and restart sequences)
+            if device in applied or before[device] != (self.config_dir / name).read_text(encoding="utf-8"):
+                await self.reload(device)
+                done.append(device)
         self.event("factory_reset", devices=done)
         return {"factory_reset": done}
 
