@@ -78,6 +78,20 @@ async def control_post(ctx: Any, path: str, body: Any) -> Any:
     return await asyncio.to_thread(slow.post, path, body)
 
 
+def probes_failed(
+    spec: dict[str, Any], probes: list[dict[str, Any]], bad: list[dict[str, Any]], evidence: dict[str, Any]
+) -> CheckResult:
+    """The failing verdict of a probe check: how many probes were not as required, and what the first one saw."""
+    first = bad[0].get("why") or bad[0].get("what", "")
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"{len(bad)} of {len(probes)} probes not as required; first: {first}",
+        f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first}",
+        evidence,
+    )
+
+
 def all_ok(spec: dict[str, Any], probes: list[dict[str, Any]], en: str, zh: str, **extra: Any) -> CheckResult:
     """A hardening control holds only if every probe of it came out as expected: all-or-nothing, with evidence."""
     bad = [p for p in probes if not p.get("ok")]
@@ -85,14 +99,7 @@ def all_ok(spec: dict[str, Any], probes: list[dict[str, Any]], en: str, zh: str,
     if not probes:
         return failed(spec["id"], spec["points"], "Nothing could be probed", "無可探測的項目", evidence)
     if bad:
-        first = bad[0].get("why") or bad[0].get("what", "")
-        return failed(
-            spec["id"],
-            spec["points"],
-            f"{len(bad)} of {len(probes)} probes not as required; first: {first}",
-            f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first}",
-            evidence,
-        )
+        return probes_failed(spec, probes, bad, evidence)
     return CheckResult(
         spec["id"],
         PASS,

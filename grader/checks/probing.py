@@ -16,7 +16,8 @@ import asyncio
 import time
 from typing import Any
 
-from ..results import GRADER_OVERLOADED, CheckResult, failed, not_assessable, passed
+from ..results import GRADER_OVERLOADED, CheckResult, not_assessable, passed
+from .common import probes_failed
 
 HOST_STALL_S = 1.0  # a plant physics-loop stall longer than this: the host fell behind (engine.MAX_LOOP_LAG_S)
 
@@ -71,14 +72,7 @@ def judge(ctx: Any, spec: dict[str, Any], probes: list[dict[str, Any]], en: str,
     evidence = {"probes": probes, **extra}
     bad = [p for p in probes if p["ok"] is False]
     if bad:
-        first = bad[0]["why"]
-        return failed(
-            spec["id"],
-            spec["points"],
-            f"{len(bad)} of {len(probes)} probes not as required; first: {first}",
-            f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first}",
-            evidence,
-        )
+        return probes_failed(spec, probes, bad, evidence)
     unsure = [p for p in probes if p["ok"] is None]
     if unsure or not probes:
         cause = unsure[0]["cause"] if unsure else "nothing-probed"

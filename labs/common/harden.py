@@ -1,8 +1,9 @@
-"""Hardening toolkit for the secure-pipeline and ics-hardening reference solutions, written from the briefs alone.
+"""Hardening toolkit for the secure-pipeline reference solution (and the broker part of ics-hardening's, whose own
+script labs/ics-hardening/solutions/harden_ics.py does FW-1 and the risk register), written from the briefs alone.
 
 What a candidate does by hand, scripted: make a CA and the broker's certificate, hash the issued MQTT passwords
 with mosquitto_passwd, write the ACL and a TLS-only mosquitto.conf, point the sensor gateway at TLS with its
-accounts, lock PLC-2's OPC UA down, write FW-1's allow-list and the risk register, then save and reload.
+accounts, lock PLC-2's OPC UA down, then save and reload.
 `--flaw NAME` reproduces one realistic mistake; each flawed solution of the labs is this program plus one flaw.
 """
 
@@ -41,9 +42,6 @@ FLAWS = (
     "csv-store",  # the read tool serves a CSV store (written by the csv-store solution's collector wrapper)
     "anonymous-ua",  # None endpoint removed, anonymous identity still accepted
     "none-channel",  # compatibility mode left on: sessions over a None channel still work
-    "broad-allowlist",  # FW-1 lets the whole /24 read the field devices
-    "hmi-blocked",  # FW-1 allow-list forgets the HMI
-    "not-persisted",  # FW-1 rules applied to the running config only, never saved
 )
 
 
@@ -230,168 +228,11 @@ def plc2_file(cfg: Path, ws: Path, params: dict[str, Any], flaw: str | None) -> 
     (cfg / "plc2.yaml").chmod(0o600)
 
 
-def fw1_text(sheet: dict[str, Any], params: dict[str, Any], flaw: str | None) -> str:
-    net = sheet["network"]
-    sp = next(r for r in sheet["plc1"]["tables"]["holding_registers"] if r["name"] == params["hmi_setpoint"])
-    rules = []
-    if flaw != "hmi-blocked":
-        rules += [
-            {
-                "name": "hmi-read",
-                "sources": [f"{net['hmi']}/32"],
-                "targets": ["plc1", "em1"],
-                "read_only": True,
-                "action": "allow",
-            },
-            {
-                "name": "hmi-setpoint",
-                "sources": [f"{net['hmi']}/32"],
-                "targets": ["plc1"],
-                "function_codes": [6, 16],
-                "ranges": [{"table": "holding_registers", "start": sp["address"], "end": sp["address"]}],
-                "action": "allow",
-            },
-        ]
-    collector_src = f"{net['block']}.0/24" if flaw == "broad-allowlist" else f"{net['workstation']}/32"
-    rules.append(
-        {
-            "name": "collector-read",
-            "sources": [collector_src],
-            "targets": ["plc1", "em1"],
-            "read_only": True,
-            "action": "allow",
-        }
-    )
-    doc = {"default_action": "deny", "deny_response": "exception", "log_allowed": False, "rules": rules}
-    return "# FW-1: allow-list (ics-hardening)\n" + yaml.safe_dump(doc, sort_keys=False)
-
-
-RISKS = [
-    (
-        "plc1",
-        "unauthenticated-protocol",
-        "Anyone on the network reads and writes PLC-1 (Modbus has no authentication)",
-        ["SR 1.1", "SR 2.1", "SR 5.1"],
-        "FW-1 allow-list: reads from HMI and collector only, writes from the HMI to the setpoint only",
-    ),
-    (
-        "em1",
-        "unauthenticated-protocol",
-        "Anyone reads EM-1 and can try writes (Modbus has no authentication)",
-        ["SR 5.1", "SR 2.1"],
-        "FW-1 allow-list: reads from HMI and collector only, no writes",
-    ),
-    (
-        "fw1",
-        "no-segmentation",
-        "Factory FW-1 allows every source and function code",
-        ["SR 5.1", "SR 5.2"],
-        "Default deny with an explicit allow-list",
-    ),
-    (
-        "plc2",
-        "no-transport-security",
-        "OPC UA SecurityPolicy None: traffic readable and modifiable",
-        ["SR 3.1", "SR 4.1"],
-        "Only Basic256Sha256 and Aes256Sha256RsaPss with SignAndEncrypt",
-    ),
-    (
-        "plc2",
-        "anonymous-access",
-        "Anonymous sessions with write rights",
-        ["SR 1.1", "SR 2.1"],
-        "Anonymous token disabled; named accounts only",
-    ),
-    (
-        "plc2",
-        "default-credentials",
-        "Vendor default operator and engineer passwords",
-        ["SR 1.5", "SR 1.1"],
-        "Default accounts removed; issued accounts with individual passwords",
-    ),
-    (
-        "plc2",
-        "unlisted-channel-session",
-        "Compatibility mode accepts sessions over a None channel",
-        ["SR 3.1", "SR 4.1", "SR 1.1"],
-        "reject_unlisted_channels: true",
-    ),
-    (
-        "plc2",
-        "untrusted-client-certificates",
-        "Any client certificate is accepted",
-        ["SR 1.2", "SR 1.8"],
-        "Trust list with the grader's and the collector's certificates only",
-    ),
-    (
-        "plc2",
-        "excessive-privileges",
-        "The operator role may write process values",
-        ["SR 2.1"],
-        "Writes for the engineer role only",
-    ),
-    (
-        "broker",
-        "anonymous-access",
-        "Anonymous MQTT clients may publish and subscribe",
-        ["SR 1.1", "SR 2.1"],
-        "allow_anonymous false, one account per client",
-    ),
-    (
-        "broker",
-        "no-transport-security",
-        "Plaintext MQTT listener",
-        ["SR 4.1", "SR 3.1"],
-        "TLS 1.2+ listener only, plaintext listener removed",
-    ),
-    (
-        "broker",
-        "excessive-privileges",
-        "No ACL: any client may read and write every topic",
-        ["SR 2.1"],
-        "Per-account ACL, least privilege",
-    ),
-    (
-        "broker",
-        "information-disclosure",
-        "$SYS topics reveal broker internals",
-        ["SR 4.1", "SR 7.7"],
-        "No account may read $SYS",
-    ),
-    (
-        "sensors",
-        "no-transport-security",
-        "Sensor nodes publish in plaintext without credentials",
-        ["SR 3.1", "SR 4.1", "SR 1.2"],
-        "TLS with the plant CA and one account per node",
-    ),
-]
-
-
-def risk_register(ws: Path, candidate: str, params: dict[str, Any]) -> None:
-    risks = [
-        {
-            "id": f"R{i:02d}",
-            "asset": a,
-            "exposure": e,
-            "threat": t,
-            "iec62443_sr": srs,
-            "mitigation": m,
-            "status": "mitigated",
-        }
-        for i, (a, e, t, srs, m) in enumerate(RISKS, 1)
-    ]
-    doc = {
-        "plant": candidate,
-        "assessed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "risks": risks,
-    }
-    (ws / params["risk_register"]).write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--lab", choices=("secure-pipeline", "ics-hardening"), required=True)
+    # ics-hardening has its own script (labs/ics-hardening/solutions/harden_ics.py), which runs this one for the
+    # broker, sensors and PLC-2 with --lab secure-pipeline
+    parser.add_argument("--lab", choices=("secure-pipeline",), required=True)
     parser.add_argument("--flaw", choices=FLAWS)
     args = parser.parse_args()
     sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
@@ -416,16 +257,6 @@ def main() -> None:
             f'exec "{sys.executable}" "{here / "read_telemetry.py"}"{extra} "$@"\n'
         )
         tool.chmod(0o700)
-    if args.lab == "ics-hardening":
-        text = fw1_text(sheet, params, args.flaw)
-        if args.flaw == "not-persisted":  # tried on the running config, never saved to fw1.yaml
-            running = ws / "fw1-candidate.yaml"
-            running.write_text(text, encoding="utf-8")
-            aiotlab("plant", "apply", "fw1", str(running))
-        else:
-            (cfg / "fw1.yaml").write_text(text, encoding="utf-8")
-            aiotlab("plant", "reload", "fw1")
-        risk_register(ws, os.environ["AIOTLAB_CANDIDATE"], params)
     print(f"hardened for {args.lab}" + (f" with flaw {args.flaw}" if args.flaw else ""))
 
 
