@@ -2,6 +2,11 @@
 
 Stored in SQLite in the plant's state directory so it survives the plant and can be replayed by the grader.
 Rows are written in batches once a second; a tick's tag values are packed as float64 (booleans as 0/1).
+
+A sensor message is an emission once it is handed to the broker. Its PUBACK confirms it; a publish interrupted
+before that (broker restarted, node restarted) may or may not have been delivered: the node records it all the same,
+with an UNCONFIRMED event naming it (node, seq, emission time), and readers get `confirmed: false` for it. Graders
+never count an unconfirmed emission as missing and accept it when it was forwarded.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ CREATE TABLE IF NOT EXISTS events (t REAL NOT NULL, kind TEXT NOT NULL, detail T
 CREATE INDEX IF NOT EXISTS events_t ON events (t);
 CREATE INDEX IF NOT EXISTS emissions_t ON emissions (t);
 """
+
+UNCONFIRMED = "sensor_unconfirmed"  # event kind: detail {node, seq, emitted_t} names an unconfirmed emission
 
 
 class TruthRecorder:
@@ -112,7 +119,23 @@ class TruthReader:
             q += " AND node = ?"
             args.append(node)
         q += " ORDER BY t"
-        return [dict(zip(("node", "seq", "t", "topic", "payload"), r, strict=True)) for r in self.db.execute(q, args)]
+        rows = [dict(zip(("node", "seq", "t", "topic", "payload"), r, strict=True)) for r in self.db.execute(q, args)]
+        unconfirmed = self.unconfirmed(start)
+        for r in rows:
+            r["confirmed"] = (r["node"], r["seq"], round(r["t"], 6)) not in unconfirmed
+        return rows
+
+    def unconfirmed(self, start: float) -> set[tuple[str, int, float]]:
+        """(node, seq, emission time) of every emission since start whose publish was interrupted before its PUBACK
+        (the marker is recorded when the publish fails: at or after the emission)."""
+        out = set()
+        for (detail,) in self.db.execute("SELECT detail FROM events WHERE t >= ? AND kind = ?", (start, UNCONFIRMED)):
+            d = json.loads(detail)
+            try:
+                out.add((str(d["node"]), int(d["seq"]), round(float(d["emitted_t"]), 6)))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
 
     def events(self, start: float, end: float) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT t, kind, detail FROM events WHERE t >= ? AND t <= ? ORDER BY t", (start, end))

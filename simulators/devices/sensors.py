@@ -5,6 +5,10 @@ Topics (per node, under the spec's topic_root):
   <root>/<node>/status      "online" / "offline" (retained; "offline" is the last will)
   <root>/<node>/config      write {"report_period_s": N} here to change the reporting period
   <root>/<node>/config/ack  the node's answer: {"ok": true, ...} or {"ok": false, "error": ...}
+
+Every reading handed to the broker is ground truth (an emission): after its PUBACK as confirmed; when the publish
+is interrupted first (the broker restarted, the node was restarted mid-publish) as unconfirmed, since the broker
+may have delivered it all the same (truth.UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import aiomqtt
 
 from ..process.wireless import Battery
+from ..truth import UNCONFIRMED
 from ..yamlconf import ConfigError, load_yaml
 
 log = logging.getLogger(__name__)
@@ -160,9 +165,25 @@ class SensorNode:
             if delay:
                 await asyncio.sleep(delay)
             text = json.dumps(message, separators=(",", ":"))
-            await client.publish(f"{self.base}/data", text.encode(), qos=1)
+            topic = f"{self.base}/data"
+            try:
+                await client.publish(topic, text.encode(), qos=1)
+            except BaseException:
+                # Interrupted before the broker's PUBACK (connection lost, publish timed out, the node restarted):
+                # the broker may still have delivered it, so it is ground truth too, flagged unconfirmed.
+                self._record_unconfirmed(message["seq"], t, topic, text)
+                raise
             self.published += 1
-            self._record(self.id, message["seq"], t, f"{self.base}/data", text)
+            self._record(self.id, message["seq"], t, topic, text)
+
+    def _record_unconfirmed(self, seq: int, t: float, topic: str, text: str) -> None:
+        """Record an emission whose PUBACK never came: the marker event first (truth.UNCONFIRMED, matched by node,
+        seq and emission time), then the emission itself, so that no reader sees it without its flag."""
+        try:
+            self._on_event(UNCONFIRMED, node=self.id, seq=seq, emitted_t=t)
+            self._record(self.id, seq, t, topic, text)
+        except Exception:  # noqa: BLE001 - recording must never hide why the publish was interrupted
+            log.exception("%s: could not record unconfirmed emission %s", self.id, seq)
 
     async def _config_listener(self, client: aiomqtt.Client) -> None:
         async for msg in client.messages:
