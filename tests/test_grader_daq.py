@@ -265,7 +265,9 @@ def _iso(t: float, ms: bool = True) -> str:
 
 
 def synthetic(**flaw: Any) -> Any:
-    """A graded run of a correct collector (period 1 s) in a replay context, with at most one flaw applied."""
+    """A graded run of a correct collector (period 1 s) in a replay context, with at most one flaw applied.
+    `sensor={(node, seq): (record, times)}` changes one sensor message: its truth record ('confirmed', 'unconfirmed':
+    the node's publish was cut before the PUBACK, 'unrecorded': no record) and how often the collector forwards it."""
     from aiotlab.grader.engine import GradeContext
     from aiotlab.grader.observers import Message, MqttObservation, parse_into
 
@@ -286,6 +288,8 @@ def synthetic(**flaw: Any) -> Any:
             emissions.append(
                 {"node": node, "seq": seq, "t": t, "topic": f"plant/sensors/{node}/data", "payload": json.dumps(body)}
             )
+            if flaw.get("sensor", {}).get((node, seq), ("",))[0] == "unconfirmed":
+                emissions[-1]["confirmed"] = False
             t += every
     obs = MqttObservation(window=(W0, W1), protocol=5)
     start = W0 + float(flaw.get("late_start", 0.0))
@@ -350,8 +354,11 @@ def synthetic(**flaw: Any) -> Any:
         body = json.loads(e["payload"])
         field_name = "vrms_mm_s" if e["node"] == "vib-01" else "temp_c"
         ts = body["ts"] if not flaw.get("no_ms") else _iso(e["t"], ms=False)
-        for _ in range(2 if flaw.get("duplicate_sensors") else 1):
+        times = flaw.get("sensor", {}).get((e["node"], e["seq"]), ("", 2 if flaw.get("duplicate_sensors") else 1))[1]
+        for _ in range(times):
             publish(e["node"], field_name, body[field_name], ts, "mqtt", e["t"] + 0.03)
+    unrecorded = {k for k, (record, _times) in flaw.get("sensor", {}).items() if record == "unrecorded"}
+    emissions = [e for e in emissions if (e["node"], e["seq"]) not in unrecorded]
     obs.messages.sort(key=lambda m: m.rx)
     ws = "127.0.0.40"
     requests = 0 if flaw.get("idle_plc1") else 30
@@ -439,6 +446,34 @@ def test_rules_missed_and_duplicated_samples_fail_completeness_only() -> None:
         res = verdicts(synthetic(**{flaw: True}))
         assert set(not_passed(res)) == {"daq.completeness"}, (flaw, not_passed(res))
         assert res["daq.completeness"].points == 0.0  # below the floor: a systematic loss is not nearly free
+
+
+def test_rules_unconfirmed_sensor_messages_never_fail_a_collector() -> None:
+    """A sensor message whose publish was cut before the broker's PUBACK (a broker restart, a node restarted by a
+    factory reset) is in the truth as unconfirmed: not forwarding it is no loss, forwarding it (once, or twice by the
+    broker's redelivery) is right. Controls: the same message confirmed and not forwarded is missing; forwarded but
+    not recorded at all (the old behaviour) it looked like a message that never existed and failed the collector."""
+    marked = [("env-01", 9), ("vib-01", 20)]  # both inside the window
+
+    def run(record: str, times: int) -> dict[str, Any]:
+        return verdicts(synthetic(sensor={k: (record, times) for k in marked}))
+
+    for times in (0, 1, 2):
+        res = run("unconfirmed", times)
+        assert not not_passed(res), (times, not_passed(res))
+        for stream in ("env-01/temp_c", "vib-01/vrms_mm_s"):
+            ev = res["daq.completeness"].evidence["streams"][stream]
+            assert ev["unconfirmed"]["emitted"] == 1 and ev["unconfirmed"]["forwarded"] == min(times, 1), ev
+            assert ev["missing"] == 0 and ev["duplicated"] == 0, ev
+        summary = res["daq.completeness"].evidence["streams"]["env-01/temp_c"]["summary"]
+        assert ("not counted" in summary) == (times == 0), summary
+    missing = run("confirmed", 0)
+    assert set(not_passed(missing)) == {"daq.completeness"}, not_passed(missing)
+    assert missing["daq.completeness"].evidence["streams"]["env-01/temp_c"]["missing"] == 1
+    duplicated = run("confirmed", 2)
+    assert set(not_passed(duplicated)) == {"daq.completeness"}, not_passed(duplicated)
+    unrecorded = run("unrecorded", 1)  # control: a forwarded message missing from the truth is judged wrong
+    assert "daq.timestamps" in not_passed(unrecorded), not_passed(unrecorded)
 
 
 def test_rules_opcua_read_time_fails_timestamps_on_its_stream() -> None:

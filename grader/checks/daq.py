@@ -149,7 +149,9 @@ def _observer_note(ctx: Any, lang: str) -> str:
 
 
 def emissions_of(ctx: Any, node: str, field_name: str) -> list[dict[str, Any]]:
-    """The sensor messages the node emitted around the window: t (emission time), ts (its own ts), value, seq."""
+    """The sensor messages the node emitted around the window: t (emission time), ts (its own ts), value, seq, and
+    confirmed (false when the node's publish was interrupted before the broker's PUBACK: delivered or not, nobody
+    knows; see simulators/truth.py). Recordings made before the flag existed count every emission as confirmed."""
     cache = ctx.cache.setdefault("daq_emissions", {})
     k = (node, field_name)
     if k not in cache:
@@ -171,6 +173,7 @@ def emissions_of(ctx: Any, node: str, field_name: str) -> list[dict[str, Any]]:
                     "ts_t": parse_ts(body.get("ts")),
                     "value": float(v) if numeric(v) else None,
                     "seq": e.get("seq", body.get("seq")),
+                    "confirmed": e.get("confirmed", True) is not False,
                 }
             )
         out.sort(key=lambda e: e["t"])
@@ -600,28 +603,48 @@ def _sensor_completeness(
     for _, idx, _how in sensor_assignment(ctx, s):
         if idx is not None:
             counts[idx] += 1
-    once = [i for i in in_window if counts[i] == 1]
-    missing = [i for i in in_window if counts[i] == 0]
-    dup = [i for i in in_window if counts[i] > 1]
-    if not in_window:
-        return 1.0, True, {"emitted": 0, "summary": "no sensor message emitted in the window"}
-    frac = len(once) / len(in_window)
+    # An unconfirmed emission (the node's publish was cut before the broker's PUBACK: a broker or node restart) may
+    # never have reached the broker: not forwarding it is no loss, forwarding it is right, and forwarding it more
+    # than once may be the broker's QoS 1 redelivery across that same interruption. It counts only when forwarded.
+    unsure = [i for i in in_window if not ems[i]["confirmed"]]
+    judged = [i for i in in_window if ems[i]["confirmed"] or counts[i] > 0]
+    once = [i for i in judged if counts[i] == 1 or (counts[i] > 1 and not ems[i]["confirmed"])]
+    missing = [i for i in judged if counts[i] == 0]
+    dup = [i for i in judged if counts[i] > 1 and ems[i]["confirmed"]]
+    unconfirmed = {
+        "emitted": len(unsure),
+        "forwarded": sum(1 for i in unsure if counts[i] > 0),
+        "examples": [{"seq": ems[i]["seq"], "ts": ems[i]["ts"], "forwarded": counts[i]} for i in unsure[:5]],
+        "rule": "published by the node but never acknowledged by the broker: counted only when forwarded",
+    }
+    if not judged:
+        return (
+            1.0,
+            True,
+            {"emitted": 0, "unconfirmed": unconfirmed, "summary": "no sensor message emitted in the window"},
+        )
+    frac = len(once) / len(judged)
     ok = not dup and frac >= float(p.get("sensor_min_fraction", 0.995))
-    parts = [f"{len(once)} of {len(in_window)} forwarded once"]
+    parts = [f"{len(once)} of {len(judged)} forwarded once"]
     if missing:
         parts.append(f"{len(missing)} missing")
     if dup:
         parts.append(f"{len(dup)} forwarded more than once")
+    if unsure and unconfirmed["forwarded"] < len(unsure):
+        parts.append(
+            f"{len(unsure) - unconfirmed['forwarded']} unacknowledged by the broker and not forwarded: not counted"
+        )
     return (
         frac,
         ok,
         {
-            "emitted": len(in_window),
+            "emitted": len(judged),
             "forwarded_once": len(once),
             "missing": len(missing),
             "duplicated": len(dup),
             "missing_examples": [{"seq": ems[i]["seq"], "ts": ems[i]["ts"]} for i in missing[:5]],
             "duplicate_examples": [{"seq": ems[i]["seq"], "ts": ems[i]["ts"], "times": counts[i]} for i in dup[:5]],
+            "unconfirmed": unconfirmed,
             "summary": ", ".join(parts),
         },
     )
@@ -787,11 +810,14 @@ def _last_change(ctx: Any, s: dict[str, Any], v: float, rx: float) -> float | No
 def _sensor_ts_problem(ctx: Any, s: dict[str, Any], m: Message, t: float, max_err: float) -> dict[str, Any] | None:
     ems = emissions_of(ctx, s["device"], s["tag"])
     idx, _how = assigned_of(ctx, s).get(id(m), (None, "none"))
-    if idx is None:  # neither its ts nor its value is a sensor message's: the latest message before receipt
+    if idx is None:  # neither its ts nor its value is a sensor message's: the latest message before receipt (or,
+        # when that one is unconfirmed and may never have arrived, any back to the latest confirmed one)
         i = bisect.bisect_right(emission_times(ctx, s), m.rx + 0.1) - 1
         if i < 0 or ems[i]["t"] < m.rx - SENSOR_LOOKBACK_S - lag(ctx):
             return {"problem": "no sensor message was emitted shortly before it was received"}
         idx = i
+        while not ems[idx]["confirmed"] and abs(t - ems[idx]["t"]) > max_err and idx > 0:
+            idx -= 1
     e = ems[idx]
     if abs(t - e["t"]) <= max_err:
         return None

@@ -442,8 +442,11 @@ async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     t0, t1 = good[0].t - max_age - 15, good[-1].t + 1
     emissions = await control_get(ctx, f"/v1/emissions?start={t0}&end={t1}")
     by_node: dict[str, list[tuple[float, dict[str, Any]]]] = {}
-    for e in emissions:
+    confirmed_at: dict[str, list[float]] = {}  # an unconfirmed emission (publish cut before its PUBACK) may never
+    for e in emissions:  # have arrived: the message before it may still be the node's latest the exporter saw
         by_node.setdefault(e["node"], []).append((e["t"], json.loads(e["payload"])))
+        if e.get("confirmed", True) is not False:
+            confirmed_at.setdefault(e["node"], []).append(e["t"])
     for sent in by_node.values():
         sent.sort(key=lambda te: te[0])
     periods = {nd["id"]: float(nd["default_report_period_s"]) for nd in ctx.sheet["mqtt"]["nodes"]}
@@ -488,7 +491,7 @@ async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 # node's latest at some moment of the max_age_s before the scrape (so one message behind is too old)
                 node = m["labels"]["node"]
                 sent = by_node.get(node, [])
-                older = [t for t, _ in sent if t <= s.t - max_age]
+                older = sorted(t for t in confirmed_at.get(node, []) if t <= s.t - max_age)
                 lo = older[-1] if older else s.t - periods.get(node, 10.0) - max_age
                 recent = [(t, body) for t, body in sent if lo <= t <= hi]
                 if m["sensor"] == "ts":
@@ -1160,7 +1163,9 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         emitted = await control_get(ctx, f"/v1/emissions?start={t0}&end={t_end}")
         mine = sorted(e["t"] for e in emitted if e["node"] == node)
         controls["node_reports_while_silenced"] = [round(t - t0, 1) for t in mine if t0 + 1 < t < node_back - 1]
-        back = [t for t in mine if t >= node_back - 1]
+        # its return is its first report the broker acknowledged (an unconfirmed one may never have arrived)
+        sure = sorted(e["t"] for e in emitted if e["node"] == node and e.get("confirmed", True) is not False)
+        back = [t for t in sure if t >= node_back - 1]
         controls["node_reported_again_at_s"] = round(back[0] - t0, 1) if back else None
     evidence["positive_controls"] = controls
     if test_level and controls.get("level_above_threshold_from_s") is None:
