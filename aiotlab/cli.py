@@ -572,7 +572,7 @@ def exam_up(
         err_console.print(f"[yellow]warning: {PRACTICE_WARNING}[/]")
     t0 = time.monotonic()
     with console.status(f"launching {len(exam.candidates)} plants ({exam.backend} backend)"):
-        results = up(exam)
+        results, logins = up(exam)
     table = Table(title=f"exam {exam.id}: {', '.join(exam.labs)}")
     for col in ("candidate", "plant", "workspace (<lab>/.aiotlab/: kit)", "s"):
         table.add_column(col)
@@ -587,7 +587,25 @@ def exam_up(
     console.print(table)
     bad = [r for r in results if r["status"] != "running"]
     console.print(f"{len(results) - len(bad)}/{len(results)} plants running in {time.monotonic() - t0:.1f} s")
-    raise typer.Exit(1 if bad else 0)
+    if logins:
+        _print_logins(logins)
+    raise typer.Exit(1 if bad or any(r.get("error") for r in logins) else 0)
+
+
+def _print_logins(logins: list[dict[str, Any]]) -> None:
+    """The candidates' workstation logins. A password is shown here once, when it is issued: only its hash is
+    kept (out/credentials.json)."""
+    table = Table(title="workstation logins (SSH; passwords are shown only now: hand them out, keep them safe)")
+    for col in ("candidate", "ssh", "password"):
+        table.add_column(col)
+    for r in logins:
+        host = r["ssh"]["bind"] if r["ssh"]["bind"] not in ("0.0.0.0", "::") else "<this host>"
+        if r.get("error"):
+            pw = f"[red]{r['error']}[/]"
+        else:
+            pw = r["password"] or "(issued before; unchanged)"
+        table.add_row(r["candidate"], f"ssh -p {r['ssh']['port']} candidate@{host}", pw)
+    console.print(table)
 
 
 @exam_app.command("status")
@@ -611,6 +629,34 @@ def exam_status(exam_file: ExamFile) -> None:
         )
     console.print(table)
     raise typer.Exit(0 if all(r["plant"] == "running" for r in rows) else 1)
+
+
+@exam_app.command("shell")
+def exam_shell(
+    exam_file: ExamFile,
+    candidate: Annotated[str, typer.Argument(help="Candidate id")],
+    lab: Annotated[str | None, typer.Option(help="The lab's workstation, in an exam of several labs")] = None,
+    root: Annotated[
+        bool, typer.Option("--root", help="As root (the instructor's repairs), not as the candidate")
+    ] = False,
+) -> None:
+    """A shell in a candidate's workstation (exam mode), as the candidate sees it."""
+    import shutil
+
+    from aiotlab.simulators import addressing as ad
+
+    exam = _exam(exam_file)
+    if candidate not in exam.candidates:
+        _fail(f"{candidate} is not on the roster of {exam.id}")
+    plant = exam.plant_of(candidate, lab or exam.labs[0])
+    ws = (ad.read_state(plant) or {}).get("workstation")
+    if exam.backend != "docker" or not ws:
+        _fail(f"{plant} has no workstation: exam mode (backend: docker) and `aiotlab exam up` first")
+    docker = shutil.which("docker")
+    if not docker:
+        _fail("the docker client is not installed")
+    user = "root" if root else ws["user"]
+    os.execv(docker, ["docker", "exec", "-it", "-u", user, "-w", ws["home"], ws["container"], "bash", "-l"])
 
 
 @exam_app.command("grade")

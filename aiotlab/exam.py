@@ -5,7 +5,9 @@ The exam file (YAML):
 
     exam: aiot-2026-11            # id, used in paths
     labs: [data-acquisition]      # lab ids
-    backend: process              # process (embedded plants)
+    backend: docker               # docker (exam mode: a plant and a workstation per candidate), or process
+                                  # (practice mode: one person's own machine, `exam up --practice`)
+    workstation: {ssh_bind: 0.0.0.0}   # docker: where candidates' SSH logins are published (port 22000 + slot)
     time_limit_min: 120
     secret: {file: exam.secret}   # or {env: VAR}; a relative path is relative to the exam file
     roster: roster.csv            # a CSV with an `id` column (and optional `name`), or a list of ids / {id, name}
@@ -59,6 +61,14 @@ class Exam:
     def workspace(self, candidate: str, lab: str) -> Path:
         """One folder per lab: each lab's kit (.aiotlab/: briefs, parameters, datasheet) and the candidate's work."""
         return self.out / candidate / "workspace" / lab
+
+    def home_of(self, candidate: str) -> Path:
+        """Exam mode: the candidate's home in their workstation (every lab's folder in it)."""
+        return self.out / candidate / "workspace"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.out / "credentials.json"
 
     @property
     def reports(self) -> Path:
@@ -190,8 +200,8 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
             from aiotlab.simulators.containers import ContainerError
 
             try:
-                st = docker_backend(exam).up(plant)
-            except ContainerError as exc:
+                st = docker_backend(exam).up(plant, workstation=workstation_of(exam, candidate))
+            except (ContainerError, OSError) as exc:
                 st = {"status": "failed", "error": str(exc)}
         elif not ad.is_running(st):
             st = detach(plant, None)
@@ -204,6 +214,9 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
             }
         lab = load_lab(lab_id)
         ws = exam.workspace(candidate, lab_id)
+        if exam.backend == "docker":
+            install_kit(exam, candidate, lab, plant, build(plant))
+            continue
         ws.mkdir(parents=True, exist_ok=True)
         asyncio.run(
             write_kit(
@@ -225,6 +238,89 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     }
 
 
+def workstation_of(exam: Exam, candidate: str) -> Any:
+    """Exam mode: the candidate's workstation, their home being their workspace folder (one folder per lab),
+    owned by the workstation's unprivileged user and private."""
+    from aiotlab.simulators.containers import WORKSTATION_IMAGE, WORKSTATION_UID, Workstation
+
+    home = exam.home_of(candidate)
+    if home.is_symlink():
+        raise OSError(f"{home} is a link: refused")
+    home.mkdir(parents=True, exist_ok=True)
+    os.lchown(home, WORKSTATION_UID, WORKSTATION_UID)
+    home.chmod(0o700)
+    opts = exam.data.get("workstation") or {}
+    return Workstation(
+        home.resolve(),
+        image=str(opts.get("image", WORKSTATION_IMAGE)),
+        ssh_bind=str(opts.get("ssh_bind", "0.0.0.0")),  # noqa: S104 - the exam room's machines log in
+        ssh_port=0,
+    )
+
+
+def install_kit(exam: Exam, candidate: str, lab: Any, plant: str, sheet: dict[str, Any]) -> None:
+    """Write a lab's kit where the grader alone writes (the exam's private folder), then move it into the
+    candidate's lab folder: a link the candidate planted there is moved aside, never followed by this root
+    process."""
+    import asyncio
+    import shutil
+
+    from aiotlab.grader.kit import write_kit
+    from aiotlab.grader.runner import give_to
+    from aiotlab.simulators.containers import WORKSTATION_UID
+
+    ws = exam.workspace(candidate, lab.id)
+    if ws.is_symlink() or (ws.exists() and not ws.is_dir()):
+        ws.rename(ws.with_name(f"{ws.name}.moved-{int(time.time())}"))
+    ws.mkdir(exist_ok=True)
+    os.lchown(ws, WORKSTATION_UID, WORKSTATION_UID)
+    staging = exam.out / ".staging" / candidate / lab.id
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    kit = asyncio.run(
+        write_kit(
+            lab, plant, staging, lab.params_of_plant(plant), sheet, briefs=True, time_limit_min=exam.time_limit_min
+        )
+    )
+    give_to(kit, WORKSTATION_UID)
+    target = ws / ".aiotlab"
+    if target.is_symlink() or target.exists():
+        target.rename(ws / f".aiotlab.old-{int(time.time() * 1000)}")
+    kit.rename(target)
+
+
+def issue_credentials(exam: Exam) -> list[dict[str, Any]]:
+    """Each candidate's workstation login: a new password for a candidate who has none (returned once, for the
+    instructor to hand out), the stored hash put back into a workstation that was recreated."""
+    from aiotlab import credentials as cred
+    from aiotlab.simulators import addressing as ad
+    from aiotlab.simulators.containers import ContainerError
+
+    backend = docker_backend(exam)
+    store = cred.load(exam.credentials_path)
+    issued = []
+    for c in exam.candidates:
+        for plant in dict.fromkeys(exam.plant_of(c, lab) for lab in exam.labs):
+            st = ad.read_state(plant) or {}
+            ws = st.get("workstation")
+            if not ws or st.get("status") != "running":
+                continue
+            row = {"candidate": c, "plant": plant, "ssh": ws["ssh"], "password": None}
+            try:
+                if c in store:
+                    backend.set_shadow(plant, store[c]["shadow"])
+                else:
+                    password = cred.new_password()
+                    backend.set_password(plant, password)
+                    store[c] = {"argon2": cred.hash_password(password), "shadow": backend.shadow_of(plant)}
+                    cred.save(exam.credentials_path, store)
+                    row["password"] = password
+            except ContainerError as exc:
+                row["error"] = str(exc)
+            issued.append(row)
+    return issued
+
+
 def docker_backend(exam: Exam) -> Any:
     from aiotlab.simulators.containers import DockerBackend
 
@@ -242,7 +338,9 @@ def remove_leftovers(exam: Exam) -> list[str]:
     return gone
 
 
-def up(exam: Exam) -> list[dict[str, Any]]:
+def up(exam: Exam) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Launch every plant (and in exam mode every workstation); returns the launches and the logins (a password
+    only where one was issued now)."""
     exam.use_secret()
     exam.out.mkdir(parents=True, exist_ok=True)
     ensure_keys(exam)
@@ -260,8 +358,16 @@ def up(exam: Exam) -> list[dict[str, Any]]:
         "leftovers_removed": cleaned,
         "candidates": {r["candidate"]: r for r in results},
     }
-    exam.state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    return results
+    if exam.backend == "docker":
+        state["logins"] = issue_credentials(exam)
+    exam.state_path.write_text(
+        json.dumps(
+            {**state, "logins": [{k: v for k, v in r.items() if k != "password"} for r in state.get("logins", [])]},
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    return results, state.get("logins", [])
 
 
 def ensure_keys(exam: Exam) -> None:
@@ -300,6 +406,8 @@ def status(exam: Exam) -> list[dict[str, Any]]:
         if st and st.get("backend") == "docker":
             states = docker_backend(exam).status(plant)
             row["containers"] = f"{sum(1 for v in states.values() if v == 'running')}/{len(states)} running"
+            if st.get("workstation"):
+                row["workstation"] = states.get("workstation", "absent")
         labs = exam.labs if plant == c else [lab_id]
         row["kit"] = all((exam.workspace(c, lab) / ".aiotlab" / "datasheet.json").is_file() for lab in labs)
         rows.append(row)

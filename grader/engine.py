@@ -31,6 +31,7 @@ from . import scoring
 from .checks import registry
 from .observers import MqttObservation, observe_mqtt
 from .results import ERROR, GRADER_OVERLOADED, CheckResult, not_assessable
+from .runner import WorkstationRunner
 
 CHECK_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 150.0  # an active check probes many things, each bounded; this bounds the whole
@@ -518,20 +519,28 @@ async def finish_log(proc: asyncio.subprocess.Process) -> int:
         return int(getattr(proc, "_aiotlab_dropped", 0))
 
 
-async def run_step(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, limit: float) -> dict[str, Any]:
+async def run_step(
+    argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, limit: float, ws: WorkstationRunner | None = None
+) -> dict[str, Any]:
     """Run a solution's setup step to completion (bounded); its output goes to the solution log."""
     try:
-        proc = await spawn(argv, cwd, env, log_path)
+        proc = await spawn(ws.wrap(argv, cwd, env) if ws else argv, cwd, env if not ws else host_env(), log_path)
     except OSError as exc:
         return {"argv": argv, "error": str(exc)}
     try:
         await asyncio.wait_for(proc.wait(), limit)
     except TimeoutError:
-        await stop_process(proc)
+        await (ws.stop(proc) if ws else stop_process(proc))
         await finish_log(proc)
         return {"argv": argv, "error": f"did not finish within {limit:.0f} s"}
     await finish_log(proc)
     return {"argv": argv, "exit": proc.returncode}
+
+
+def host_env() -> dict[str, str]:
+    """The environment of the local `docker exec` that starts a solution in a workstation: nothing of the
+    grader's but where docker is (the solution's own variables are passed to the workstation one by one)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 class LagMonitor:
@@ -660,7 +669,11 @@ async def _grade_once(
     info = await asyncio.to_thread(control.get, "/v1/info")
     params = lab.params_for(plant_id, state.get("seed"))
     sheet = build_datasheet(plant_id)
-    kit = await write_kit(lab, plant_id, workspace, params, sheet)
+    ws = WorkstationRunner.for_plant(state)
+    if ws is None:
+        kit = await write_kit(lab, plant_id, workspace, params, sheet)
+    else:  # exam mode: never write into a workspace the candidate controls; `exam up` put the kit there
+        kit = await write_kit(lab, plant_id, out_dir / "kit", params, sheet)
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
     ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started)
     proc = None
@@ -689,6 +702,19 @@ async def _grade_once(
                 "AIOTLAB_LAB_PARAMS": str(params_path),
                 "AIOTLAB_GRADER_CERT": str(kit / "grader-opcua.der"),
             }
+            if ws is not None:  # the same variables as the workstation sees its workspace, nothing of this host's
+                ws_kit = f"{ws.path(workspace)}/.aiotlab"
+                values |= {"workspace": ws.path(workspace), **(ws.stage_known(lab, known) if known else {})}
+                env = {
+                    **ws.base_env(),
+                    GRADING_MARK: grading_id,
+                    "AIOTLAB_CANDIDATE": plant_id,
+                    "AIOTLAB_WORKSPACE": ws.path(workspace),
+                    "AIOTLAB_DATASHEET": f"{ws_kit}/datasheet.json",
+                    "AIOTLAB_LAB_PARAMS": f"{ws_kit}/lab-params.json",
+                    "AIOTLAB_GRADER_CERT": f"{ws_kit}/grader-opcua.der",
+                }
+                await ws.snapshot()
             if lab.data.get("plant", {}).get("start", "factory") == "factory":
                 # The brief describes a factory plant: start there, whatever an earlier lab or attempt left on it.
                 say(candidate, "plant to factory configs")
@@ -698,14 +724,19 @@ async def _grade_once(
             if known and known.setup:
                 say(candidate, "solution setup")
                 sol_info["setup"] = await run_step(
-                    format_command(known.setup, values), workspace, env, out_dir / "solution.log", SETUP_TIMEOUT_S
+                    format_command(known.setup, values), workspace, env, out_dir / "solution.log", SETUP_TIMEOUT_S, ws
                 )
             if template:
                 argv = format_command(template, values)
                 sol_info["command"] = argv
                 say(candidate, "starting solution")
                 try:
-                    proc = await spawn(argv, workspace, env, out_dir / "solution.log")
+                    if ws is None:
+                        proc = await spawn(argv, workspace, env, out_dir / "solution.log")
+                    else:
+                        proc = await spawn(
+                            ws.wrap(argv, workspace, env), workspace, host_env(), out_dir / "solution.log"
+                        )
                 except OSError as exc:
                     sol_info["start_error"] = str(exc)
                 await asyncio.sleep(float(params.get("warmup_s", 5)))
@@ -736,9 +767,9 @@ async def _grade_once(
         await monitor.stop()
         if proc is not None:
             say(candidate, "stopping solution")
-            sol_info.update(await stop_process(proc))
+            sol_info.update(await (ws.stop(proc) if ws else stop_process(proc)))
         if solution:
-            sol_info["strays_ended"] = await asyncio.to_thread(reap_marked, grading_id)
+            sol_info["strays_ended"] = await (ws.reap() if ws else asyncio.to_thread(reap_marked, grading_id))
         if proc is not None:
             sol_info["log_bytes_dropped"] = await finish_log(proc)
     if proc is None and obs_spec:

@@ -57,11 +57,13 @@ def may_bind_privileged() -> bool:
 
 
 def container_nets(slot: int) -> dict[str, str]:
-    """The /24 prefixes of a containerised plant's networks: `plant` (candidate-facing, its gateway is the
-    workstation) and `field` (PLC-1, EM-1 and FW-1's field side). Same slot numbering as the loopback blocks."""
+    """The /24 prefixes of a containerised plant's networks: `plant` (candidate-facing: the devices' client
+    sides, the workstation in exam mode), `field` (PLC-1, EM-1 and FW-1's field side) and `control` (the core
+    and the plant-side devices: the bus and the control plane, never reachable from the plant network). Same
+    slot numbering as the loopback blocks; the host holds .254 of the plant and control networks."""
     block(slot)
     a, b = 64 + slot // 256, slot % 256
-    return {"plant": f"10.{a}.{b}", "field": f"10.{a + 64}.{b}"}
+    return {"plant": f"10.{a}.{b}", "field": f"10.{a + 64}.{b}", "control": f"10.{a + 128}.{b}"}
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,24 @@ class Addresses:
         standard ports, the workstation being the plant network's gateway (the host, where docker-proxy relays
         the published ports from). FW-1 holds one plant address (.11, PLC-1's) and serves EM-1's conduit on
         port 1502 there; the datasheet still gives EM-1 at its own published address and port 502."""
+        hosts = cls.on_networks(slot, spec_addressing).hosts
+        hosts["em1"] = hosts["plc1"]
+        ports = dict(spec_addressing["ports"])
+        return cls(slot, hosts, ports, {"plc1": (hosts["plc1"], ports["modbus"]), "em1": (hosts["plc1"], 1502)})
+
+    @classmethod
+    def on_networks(cls, slot: int, spec_addressing: dict[str, Any]) -> Addresses:
+        """Exam mode: the plant on its own networks, as the candidate's workstation (and the host, which holds
+        .254 of the plant network) reach it: every device at its datasheet host number on the plant network,
+        standard ports, nothing published. FW-1 holds .11 and .12 (PLC-1's and EM-1's conduits); the core is
+        on the control network."""
         nets = container_nets(slot)
         hosts = {
             name: f"{nets['field' if name.endswith('_field') else 'plant']}.{int(h)}"
             for name, h in spec_addressing["hosts"].items()
         }
-        hosts["em1"] = hosts["plc1"]
-        ports = dict(spec_addressing["ports"])
-        return cls(slot, hosts, ports, {"plc1": (hosts["plc1"], ports["modbus"]), "em1": (hosts["plc1"], 1502)})
+        hosts["control"] = f"{nets['control']}.{int(spec_addressing['hosts']['control'])}"
+        return cls(slot, hosts, dict(spec_addressing["ports"]))
 
     def conduit_listen(self, name: str) -> tuple[str, int]:
         return (self.listen or {}).get(name) or (self.hosts[name], self.ports["modbus"])

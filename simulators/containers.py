@@ -9,8 +9,13 @@ one engine never touch each other's plants.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shlex
+import shutil
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,10 @@ from .launch import load_spec
 from .yamlconf import ConfigError, load_yaml
 
 DEFAULT_IMAGE = "aiotlab-plant:latest"
+WORKSTATION_IMAGE = "aiotlab-workstation:latest"
+WORKSTATION_UID = 1000  # the image's unprivileged `candidate` user; their home is the host's workspace folder
+SSH_PORT_BASE = 22000
+LABEL_WORKSTATION = "io.aiotlab.workstation"
 LABEL = "io.aiotlab.plant"
 LABEL_CANDIDATE = "io.aiotlab.candidate"
 LABEL_HOME = "io.aiotlab.home"
@@ -47,11 +56,27 @@ def project_name(candidate: str) -> str:
     return f"aiotlab-{norm}"
 
 
-def plant_env(candidate: str, slot: int, seed: int | None, image: str = DEFAULT_IMAGE) -> dict[str, str]:
-    """The compose variables of one candidate's plant (the exam secret is not among them: it comes from the
-    environment of whoever runs compose, and never lands in a file)."""
+@dataclass(frozen=True)
+class Workstation:
+    """Exam mode: the candidate's workstation beside the plant. `workspace` (a host folder) is its user's home;
+    SSH is published at ssh_bind:ssh_port (port 0: SSH_PORT_BASE + the plant's slot)."""
+
+    workspace: Path
+    image: str = WORKSTATION_IMAGE
+    ssh_bind: str = "0.0.0.0"  # noqa: S104 - candidates log in from the exam room's machines
+    ssh_port: int = 0
+
+    def port_for(self, slot: int) -> int:
+        return self.ssh_port or SSH_PORT_BASE + slot
+
+
+def plant_env(
+    candidate: str, slot: int, seed: int | None, image: str = DEFAULT_IMAGE, workstation: Workstation | None = None
+) -> dict[str, str]:
+    """The compose variables of one candidate's plant. The exam secret is not among them and no container gets
+    it: the plant's parameter key is in its state folder (see register)."""
     nets = ad.container_nets(slot)
-    return {
+    env = {
         "COMPOSE_PROJECT_NAME": project_name(candidate),
         "AIOTLAB_CANDIDATE": candidate,
         "AIOTLAB_SEED": "" if seed is None else str(seed),
@@ -59,15 +84,46 @@ def plant_env(candidate: str, slot: int, seed: int | None, image: str = DEFAULT_
         "AIOTLAB_STATE": str(ad.plant_dir(candidate)),
         "AIOTLAB_PLANT_NET": nets["plant"],
         "AIOTLAB_FIELD_NET": nets["field"],
+        "AIOTLAB_CONTROL_NET": nets["control"],
         "AIOTLAB_PUBLISH": ad.block(slot),
         "AIOTLAB_IMAGE": image,
+        "AIOTLAB_ADDRESSING": "workstation" if workstation else "containers",
     }
+    if workstation:
+        env |= {
+            "AIOTLAB_WORKSPACE": str(workstation.workspace),
+            "AIOTLAB_WORKSTATION_IMAGE": workstation.image,
+            "AIOTLAB_SSH_BIND": workstation.ssh_bind,
+            "AIOTLAB_SSH_PORT": str(workstation.port_for(slot)),
+        }
+    return env
 
 
-def register(candidate: str, seed: int | None, backend: str, image: str = DEFAULT_IMAGE) -> dict[str, str]:
+def write_plant_key(candidate: str, seed: int | None) -> None:
+    """The plant's parameter key (HMAC of the exam secret and the plant id), 0600 in its state folder: what the
+    containers derive the plant from, so that none of them needs the exam secret."""
+    from .params import PlantIdentity
+
+    if seed is not None:
+        return
+    path = ad.plant_dir(candidate) / "plant.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(PlantIdentity.for_candidate(candidate, secret=_secret_in_use()).key.hex())
+
+
+def register(
+    candidate: str,
+    seed: int | None,
+    backend: str,
+    image: str = DEFAULT_IMAGE,
+    workstation: Workstation | None = None,
+) -> dict[str, str]:
     """Allocate the candidate's slot and record their plant as a container plant; returns its compose variables.
 
-    The plant counts as running once its control plane answers (see addressing.is_running)."""
+    The plant counts as running once its control plane answers (see addressing.is_running). In exam mode (with
+    a workstation) the recorded addresses are the plant network's: what the candidate's workstation and the
+    grader on the host reach, nothing published."""
     spec = load_spec()
     with ad.registry_lock():
         previous = ad.read_state(candidate)
@@ -83,7 +139,8 @@ def register(candidate: str, seed: int | None, backend: str, image: str = DEFAUL
             raise ContainerError(str(exc)) from None
         d = ad.plant_dir(candidate)
         (d / "logs").mkdir(parents=True, exist_ok=True)
-        public = ad.Addresses.published(slot, spec["addressing"])
+        write_plant_key(candidate, seed)
+        public = (ad.Addresses.on_networks if workstation else ad.Addresses.published)(slot, spec["addressing"])
         ad.write_state(
             candidate,
             {
@@ -97,14 +154,15 @@ def register(candidate: str, seed: int | None, backend: str, image: str = DEFAUL
                 "status": "running",
                 "state_dir": str(d),
                 "addresses": public.as_dict(),
-                "control": {
-                    "url": f"http://{public.hosts['control']}:{public.ports['control']}",
+                "control": {  # published on the host's loopback only, in exam mode too
+                    "url": f"http://{ad.block(slot)}.{spec['addressing']['hosts']['control']}:{public.ports['control']}",
                     "token_file": str(d / "control.token"),
                 },
                 "since": time.time(),
+                "workstation": None,
             },
         )
-    return plant_env(candidate, slot, seed, image)
+    return plant_env(candidate, slot, seed, image, workstation)
 
 
 def wait_ready(candidate: str, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
@@ -224,27 +282,138 @@ class DockerBackend:
         return {"label": labels}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def up(self, candidate: str, seed: int | None = None, wait: bool = True) -> dict[str, Any]:
-        """Create and start the candidate's plant (after removing any leftover of theirs); wait until ready."""
-        try:
-            self.client.images.get(self.image)
-        except self.errors.ImageNotFound:
-            raise ContainerError(f"image {self.image} not found: build it (infra/docker/build-image.sh)") from None
+    def up(
+        self, candidate: str, seed: int | None = None, wait: bool = True, workstation: Workstation | None = None
+    ) -> dict[str, Any]:
+        """Create and start the candidate's plant (after removing any leftover of theirs); wait until ready.
+
+        With a workstation (exam mode) the plant serves on its own networks and the candidate's workstation
+        joins the plant network at the datasheet's address, fenced by host firewall rules (see fence)."""
+        for image in [self.image] + ([workstation.image] if workstation else []):
+            try:
+                self.client.images.get(image)
+            except self.errors.ImageNotFound:
+                raise ContainerError(f"image {image} not found: build it (infra/docker/build-image.sh)") from None
+        if workstation and os.geteuid() != 0:
+            raise ContainerError("exam mode fences each workstation with host firewall rules: run it as root")
         self.remove(candidate)
-        env = {**register(candidate, seed, "docker", self.image), "AIOTLAB_EXAM_SECRET": _secret_in_use()}
-        topo = load_topology(self.compose, env)
+        env = register(candidate, seed, "docker", self.image, workstation)
+        topo = load_topology(self.compose, env, {"exam"} if workstation else None)
         project = env["COMPOSE_PROJECT_NAME"]
         labels = self._labels(candidate)
         try:
             nets = self._networks(project, topo, labels)
             for name, svc in topo["services"].items():
-                self._container(project, name, svc, nets, labels, topo["base"])
-        except (self.errors.DockerException, ContainerError, OSError) as exc:
+                cid = self._container(project, name, svc, nets, labels, topo["base"])
+                if workstation and name == "fw1":
+                    self._add_address(
+                        cid,
+                        env["AIOTLAB_PLANT_NET"],
+                        ad.Addresses.on_networks(int(env["AIOTLAB_SLOT"]), load_spec()["addressing"]).hosts,
+                    )
+            if workstation:
+                self.fence(candidate, env)
+        except (self.errors.DockerException, ContainerError, OSError, subprocess.SubprocessError) as exc:
             self.remove(candidate)
             mark(candidate, status="failed", error=f"docker: {exc}")
             raise ContainerError(f"{candidate}: {exc}") from None
-        mark(candidate, status="running", containers=sorted(topo["services"]))
+        ws_state = None
+        if workstation:
+            ws_state = {
+                "container": f"{project}-workstation",
+                "address": f"{env['AIOTLAB_PLANT_NET']}.{load_spec()['addressing']['hosts']['workstation']}",
+                "user": "candidate",
+                "home": "/home/candidate",
+                "host_home": str(workstation.workspace),
+                "ssh": {"bind": workstation.ssh_bind, "port": int(env["AIOTLAB_SSH_PORT"])},
+            }
+        mark(candidate, status="running", containers=sorted(topo["services"]), workstation=ws_state)
         return wait_ready(candidate) if wait else ad.read_state(candidate) or {}
+
+    def _add_address(self, cid: str, plant_net: str, hosts: dict[str, str]) -> None:
+        """FW-1 serves EM-1's conduit at EM-1's own datasheet address (.12) beside PLC-1's (.11): a container
+        has one address per network, so the host adds the second to FW-1's interface (FW-1 binds it early:
+        ip_nonlocal_bind is set in its container)."""
+        pid = str(self.client.api.inspect_container(cid)["State"]["Pid"])
+        ns = ["nsenter", "-t", pid, "-n", "ip"]
+        shown = subprocess.run(
+            [*ns, "-o", "addr", "show", "to", hosts["plc1"]], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split()
+        if len(shown) < 2:
+            raise ContainerError(f"FW-1 has no interface with {hosts['plc1']}")
+        subprocess.run(
+            [*ns, "addr", "add", f"{hosts['em1']}/24", "dev", shown[1]], capture_output=True, timeout=10, check=True
+        )
+
+    # -- the workstation's fence -----------------------------------------------------------------------------
+    def fence(self, candidate: str, env: dict[str, str]) -> None:
+        """Host firewall rules for one workstation, on top of Docker's isolation between networks: it may not
+        open a connection to the host itself (any of its addresses: the grader's listeners, the host's
+        services), nor send anything off its plant network (the outside world). Replies to the host's own
+        connections (the grader probing the candidate's exporter) still pass."""
+        ws = f"{env['AIOTLAB_PLANT_NET']}.{load_spec()['addressing']['hosts']['workstation']}"
+        tag = ["-m", "comment", "--comment", f"aiotlab:{env['COMPOSE_PROJECT_NAME']}"]
+        rules = [
+            ["INPUT", "-s", ws, "-m", "conntrack", "--ctstate", "NEW,INVALID", *tag, "-j", "DROP"],
+            ["DOCKER-USER", "-s", ws, "!", "-d", f"{env['AIOTLAB_PLANT_NET']}.0/24", *tag, "-j", "DROP"],
+        ]
+        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
+        for rule in rules:
+            subprocess.run([iptables, "-w", "5", "-I", *rule], capture_output=True, timeout=15, check=True)
+
+    @staticmethod
+    def unfence(project: str) -> int:
+        """Remove the host rules tagged for this plant's project; returns how many."""
+        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
+        if os.geteuid() != 0 or not Path(iptables).exists():
+            return 0
+        removed = 0
+        for chain in ("INPUT", "DOCKER-USER"):
+            listed = subprocess.run([iptables, "-w", "5", "-S", chain], capture_output=True, text=True, timeout=15)
+            for line in listed.stdout.splitlines():
+                if f'"aiotlab:{project}"' in line or f"aiotlab:{project} " in line + " ":
+                    args = shlex.split(line)
+                    args[0] = "-D"
+                    subprocess.run([iptables, "-w", "5", *args], capture_output=True, timeout=15)
+                    removed += 1
+        return removed
+
+    def workstation_exec(
+        self, candidate: str, argv: list[str], user: str = "candidate", stdin: bytes | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a command in the candidate's workstation (docker exec), bounded in time."""
+        st = ad.read_state(candidate) or {}
+        ws = st.get("workstation") or {}
+        if not ws.get("container"):
+            raise ContainerError(f"{candidate} has no workstation (not an exam-mode plant)")
+        return subprocess.run(
+            ["docker", "exec", "-i", "-u", user, ws["container"], *argv],
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def set_shadow(self, candidate: str, shadow_hash: str) -> None:
+        """Put back a password hash issued before (a recreated workstation keeps the candidate's password)."""
+        out = self.workstation_exec(
+            candidate, ["chpasswd", "-e"], user="root", stdin=f"candidate:{shadow_hash}\n".encode()
+        )
+        if out.returncode != 0:
+            raise ContainerError(f"restoring {candidate}'s password failed: {out.stderr.decode(errors='replace')}")
+
+    def shadow_of(self, candidate: str) -> str:
+        out = self.workstation_exec(candidate, ["getent", "shadow", "candidate"], user="root")
+        fields = out.stdout.decode().strip().split(":")
+        if out.returncode != 0 or len(fields) < 2 or not fields[1].startswith("$"):
+            raise ContainerError(f"no password hash for {candidate}'s workstation user")
+        return fields[1]
+
+    def set_password(self, candidate: str, password: str) -> None:
+        """The candidate's login password in their workstation (chpasswd hashes it there; it travels on stdin,
+        never in a command line)."""
+        out = self.workstation_exec(candidate, ["chpasswd"], user="root", stdin=f"candidate:{password}\n".encode())
+        if out.returncode != 0:
+            raise ContainerError(f"setting {candidate}'s password failed: {out.stderr.decode(errors='replace')}")
 
     def _networks(self, project: str, topo: dict[str, Any], labels: dict[str, str]) -> dict[str, str]:
         from docker.types import IPAMConfig, IPAMPool
@@ -265,7 +434,7 @@ class DockerBackend:
 
     def _container(
         self, project: str, name: str, svc: dict[str, Any], nets: dict[str, str], labels: dict[str, str], base: Path
-    ) -> None:
+    ) -> str:
         api = self.client.api
         networks = list(svc["networks"].items())
         ports = _ports(svc.get("ports", []))
@@ -276,6 +445,7 @@ class DockerBackend:
             nano_cpus=int(float(svc["cpus"]) * 1e9) if svc.get("cpus") else None,
             pids_limit=int(svc["pids_limit"]) if svc.get("pids_limit") else None,
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 5} if svc.get("restart") else None,
+            sysctls=svc.get("sysctls"),
         )
         first, first_cfg = networks[0]
         created = api.create_container(
@@ -295,10 +465,19 @@ class DockerBackend:
         for net, cfg in networks[1:]:
             api.connect_container_to_network(created["Id"], nets[net], ipv4_address=cfg["ipv4_address"], aliases=[name])
         api.start(created["Id"])
+        return str(created["Id"])
 
     def remove(self, candidate: str | None = None) -> list[str]:
-        """Remove the containers and networks of a candidate (or of every candidate of this registry)."""
+        """Remove the containers and networks of a candidate (or of every candidate of this registry), and the
+        host rules fencing their workstation."""
         removed = []
+        projects = {
+            c.labels.get(LABEL_CANDIDATE)
+            for c in self.client.containers.list(all=True, filters=self._filters(candidate))
+        }
+        for cand in projects | ({candidate} if candidate else set()):
+            if cand:
+                self.unfence(project_name(cand))
         for c in self.client.containers.list(all=True, filters=self._filters(candidate)):
             try:
                 c.remove(force=True)

@@ -34,6 +34,10 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
     slot = int(st["slot"]) if st and st.get("slot") is not None else 0
     addr = ad.Addresses.for_slot(slot, spec["addressing"])
     h, p = addr.hosts, addr.ports
+    block = ad.block(slot)
+    if st and st.get("workstation") and st.get("addresses"):  # exam mode: the plant network, as the workstation sees it
+        h, p = st["addresses"]["hosts"], st["addresses"]["ports"]
+        block = h["workstation"].rsplit(".", 1)[0]
     devs = params["devices"]
 
     def modbus(name: str) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
         "candidate": candidate,
         "plant": spec["title"],
         "parameter_fingerprint": identity.digest(),
-        "network": {"block": ad.block(slot), "workstation": h["workstation"], "hmi": h["hmi"]},
+        "network": {"block": block, "workstation": h["workstation"], "hmi": h["hmi"]},
         "plc1": modbus("plc1") | {"comm_budget_rps": devs["plc1"]["comm_budget_rps"]},
         "em1": modbus("em1"),
         "plc2": {

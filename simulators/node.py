@@ -5,8 +5,10 @@
 Configured by the environment, as a compose file or the Docker backend sets it:
 AIOTLAB_CANDIDATE, AIOTLAB_SEED (optional), AIOTLAB_SLOT (the plant's slot: its networks and published
 addresses), AIOTLAB_STATE_DIR (the plant's state folder, shared by all its containers), AIOTLAB_CORE (host:port
-of the core's bus; device roles only), AIOTLAB_ADDRESSING ("containers", default, or "loopback" to run the split
-plant on this machine's loopback block, as the tests do).
+of the core's bus; device roles only), AIOTLAB_ADDRESSING ("containers", default: clients reach the plant through
+published ports; "workstation": exam mode, clients on the plant network; or "loopback" to run the split plant on
+this machine's loopback block, as the tests do). The plant's parameter key is read from `plant.key` in the state
+folder (written by the host, 0600): no container ever holds the exam secret.
 
 A device role exits (status 3) when it loses the core, so a restart policy brings it back connected.
 """
@@ -25,12 +27,14 @@ from pathlib import Path
 
 from .addressing import Addresses
 from .bus import BUS_PORT, BusError, BusLink
-from .launch import plant_params
+from .launch import load_spec, plant_params
+from .params import PlantIdentity, resolve
 from .runtime import ROLES, Plant, PlantStartError
 from .yamlconf import ConfigError
 
 log = logging.getLogger("aiotlab.node")
 TOKEN_WAIT_S = 60.0
+PLANT_KEY_FILE = "plant.key"
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -45,6 +49,9 @@ def _addresses(slot: int, spec: dict, mode: str) -> tuple[Addresses, Addresses]:
     if mode == "loopback":
         local = Addresses.for_slot(slot, spec["addressing"])
         return local, local
+    if mode == "workstation":  # exam mode: clients are on the plant network, nothing is published
+        net = Addresses.on_networks(slot, spec["addressing"])
+        return net, net
     return Addresses.in_containers(slot, spec["addressing"]), Addresses.published(slot, spec["addressing"])
 
 
@@ -66,7 +73,14 @@ async def run(role: str) -> int:
     slot = int(_env("AIOTLAB_SLOT"))
     state_dir = Path(_env("AIOTLAB_STATE_DIR", "/var/lib/aiotlab/plant"))
     mode = _env("AIOTLAB_ADDRESSING", "containers")
-    identity, spec, params = plant_params(candidate, int(seed_text) if seed_text else None)
+    seed = int(seed_text) if seed_text else None
+    key_file = state_dir / PLANT_KEY_FILE
+    if seed is None and key_file.is_file():  # the host derived this plant's key: the exam secret stays there
+        spec = load_spec()
+        identity = PlantIdentity(candidate, None, bytes.fromhex(key_file.read_text().strip()))
+        params = resolve(spec, identity)
+    else:
+        identity, spec, params = plant_params(candidate, seed)
     inside, public = _addresses(slot, spec, mode)
     state_dir.mkdir(parents=True, exist_ok=True)
     link = None
@@ -77,7 +91,7 @@ async def run(role: str) -> int:
         link = BusLink(host, int(port), role, token)
         await link.connect()
     plant = Plant(identity, spec, params, inside, state_dir, roles=frozenset({role}), link=link, public=public)
-    if role == "core" and mode == "containers":
+    if role == "core" and mode != "loopback":
         plant.bus_host = "0.0.0.0"  # the core's containers' networks only; the bus asks for the control token  # noqa: S104
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,146 @@
+"""Where a solution the grader starts runs: on this machine (practice mode) or in the candidate's workstation
+container (exam mode). Both give the engine the same four things: the paths the solution sees, an environment
+from an allow-list, a started process whose output is the solution's log, and an end to every process the
+solution made (its whole tree, daemons included)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiotlab.labs.loader import Lab
+from aiotlab.labs.loader import Solution as LabSolution
+
+STOP_GRACE_S = 5.0
+EXEC_TIMEOUT_S = 30.0
+WS_PATH = "/opt/tools/bin:/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass
+class WorkstationRunner:
+    """Exam mode: the solution runs in the candidate's workstation as the candidate (docker exec), with an
+    environment made here from nothing but the solution's own variables: no secret, key, token or AIOTLAB_HOME
+    can reach it. Every process of the candidate's user that appears during the grading is ended after it, so a
+    daemon that double-forks, changes session or clears its environment does not outlive the grading; the
+    candidate's own processes that ran before are left alone."""
+
+    container: str
+    host_home: Path  # the host folder mounted as the workstation user's home
+    home: str = "/home/candidate"
+    user: str = "candidate"
+    uid: int = 1000
+    before: set[int] = field(default_factory=set)
+
+    @classmethod
+    def for_plant(cls, state: dict[str, Any]) -> WorkstationRunner | None:
+        ws = state.get("workstation") or {}
+        if not ws.get("container") or not ws.get("host_home"):
+            return None
+        return cls(
+            ws["container"], Path(ws["host_home"]), ws.get("home", "/home/candidate"), ws.get("user", "candidate")
+        )
+
+    def path(self, host_path: Path) -> str:
+        """Where a file of the workspace is inside the workstation."""
+        rel = Path(host_path).resolve().relative_to(self.host_home.resolve())
+        return str(Path(self.home) / rel)
+
+    def base_env(self) -> dict[str, str]:
+        return {"HOME": self.home, "PATH": WS_PATH, "LANG": "C.UTF-8", "USER": self.user, "LOGNAME": self.user}
+
+    def stage_known(self, lab: Lab, known: LabSolution) -> dict[str, str]:
+        """A named lab solution (a rehearsal or a test, never a candidate's exam): copied into the workstation
+        user's home under .aiotlab-labs, as if the candidate had written it; returns its placeholders."""
+        root = self.host_home / ".aiotlab-labs"
+        if root.is_symlink():
+            root.unlink()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(known.path.parent, root / lab.id / "solutions", ignore=shutil.ignore_patterns("__pycache__"))
+        common = lab.path.parent / "common"
+        if common.is_dir():
+            shutil.copytree(common, root / "common", ignore=shutil.ignore_patterns("__pycache__"))
+        give_to(root, self.uid)
+        sol = Path(self.home) / ".aiotlab-labs" / lab.id / "solutions" / known.path.name
+        return {"python": "python3", "solution_dir": str(sol), "labs_dir": str(Path(self.home) / ".aiotlab-labs")}
+
+    async def _exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "docker",
+            "exec",
+            "-u",
+            user,
+            self.container,
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            return -1, "docker exec timed out"
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    async def user_pids(self) -> set[int]:
+        code, out = await self._exec(["ps", "-o", "pid=", "-u", str(self.uid)])
+        return {int(x) for x in out.split() if x.isdigit()} if code in (0, 1) else set()
+
+    async def snapshot(self) -> None:
+        self.before = await self.user_pids()
+
+    def wrap(self, argv: list[str], cwd: Path, env: dict[str, str]) -> list[str]:
+        """The docker exec command line that starts argv in the workstation."""
+        flags = [f"{k}={v}" for k, v in env.items()]
+        return [
+            "docker",
+            "exec",
+            "-u",
+            self.user,
+            "-w",
+            self.path(cwd),
+            *[x for f in flags for x in ("-e", f)],
+            self.container,
+            *argv,
+        ]
+
+    async def end_new(self, sig: int) -> int:
+        """Signal every process of the candidate's user that was not there before the grading started."""
+        new = sorted((await self.user_pids()) - self.before)
+        if new:
+            await self._exec(["kill", f"-{sig}", *map(str, new)])
+        return len(new)
+
+    async def stop(self, proc: asyncio.subprocess.Process) -> dict[str, Any]:
+        if proc.returncode is not None and not (await self.user_pids()) - self.before:
+            return {"exit": proc.returncode, "stopped_by": "exited by itself"}
+        await self.end_new(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            stopped = "SIGTERM"
+        except TimeoutError:
+            stopped = "SIGKILL"
+        if await self.end_new(signal.SIGKILL):
+            stopped = "SIGKILL"
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        return {"exit": proc.returncode, "stopped_by": stopped}
+
+    async def reap(self) -> int:
+        return await self.end_new(signal.SIGKILL)
+
+
+def give_to(root: Path, uid: int) -> None:
+    """chown a tree this process made to the workstation's user, never following a link."""
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
