@@ -192,6 +192,22 @@ def test_evidence_names_the_fault(graded: dict) -> None:
     assert [p["panel"] for p in bad] == ["Active alarms"] and "returns nothing while" in bad[0]["why"]
 
 
+def test_an_alert_rule_defect_is_not_judged_again_live(graded: dict) -> None:
+    """SensorSilent with a for: on top of its age fails the hidden threshold case; the live test leaves that alert
+    to dash.rules_thresholds (says so) and judges TankLevelHigh alone (issue #12: one defect, one check)."""
+    run = graded["flawed-silent-for"]
+    thresholds = evidence(run, "dash.rules_thresholds")
+    assert {c["case"] for c in thresholds["cases"] if not c["ok"]} == {"sensor-silent"}
+    live = evidence(run, "dash.live_alert")
+    assert live["tested"] == ["TankLevelHigh"] and live["not_tested"] == {
+        "SensorSilent": "alert-rule-wrong:SensorSilent"
+    }
+    assert live["not_tested_judged_by"] == {"SensorSilent": "dash.rules_thresholds"}
+    check = next(c for c in run["doc"]["checks"] if c["id"] == "dash.live_alert")
+    assert check["status"] == "pass" and "SensorSilent not tested here" in check["summary"]["en"], explain(run["doc"])
+    assert evidence(graded["reference"], "dash.live_alert")["tested"] == ["TankLevelHigh", "SensorSilent"]
+
+
 def test_hostile_candidate_is_failed_once_per_defect_in_bounded_time(graded: dict) -> None:
     """Three defects fail the three checks that own them; every other check is not assessable, naming its cause,
     and each cause is named once at the top of the report."""
@@ -435,3 +451,42 @@ def test_dependents_of_a_down_exporter_are_blocked_not_failed(aiot_home: Path, t
     ctx.health = {"overloaded": True}
     r = asyncio.run(dash.exporter_values(ctx, checks["dash.exporter_values"]))
     assert r.blocked_by == "grader-overloaded"
+
+
+def reference_rules(params: dict[str, Any], flaw: str | None) -> dict[str, Any]:
+    """The lab's reference rule file, with one of its flaws (labs/.../reference/make_monitoring.py)."""
+    import importlib.util
+
+    path = load_lab(LAB).path / "solutions" / "reference" / "make_monitoring.py"
+    spec = importlib.util.spec_from_file_location("make_monitoring", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.rules(params, flaw)
+
+
+def test_alerts_failing_hidden_rule_tests_are_left_out_of_the_live_test(aiot_home: Path, tmp_path: Path) -> None:
+    """A failing hidden case records its alert's defect, owned by the check that ran it; the timing suite still runs
+    that alert's cases; the live test leaves such alerts out, and with both of its alerts out it is not assessable
+    naming the owner (before starting any Prometheus)."""
+    ctx = fake_ctx(tmp_path)
+    checks = {c["id"]: c for c in ctx.lab.checks}
+    rules = reference_rules(ctx.params, "silent-for")
+    tank = rules["groups"][0]["rules"][0]
+    tank["expr"] = tank["expr"].replace(str(ctx.params["level_warning_m"]), "2.5")  # a second, unrelated defect
+    path = tmp_path / ctx.params["rules_file"]
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    assert asyncio.run(dash.rules_valid(ctx, checks["dash.rules_valid"])).status == "pass"
+    r = asyncio.run(dash.rule_tests(ctx, checks["dash.rules_thresholds"]))
+    assert r.status == "fail" and {c["case"] for c in r.evidence["cases"] if not c["ok"]} == {
+        "level-above",
+        "sensor-silent",
+    }
+    for alert in ("TankLevelHigh", "SensorSilent"):
+        cause = dash.defect(ctx, f"rules:{alert}")
+        assert cause == f"alert-rule-wrong:{alert}" and ctx.blockers[cause]["check"] == "dash.rules_thresholds"
+    timing = asyncio.run(dash.rule_tests(ctx, checks["dash.rules_timing"]))
+    assert timing.status == "pass" and not timing.evidence["not_judged_here"]  # TankLevelHigh's for: is still judged
+    live = asyncio.run(dash.live_alert(ctx, checks["dash.live_alert"]))
+    assert (live.status, live.blocked_by) == ("not_assessable", "alert-rule-wrong:TankLevelHigh")
+    assert "dash.rules_thresholds" in live.summary["en"]

@@ -789,7 +789,8 @@ def promtool_failure(output: str) -> str:
 async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """Hidden `promtool test rules` cases, one promtool run per case so each verdict is the case's own. Cases of an
     alert the rule file lacks are dash.rules_valid's; a case that expects silence counts as evidence only beside
-    its positive control (the same alert firing where it must)."""
+    its positive control (the same alert firing where it must). An alert with a failing case is recorded as this
+    check's defect ('alert-rule-wrong:<name>'), so that dash.live_alert does not judge it a second time."""
     if cause := blocking(ctx, RULES_REJECTED):
         return ctx.blocked(spec, cause)
     try:
@@ -832,6 +833,16 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         ctl = r.get("positive_control")
         if r["ok"] and ctl and verdicts.get(ctl) is not True:
             r["note"] = f"passing is no evidence here: its positive control {ctl} did not pass"
+    for alert in dict.fromkeys(r["alert"] for r in rows if not r["ok"] and r["alert"]):
+        bad = ", ".join(r["case"] for r in rows if r["alert"] == alert and not r["ok"])
+        note_missing(  # the alert's rule is wrong: the live test does not judge it again (one defect, one check)
+            ctx,
+            f"rules:{alert}",
+            f"alert-rule-wrong:{alert}",
+            f"{alert} fails hidden rule tests ({bad}), judged by {spec['id']}",
+            f"{alert} 未通過隱藏規則測試（{bad}），由 {spec['id']} 評量",
+            spec["id"],
+        )
     if not rows:
         first = next((c for c in cases if c["case"] in skipped), None)
         cause = (first and defect(ctx, f"alert:{first['alert']}")) or RULES_REJECTED
@@ -1044,8 +1055,10 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     node = str(p["live_node"])
     level_metric = "plant_tank_level_meters"
     silent_metric = f'plant_sensor_last_report_timestamp_seconds{{node="{node}"}}'
-    level_cause = defect(ctx, "alert:TankLevelHigh") or defect(ctx, level_metric)
-    silent_cause = defect(ctx, "alert:SensorSilent") or defect(ctx, silent_metric)
+    # an alert the rule file lacks, whose rule fails a hidden rule test (a wrong threshold or for:) or whose metric
+    # the exporter gets wrong is that check's finding: not tested again here (both -> not assessable)
+    level_cause = defect(ctx, "alert:TankLevelHigh") or defect(ctx, "rules:TankLevelHigh") or defect(ctx, level_metric)
+    silent_cause = defect(ctx, "alert:SensorSilent") or defect(ctx, "rules:SensorSilent") or defect(ctx, silent_metric)
     if level_cause and silent_cause:
         return ctx.blocked(spec, level_cause)
     server = await prometheus_or_cannot(ctx, spec)
@@ -1141,6 +1154,11 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     evidence |= {
         "tested": names,
         "not_tested": {n: c for n, c in (("TankLevelHigh", level_cause), ("SensorSilent", silent_cause)) if c},
+        "not_tested_judged_by": {
+            n: (ctx.blockers.get(c) or {}).get("check")
+            for n, c in (("TankLevelHigh", level_cause), ("SensorSilent", silent_cause))
+            if c
+        },
         "timeline_s": rel,
         "polled_timeline_s": {k: (None if v is None else round(v - t0, 1)) for k, v in polled.items()},
         "timeline_from": "the grader's Prometheus (ALERTS series, 1 s steps); polled_timeline_s is /api/v1/alerts",
@@ -1287,8 +1305,12 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"{round(times['silent_resolved'] - node_back, 1)} 秒恢復"
             )
         left = [n for n in ("TankLevelHigh", "SensorSilent") if n not in names]
-        tail_en = f"; {', '.join(left)} not tested here (see {evidence['not_tested']})" if left else ""
-        tail_zh = f"；{', '.join(left)} 未於此測試" if left else ""
+        why = {n: f"{evidence['not_tested'][n]}, judged by {evidence['not_tested_judged_by'][n]}" for n in left}
+        tail_en = "".join(f"; {n} not tested here ({why[n]})" for n in left)
+        tail_zh = "".join(
+            f"；{n} 未於此測試（{evidence['not_tested'][n]}，由 {evidence['not_tested_judged_by'][n]} 評量）"
+            for n in left
+        )
         return passed(
             spec["id"],
             spec["points"],

@@ -22,6 +22,7 @@ FLAWS = (
     "panel-unit",
     "alerts-panel-empty",
     "oee-panel-percent",
+    "silent-for",
 )
 
 
@@ -39,6 +40,14 @@ def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
     }
     if flaw == "no-for":
         del tank["for"]
+    silent: dict[str, Any] = {
+        "alert": "SensorSilent",
+        "expr": f"time() - plant_sensor_last_report_timestamp_seconds > {p['silent_after_s']}",
+        # the flaw: the age is the delay already, and a for: waits it out a second time
+        **({"for": f"{p['silent_after_s']}s"} if flaw == "silent-for" else {}),
+        "labels": {"severity": "warning"},
+        "annotations": {"summary": "Sensor {{ $labels.node }} silent for {{ $value | humanizeDuration }}"},
+    }
     return {
         "groups": [
             {
@@ -65,16 +74,7 @@ def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
             },
             {
                 "name": "plant-sensors",
-                "rules": [
-                    {
-                        "alert": "SensorSilent",
-                        "expr": f"time() - plant_sensor_last_report_timestamp_seconds > {p['silent_after_s']}",
-                        "labels": {"severity": "warning"},
-                        "annotations": {
-                            "summary": "Sensor {{ $labels.node }} silent for {{ $value | humanizeDuration }}"
-                        },
-                    }
-                ],
+                "rules": [silent],
             },
         ]
     }
