@@ -2,8 +2,9 @@
 # aiotlab's one entry point on a fresh Debian/Ubuntu machine: installs everything it needs, then runs the job.
 #   ./run.sh demo    plant up, reference acquisition against ground truth, summary (the main job)
 #   ./run.sh test    lint, format check and the whole test suite over real sockets
-#   ./run.sh test-docker  the container tier: a Docker engine (started here if none answers), a base image made
-#                    with debootstrap, the plant image from a wheelhouse, compose and Docker SDK plants graded
+#   ./run.sh test-docker  the container tier: a Docker engine (started here if none answers), base images made
+#                    with debootstrap, the plant and workstation images from wheelhouses, compose and Docker SDK
+#                    plants graded, exam mode (workstations) graded and attacked as a hostile candidate would
 #   ./run.sh setup   only install
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,6 +32,9 @@ if [ "$job" = "test-docker" ]; then
   need_cmd dockerd docker.io
   need_cmd docker-compose docker-compose
   need_cmd debootstrap debootstrap
+  need_cmd iptables iptables     # exam mode fences each workstation with host rules
+  need_cmd nsenter util-linux
+  need_cmd ip iproute2
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -82,11 +86,11 @@ case "$job" in
     ;;
   test-docker)
     if ! docker info >/dev/null 2>&1; then
-      # No registry here and no iptables in this sandbox: the engine runs without its NAT/isolation rules
-      # (published ports go through docker-proxy; the field network has no host address, see docker-compose.yml).
-      say "starting dockerd --iptables=false (log: build/dockerd.log)"
+      # With its iptables rules: exam mode rests on Docker's isolation between networks (a workstation reaches
+      # only its own plant network) plus the host rules the Docker backend adds for each workstation.
+      say "starting dockerd (log: build/dockerd.log)"
       mkdir -p build
-      $SUDO sh -c 'nohup dockerd --iptables=false >build/dockerd.log 2>&1 &'
+      $SUDO sh -c 'nohup dockerd >build/dockerd.log 2>&1 &'
       for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
       docker info >/dev/null 2>&1 || { tail -20 build/dockerd.log >&2; echo "dockerd did not start" >&2; exit 1; }
     fi
@@ -94,6 +98,8 @@ case "$job" in
     infra/docker/build-base-image.sh aiotlab-base:bookworm
     say "plant image from a local wheelhouse, built with no network"
     infra/docker/build-image.sh aiotlab-plant:latest aiotlab-base:bookworm
+    say "workstation image (exam mode: tools, unprivileged user, sshd; no lab material)"
+    infra/docker/build-workstation-image.sh aiotlab-workstation:latest aiotlab-ws-base:bookworm
     say "pytest -m docker"
     exec python -m pytest -m docker tests/docker "$@"
     ;;

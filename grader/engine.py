@@ -670,6 +670,8 @@ async def _grade_once(
     params = lab.params_for(plant_id, state.get("seed"))
     sheet = build_datasheet(plant_id)
     ws = WorkstationRunner.for_plant(state)
+    if ws is not None:  # exam mode: the lab's folder in the candidate's home, whatever folder was asked for
+        workspace = ws.host_home / lab.id
     if ws is None:
         kit = await write_kit(lab, plant_id, workspace, params, sheet)
     else:  # exam mode: never write into a workspace the candidate controls; `exam up` put the kit there
@@ -704,7 +706,12 @@ async def _grade_once(
             }
             if ws is not None:  # the same variables as the workstation sees its workspace, nothing of this host's
                 ws_kit = f"{ws.path(workspace)}/.aiotlab"
-                values |= {"workspace": ws.path(workspace), **(ws.stage_known(lab, known) if known else {})}
+                values |= {
+                    "workspace": ws.path(workspace),
+                    "solution_dir": ws.path(workspace),
+                    "python": "python3",
+                    **(ws.stage_known(lab, known) if known else {}),
+                }
                 env = {
                     **ws.base_env(),
                     GRADING_MARK: grading_id,
@@ -770,6 +777,8 @@ async def _grade_once(
             sol_info.update(await (ws.stop(proc) if ws else stop_process(proc)))
         if solution:
             sol_info["strays_ended"] = await (ws.reap() if ws else asyncio.to_thread(reap_marked, grading_id))
+            if ws is not None:
+                ws.unstage()
         if proc is not None:
             sol_info["log_bytes_dropped"] = await finish_log(proc)
     if proc is None and obs_spec:

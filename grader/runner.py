@@ -68,6 +68,13 @@ class WorkstationRunner:
         sol = Path(self.home) / ".aiotlab-labs" / lab.id / "solutions" / known.path.name
         return {"python": "python3", "solution_dir": str(sol), "labs_dir": str(Path(self.home) / ".aiotlab-labs")}
 
+    def unstage(self) -> None:
+        """Remove a named solution staged for this grading (the next candidate action sees their own home)."""
+        root = self.host_home / ".aiotlab-labs"
+        if root.is_symlink():
+            root.unlink()
+        shutil.rmtree(root, ignore_errors=True)
+
     async def _exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             "docker",
@@ -119,7 +126,7 @@ class WorkstationRunner:
     async def stop(self, proc: asyncio.subprocess.Process) -> dict[str, Any]:
         if proc.returncode is not None and not (await self.user_pids()) - self.before:
             return {"exit": proc.returncode, "stopped_by": "exited by itself"}
-        await self.end_new(signal.SIGTERM)
+        ended = await self.end_new(signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
             stopped = "SIGTERM"
@@ -132,7 +139,7 @@ class WorkstationRunner:
         except TimeoutError:
             proc.kill()
             await proc.wait()
-        return {"exit": proc.returncode, "stopped_by": stopped}
+        return {"exit": proc.returncode, "stopped_by": stopped, "processes_ended": ended}
 
     async def reap(self) -> int:
         return await self.end_new(signal.SIGKILL)

@@ -194,7 +194,7 @@ def test_docker_backend_isolates_labels_and_limits(sdk_plants: Any, engine: Any)
             hc = c.attrs["HostConfig"]
             assert hc["Memory"] > 0 and hc["NanoCpus"] > 0 and hc["PidsLimit"] > 0, c.name
         nets[cand] = {n.name for n in engine.networks.list(filters={"label": f"io.aiotlab.candidate={cand}"})}
-        assert len(nets[cand]) == 2  # its own plant and field networks
+        assert len(nets[cand]) == 3  # its own plant, field and control networks
     a, b = nets.values()
     assert not a & b
 
@@ -209,7 +209,7 @@ def test_exam_on_docker_backend_and_crashed_run_leftovers(aiot_home: Path, engin
     exam = str(tmp_path / "exam.yaml")
     cli("exam", "up", exam, timeout=240)
     st = cli("exam", "status", exam, timeout=60)
-    assert st.stdout.count("9/9 running") == 2, st.stdout
+    assert st.stdout.count("10/10 running") == 2, st.stdout  # nine plant services and the workstation
     assert (tmp_path / "out" / "ex-a" / "workspace" / "data-acquisition" / ".aiotlab" / "datasheet.json").is_file()
     # a crashed run: the launcher's record of ex-b is gone, its containers are not
     shutil.rmtree(aiot_home / "plants" / "ex-b")

@@ -1,0 +1,310 @@
+"""Exam mode on a real Docker engine: three candidates, each with a plant and a workstation; logins issued by
+`exam up`; solutions graded inside the workstations with the declared verdicts; and the trust boundary tried as a
+hostile candidate would, from inside a workstation (../shared/design/trust-model.md): every attempt refused, each
+beside a positive control that shows the same probe succeeds where it is allowed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiotlab.labs.loader import load_lab
+
+from conftest import AIOTLAB, cli
+
+pytestmark = pytest.mark.docker
+SECRET = "exam-mode-tier-secret-7f3a"
+CANDIDATES = ("em-a", "em-b", "em-c")
+
+
+def failed_checks(report: Path) -> set[str]:
+    doc = json.loads(report.read_text())
+    return {c["id"] for c in doc["checks"] if c["status"] != "pass"}
+
+
+def state(home: Path, plant: str) -> dict[str, Any]:
+    return json.loads((home / "plants" / plant / "plant.json").read_text())
+
+
+def ws_run(container: str, script: str, user: str = "candidate", timeout: float = 60) -> str:
+    """Run a Python script in a workstation as its user; returns what it printed."""
+    out = subprocess.run(
+        ["docker", "exec", "-i", "-u", user, container, "python3", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+CONNECT = """
+import socket, json
+results = {}
+for host, port in %r:
+    try:
+        socket.create_connection((host, port), 2.0).close()
+        results[f"{host}:{port}"] = "open"
+    except OSError as exc:
+        results[f"{host}:{port}"] = type(exc).__name__
+print(json.dumps(results))
+"""
+
+
+def reachable(container: str, targets: list[tuple[str, int]]) -> dict[str, str]:
+    return json.loads(ws_run(container, CONNECT % (targets,)))
+
+
+@pytest.fixture(scope="module")
+def exam(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    d = tmp_path_factory.mktemp("exam-mode")
+    (d / "secret.txt").write_text(SECRET + "\n")
+    (d / "roster.csv").write_text("id,name\n" + "".join(f"{c},{c.upper()}\n" for c in CANDIDATES))
+    (d / "exam.yaml").write_text(
+        "exam: exam-mode-tier\nlabs: [data-acquisition]\nbackend: docker\nworkstation: {ssh_bind: 127.0.0.1}\n"
+        "secret: {file: secret.txt}\nroster: roster.csv\nout: out\n"
+    )
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "200"  # the logins table on one line per candidate
+    try:
+        up = cli("exam", "up", str(d / "exam.yaml"), timeout=300)
+        yield d, up.stdout
+    finally:
+        cli("exam", "down", str(d / "exam.yaml"), timeout=180, check=False)
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+
+
+def test_logins_are_issued_once_and_kept_only_as_hashes(exam: Any, aiot_home: Path) -> None:
+    import paramiko
+
+    d, printed = exam
+    passwords = dict(re.findall(r"(em-[abc])\s*│\s*ssh -p \d+ candidate@\S+\s*│\s*([A-Za-z0-9]{14})", printed))
+    assert set(passwords) == set(CANDIDATES), printed
+    stored = (d / "out" / "credentials.json").read_text()
+    assert all(p not in stored for p in passwords.values())  # hashes only
+    assert all(json.loads(stored)[c]["argon2"].startswith("$argon2") for c in CANDIDATES)
+    assert oct((d / "out" / "credentials.json").stat().st_mode & 0o777) == "0o600"
+    port = state(aiot_home, "em-a")["workstation"]["ssh"]["port"]
+
+    def login(password: str) -> str:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect(
+            "127.0.0.1",
+            port=port,
+            username="candidate",
+            password=password,
+            timeout=15,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+        try:
+            _, out, _ = client.exec_command("id -un; ls", timeout=15)
+            return out.read().decode()
+        finally:
+            client.close()
+
+    assert login(passwords["em-a"]).split() == ["candidate", "data-acquisition"]
+    with pytest.raises(paramiko.AuthenticationException):
+        login(passwords["em-b"])  # another candidate's password is not this workstation's
+    # a second `exam up` prints no password again and keeps the one issued
+    again = cli("exam", "up", str(d / "exam.yaml"), timeout=300).stdout
+    assert "issued before; unchanged" in again and passwords["em-a"] not in again
+    assert login(passwords["em-a"]).startswith("candidate")
+
+
+def test_solutions_graded_inside_the_workstations_with_declared_verdicts(exam: Any, aiot_home: Path) -> None:
+    """Reference full marks, a flawed solution exactly its declared failure, and a solution that leaves a daemon
+    behind (new session, cleared environment): graded like the reference, its daemon ended with the grading."""
+    d, _ = exam
+    lab = load_lab("data-acquisition")
+    out = d / "graded"
+    # em-c wrote their own collector (the reference's code) and a start command that leaves a daemon behind
+    mine = d / "out" / "em-c" / "workspace" / "data-acquisition" / "collector.py"
+    mine.write_bytes((lab.path / "solutions" / "reference" / "collector.py").read_bytes())
+    os.lchown(mine, 1000, 1000)
+    escaping = (
+        'sh -c \'env -i setsid sh -c "sleep 900" </dev/null >/dev/null 2>&1 & '
+        "exec python3 collector.py --period {period_s} --topic-root {topic_root}'"
+    )
+    runs = {"em-a": "reference", "em-b": "flawed-scale", "em-c": escaping}
+    procs = {
+        c: subprocess.Popen(
+            [*AIOTLAB, "grade", "data-acquisition", "-c", c, "--solution", sol, "-o", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for c, sol in runs.items()
+    }
+    logs = {c: p.communicate(timeout=420)[0] for c, p in procs.items()}
+    report = {c: out / c / "data-acquisition" / "latest" / "report.json" for c in runs}
+    assert failed_checks(report["em-a"]) == set(), logs["em-a"]
+    assert failed_checks(report["em-b"]) == set(lab.solutions["flawed-scale"].expect_fail), logs["em-b"]
+    doc = json.loads(report["em-a"].read_text())
+    assert doc["score"]["points"] == 100
+    assert doc["solution"]["command"][:2] == [
+        "python3",
+        "/home/candidate/.aiotlab-labs/data-acquisition/solutions/reference/collector.py",
+    ]
+    # the collector wrote its database in the candidate's home, as the candidate
+    db = d / "out" / "em-a" / "workspace" / "data-acquisition"
+    assert any(p.stat().st_uid == 1000 for p in db.rglob("*") if p.is_file() and p.suffix in (".db", ".sqlite"))
+    # em-c: its escaped daemon was ended; nothing of the grading is left running, nothing staged is left behind
+    c_doc = json.loads(report["em-c"].read_text())
+    assert c_doc["solution"]["processes_ended"] >= 2, c_doc["solution"]  # the collector and its daemon
+    ws = state(aiot_home, "em-c")["workstation"]["container"]
+    script = (
+        "import subprocess; print(subprocess.run(['ps','-o','comm=','-u','1000'],capture_output=True,text=True).stdout)"
+    )
+    assert ws_run(ws, script, user="root").split() == []  # no process of the candidate's user is left
+    assert not (d / "out" / "em-c" / "workspace" / ".aiotlab-labs").exists()
+
+
+def test_workstation_holds_no_secret_and_no_hidden_material(exam: Any, aiot_home: Path) -> None:
+    ws = state(aiot_home, "em-a")["workstation"]["container"]
+    script = f"""
+import os, subprocess, json, importlib.util
+found = subprocess.run(["grep", "-rIl", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev", {SECRET!r}, "/"],
+                       capture_output=True, text=True).stdout.split()
+hidden = subprocess.run(["find", "/", "-xdev", "(", "-name", "lab.yaml", "-o", "-name", "rule-tests", "-o", "-name", "plant.key",
+                         "-o", "-name", "truth.db", "-o", "-name", "control.token", "-o", "-name", "signing*.pem", ")", "-print"],
+                        capture_output=True, text=True).stdout.split()
+print(json.dumps({{
+    "env": sorted(k for k in os.environ if k.startswith("AIOTLAB") or "SECRET" in k or "TOKEN" in k),
+    "found": found, "hidden": hidden,
+    "aiotlab": importlib.util.find_spec("aiotlab") is not None,
+    "pymodbus": importlib.util.find_spec("pymodbus") is not None,
+    "docker_sock": os.path.exists("/var/run/docker.sock"),
+    "uid": os.getuid(),
+    "homes": sorted(os.listdir("/home")),
+    "sudo": subprocess.run(["sh", "-c", "command -v sudo"], capture_output=True).returncode == 0,
+}}))
+"""
+    seen = json.loads(ws_run(ws, script, user="root"))  # even root inside the workstation finds none of it
+    assert seen["env"] == [] and seen["found"] == [] and seen["hidden"] == [], seen
+    assert not seen["aiotlab"] and seen["pymodbus"]  # the tools are there, the harness is not
+    assert not seen["docker_sock"] and seen["homes"] == ["candidate"] and not seen["sudo"]
+    as_candidate = json.loads(ws_run(ws, script))
+    assert as_candidate["uid"] == 1000 and as_candidate["env"] == []
+    env = json.loads(subprocess.run(["docker", "inspect", ws], capture_output=True, text=True, check=True).stdout)[0][
+        "Config"
+    ]["Env"]
+    assert not [e for e in env if "SECRET" in e or e.startswith("AIOTLAB")], env
+    # no plant container holds the secret either: they get the plant's own key
+    for c in subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=io.aiotlab.candidate=em-a"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split():
+        env = json.loads(subprocess.run(["docker", "inspect", c], capture_output=True, text=True).stdout)[0]["Config"][
+            "Env"
+        ]
+        assert not [e for e in env if SECRET in e or "EXAM_SECRET" in e], env
+
+
+def test_workstation_reaches_only_its_own_plant(exam: Any, aiot_home: Path) -> None:
+    a, b = state(aiot_home, "em-a"), state(aiot_home, "em-b")
+    ha, hb = a["addresses"]["hosts"], b["addresses"]["hosts"]
+    ws = a["workstation"]["container"]
+    plant_net = ha["broker"].rsplit(".", 1)[0]
+    control = ha["control"]
+    # a listener on every address of the host: the grader's or any host service would be one
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", 0))  # noqa: S104 - the point: a host service on all addresses
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    threading.Thread(target=lambda: [srv.accept()[0].close() for _ in range(8)], daemon=True).start()
+    try:
+        own = [(ha["broker"], 1883), (ha["plc1"], 502), (ha["em1"], 502), (ha["plc2"], 4840)]
+        forbidden = [
+            (control, 9900),  # the control plane
+            (control, 9901),  # the core's bus
+            (ha["plc1_field"], 502),  # PLC-1 directly, past FW-1
+            (f"{plant_net}.254", port),  # the host, on its plant-network address
+            ("172.17.0.1", port),  # the host, on another of its addresses
+            (hb["broker"], 1883),  # another candidate's broker (a flood would need this)
+            (hb["plc1"], 502),  # another candidate's FW-1
+            (hb["workstation"], 22),  # another candidate's workstation
+            ("93.184.216.34", 80),  # the world outside
+        ]
+        seen = reachable(ws, own + forbidden)
+        assert [seen[f"{h}:{p}"] for h, p in own] == ["open"] * len(own), seen
+        assert [k for h, p in forbidden if seen[(k := f"{h}:{p}")] == "open"] == [], seen
+        # positive controls for the negatives: from the host, the same listener and control plane answer
+        socket.create_connection((f"{plant_net}.254", port), 2.0).close()
+        socket.create_connection((control, 9900), 2.0).close()
+    finally:
+        srv.close()
+    # a grader listener cannot be squatted: the workstation can bind only its own address
+    bind = ws_run(
+        ws,
+        f"""
+import socket
+for addr in ({plant_net + ".254"!r}, {ha["workstation"]!r}):
+    s = socket.socket()
+    try:
+        s.bind((addr, 9108)); print(addr, "bound")
+    except OSError as exc:
+        print(addr, exc.errno)
+    s.close()
+""",
+    )
+    assert f"{plant_net}.254 99" in bind and f"{ha['workstation']} bound" in bind, bind  # 99: EADDRNOTAVAIL
+
+
+def test_planted_links_are_moved_aside_never_followed(exam: Any, aiot_home: Path) -> None:
+    """A candidate replaces their kit folder with a link to /etc (and another lab folder with a link to /root):
+    a later `exam up` re-installs the kit without writing through the link."""
+    d, _ = exam
+    ws = state(aiot_home, "em-b")["workstation"]["container"]
+    subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-u",
+            "candidate",
+            ws,
+            "sh",
+            "-c",
+            "cd /home/candidate/data-acquisition && mv .aiotlab mine && ln -s /etc .aiotlab",
+        ],
+        check=True,
+        timeout=30,
+    )
+    cli("exam", "up", str(d / "exam.yaml"), timeout=300)
+    lab_dir = d / "out" / "em-b" / "workspace" / "data-acquisition"
+    assert (lab_dir / ".aiotlab").is_dir() and not (lab_dir / ".aiotlab").is_symlink()
+    assert (lab_dir / ".aiotlab" / "datasheet.json").is_file()
+    assert any(p.is_symlink() for p in lab_dir.glob(".aiotlab.old-*"))
+    assert not Path("/etc/datasheet.json").exists() and not Path("/etc/brief.en.md").exists()
+
+
+def test_exam_down_removes_workstations_and_their_fences(exam: Any, aiot_home: Path) -> None:
+    d, _ = exam
+    st = cli("exam", "status", str(d / "exam.yaml"), timeout=60).stdout
+    assert st.count("10/10 running") == len(CANDIDATES), st
+    cli("exam", "down", str(d / "exam.yaml"), timeout=180)
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
+    assert "aiotlab:aiotlab-em-" not in rules
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=io.aiotlab.candidate=em-a"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert left == []
