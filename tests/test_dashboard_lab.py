@@ -490,3 +490,34 @@ def test_alerts_failing_hidden_rule_tests_are_left_out_of_the_live_test(aiot_hom
     live = asyncio.run(dash.live_alert(ctx, checks["dash.live_alert"]))
     assert (live.status, live.blocked_by) == ("not_assessable", "alert-rule-wrong:TankLevelHigh")
     assert "dash.rules_thresholds" in live.summary["en"]
+
+
+def test_a_for_too_long_fails_the_threshold_suite_only(aiot_home: Path, tmp_path: Path) -> None:
+    """TankLevelHigh waiting 5 min fails the threshold case (no alert 2 min above the level) and would fail the
+    timing cases too: the threshold suite owns it, the timing suite leaves those cases out and says so, and still
+    judges the rest. Control: an alert without its for: passes the thresholds and fails timing as before."""
+
+    def suites(flaw: str | None, tank_for: str | None, where: Path) -> tuple[Any, Any]:
+        ctx = fake_ctx(where)
+        checks = {c["id"]: c for c in ctx.lab.checks}
+        rules = reference_rules(ctx.params, flaw)
+        if tank_for:
+            rules["groups"][0]["rules"][0]["for"] = tank_for
+        path = where / ctx.params["rules_file"]
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump(rules, sort_keys=False))
+        first = asyncio.run(dash.rule_tests(ctx, checks["dash.rules_thresholds"]))
+        return first, asyncio.run(dash.rule_tests(ctx, checks["dash.rules_timing"]))
+
+    thresholds, timing = suites(None, "5m", tmp_path / "long")
+    assert thresholds.status == "fail" and [c["case"] for c in thresholds.evidence["cases"] if not c["ok"]] == [
+        "level-above"
+    ]
+    assert timing.status == "pass", timing.summary["en"]
+    assert set(timing.evidence["not_judged_here"]) == {"level-for", "level-resolves"}
+    assert {r["case"] for r in timing.evidence["owned_failures"]} == {"level-for", "level-resolves"}
+    assert "not judged here (see dash.rules_thresholds): level-for, level-resolves" in timing.summary["en"]
+    assert "level-flapping" in timing.items  # the alert's passing cases still count
+    thresholds, timing = suites("no-for", None, tmp_path / "none")
+    assert thresholds.status == "pass" and timing.status == "fail"
+    assert {c["case"] for c in timing.evidence["cases"] if not c["ok"]} == {"level-for", "level-flapping"}

@@ -790,7 +790,9 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """Hidden `promtool test rules` cases, one promtool run per case so each verdict is the case's own. Cases of an
     alert the rule file lacks are dash.rules_valid's; a case that expects silence counts as evidence only beside
     its positive control (the same alert firing where it must). An alert with a failing case is recorded as this
-    check's defect ('alert-rule-wrong:<name>'), so that dash.live_alert does not judge it a second time."""
+    check's defect ('alert-rule-wrong:<name>'), so that a later suite (a failing case of that alert is the earlier
+    suite's: a for: too long fails a threshold case and a timing case alike) and dash.live_alert do not judge it a
+    second time; its passing cases still count."""
     if cause := blocking(ctx, RULES_REJECTED):
         return ctx.blocked(spec, cause)
     try:
@@ -804,13 +806,17 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     cases = rendered_cases(ctx, str(spec["params"]["suite"]))
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    owners: dict[str, str] = {}  # skipped case -> the check that judges it
+    owned_failures: list[dict[str, Any]] = []  # failing cases of an alert an earlier suite already failed
     with tempfile.TemporaryDirectory(prefix="aiotlab-ruletest-") as tmp:
         (Path(tmp) / "rules.yml").write_text(for_testing(text, documented_severities(ctx)), encoding="utf-8")
         for c in cases:
             missing = defect(ctx, f"alert:{c['alert']}")
             if missing:
                 skipped[c["case"]] = f"no alert {c['alert']}: judged by dash.rules_valid"
+                owners[c["case"]] = "dash.rules_valid"
                 continue
+            earlier = defect(ctx, f"rules:{c['alert']}")  # this alert's rule already failed an earlier suite
             (Path(tmp) / f"{c['case']}.yml").write_text(c["text"], encoding="utf-8")
             run = await promtool(["test", "rules", f"{c['case']}.yml"], cwd=Path(tmp))
             if run.rc is None:
@@ -827,6 +833,12 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 row["promtool"] = run.describe(limit=2500)
             if c["control"]:
                 row["positive_control"] = c["control"]
+            if earlier and run.rc != 0:  # e.g. a for: too long fails the threshold case first: one defect, one check
+                owner = str(ctx.blockers.get(earlier, {}).get("check") or earlier)
+                skipped[c["case"]] = f"fails, but {c['alert']} already fails hidden rule tests judged by {owner}"
+                owners[c["case"]] = owner
+                owned_failures.append(row)
+                continue
             rows.append(row)
     verdicts = {r["case"]: r["ok"] for r in rows}
     for r in rows:
@@ -845,13 +857,18 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
     if not rows:
         first = next((c for c in cases if c["case"] in skipped), None)
-        cause = (first and defect(ctx, f"alert:{first['alert']}")) or RULES_REJECTED
-        return ctx.blocked(spec, cause, {"not_judged_here": skipped})
+        cause = (
+            first and (defect(ctx, f"alert:{first['alert']}") or defect(ctx, f"rules:{first['alert']}"))
+        ) or RULES_REJECTED
+        return ctx.blocked(spec, cause, {"not_judged_here": skipped, "owned_failures": owned_failures})
     items = {r["case"]: r["ok"] for r in rows}
     failing = [r for r in rows if not r["ok"]]
-    evidence = {"cases": rows, "not_judged_here": skipped, "rules": rules_evidence}
-    left = f"; not judged here (see dash.rules_valid): {', '.join(skipped)}" if skipped else ""
-    left_zh = f"；未於此評量（見 dash.rules_valid）：{', '.join(skipped)}" if skipped else ""
+    evidence = {"cases": rows, "not_judged_here": skipped, "owned_failures": owned_failures, "rules": rules_evidence}
+    by_owner: dict[str, list[str]] = {}
+    for case, owner in owners.items():
+        by_owner.setdefault(owner, []).append(case)
+    left = "".join(f"; not judged here (see {o}): {', '.join(cs)}" for o, cs in by_owner.items())
+    left_zh = "".join(f"；未於此評量（見 {o}）：{', '.join(cs)}" for o, cs in by_owner.items())
     if not failing:
         return by_items(
             spec["id"],
