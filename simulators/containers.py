@@ -154,8 +154,9 @@ def register(
                 "status": "running",
                 "state_dir": str(d),
                 "addresses": public.as_dict(),
-                "control": {  # published on the host's loopback only, in exam mode too
-                    "url": f"http://{ad.block(slot)}.{spec['addressing']['hosts']['control']}:{public.ports['control']}",
+                "control": {  # on the internal control network, which only the host and the plant's containers reach
+                    "url": f"http://{ad.Addresses.on_networks(slot, spec['addressing']).hosts['control']}:"
+                    f"{spec['addressing']['ports']['control']}",
                     "token_file": str(d / "control.token"),
                 },
                 "since": time.time(),

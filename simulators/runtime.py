@@ -629,6 +629,10 @@ class Plant:
         for name, host in self.addr.hosts.items():
             if host == ip and name in self.public.hosts:
                 return self.public.hosts[name]
+        if self.public is not self.addr and ip == self.addr.hosts["workstation"].rsplit(".", 1)[0] + ".254":
+            # published ports: every client comes through the engine's proxy on the host, which is the
+            # workstation when the plant is used from the host
+            return self.public.hosts["workstation"]
         return ip
 
     def status(self) -> dict[str, Any]:
