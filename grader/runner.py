@@ -60,10 +60,12 @@ class WorkstationRunner:
         if root.is_symlink():
             root.unlink()
         shutil.rmtree(root, ignore_errors=True)
-        shutil.copytree(known.path.parent, root / lab.id / "solutions", ignore=shutil.ignore_patterns("__pycache__"))
-        common = lab.path.parent / "common"
-        if common.is_dir():
-            shutil.copytree(common, root / "common", ignore=shutil.ignore_patterns("__pycache__"))
+        skip = shutil.ignore_patterns("__pycache__")
+        for other in sorted(lab.path.parent.iterdir()):  # a lab's solution may reuse another's (labs_dir)
+            if (other / "solutions").is_dir():
+                shutil.copytree(other / "solutions", root / other.name / "solutions", ignore=skip)
+        if (lab.path.parent / "common").is_dir():
+            shutil.copytree(lab.path.parent / "common", root / "common", ignore=skip)
         give_to(root, self.uid)
         sol = Path(self.home) / ".aiotlab-labs" / lab.id / "solutions" / known.path.name
         return {"python": "python3", "solution_dir": str(sol), "labs_dir": str(Path(self.home) / ".aiotlab-labs")}

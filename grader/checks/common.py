@@ -19,6 +19,15 @@ def block(ctx: Any) -> str:
     return hosts(ctx)["broker"].rsplit(".", 1)[0]
 
 
+def grader_host(ctx: Any) -> str:
+    """Where the grader's own listeners bind (its Prometheus, receivers): the plant slot's control address on
+    this host's loopback, which no candidate can bind or reach (in exam mode their workstation is a container,
+    and a container has no route to the host's loopback)."""
+    from aiotlab.simulators import addressing as ad
+
+    return f"{ad.block(int(ctx.plant_info['addresses']['slot']))}.250"
+
+
 ATTACKERS_PER_RUN = 4
 
 

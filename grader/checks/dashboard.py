@@ -35,9 +35,9 @@ from ..kit import render_kit_file
 from ..probes.prometheus import PrometheusServer, Scrape, ToolMissing, promtool, scrape
 from ..results import GRADER_OVERLOADED, CheckResult, by_items, failed, passed
 from . import check
-from .common import all_ok, control_get, control_post, hosts
+from .common import all_ok, control_get, control_post, grader_host, hosts
 
-GRADER_PROMETHEUS_PORT = 19090  # on the plant's control address: never the candidate's own Prometheus (9090)
+GRADER_PROMETHEUS_PORT = 19090  # on the slot's loopback control address: never the candidate's own Prometheus
 GRAFANA_VARIABLES = {  # what Grafana substitutes before a query reaches Prometheus
     "__rate_interval": "1m",
     "__interval": "15s",
@@ -914,7 +914,7 @@ async def grader_prometheus(ctx: Any) -> PrometheusServer:
             text, _ = await check_rules(ctx)
         except (ToolMissing, TimeoutError):
             text = None
-        listen = f"{hosts(ctx)['control']}:{GRADER_PROMETHEUS_PORT}"
+        listen = f"{grader_host(ctx)}:{GRADER_PROMETHEUS_PORT}"
         live = normalised(text, documented_severities(ctx), strip=False) if text else None
         try:
             server = await PrometheusServer.start(
