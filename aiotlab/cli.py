@@ -666,8 +666,13 @@ def exam_grade(
         str | None, typer.Option(help="Start this for every candidate (e.g. reference, for a rehearsal).")
     ] = None,
     lang: Annotated[str, typer.Option(help="Default language of the HTML reports")] = "zh-TW",
+    restart_down: Annotated[
+        bool,
+        typer.Option("--restart-down", help="Restart a plant that is down and grade it (else: reported, not graded)"),
+    ] = False,
 ) -> None:
-    """Grade every candidate on every lab of the exam, concurrently; reports and cohort summaries (CSV + HTML)."""
+    """Grade every candidate on every lab of the exam, concurrently; reports and cohort summaries (CSV + HTML).
+    A plant that is down is reported ("down since T") and not graded unless --restart-down."""
     from aiotlab.grader.cohort import grade_cohort
     from aiotlab.labs.loader import load_lab
 
@@ -695,6 +700,7 @@ def exam_grade(
                 exam=exam.id,
                 signer=signer,
                 plants={c: exam.plant_of(c, lab_id) for c in exam.candidates},
+                restart_plants=restart_down,
             )
         )
         complete = complete and len(docs) == len(exam.candidates)

@@ -14,7 +14,7 @@ from rich.table import Table
 from aiotlab.labs.loader import Lab
 
 from . import report, signing
-from .engine import grade
+from .engine import PlantDown, grade
 
 MARKS = {
     "pass": "[green]✓[/]",
@@ -65,6 +65,7 @@ async def grade_cohort(
     exam: str | None = None,
     signer: signing.Signer | None = None,
     plants: dict[str, str] | None = None,
+    restart_plants: bool = True,
 ) -> list[dict[str, Any]]:
     """`workspace`: one path (one candidate), or each candidate's own (an exam); else OUT/<candidate>/workspace.
     `plants`: the plant each candidate sits this lab on, when not their own (an exam with several labs).
@@ -79,17 +80,31 @@ async def grade_cohort(
         def say(who: str, what: str) -> None:
             progress.update(tasks[who], description=f"{who}: {what}")
 
+        down: dict[str, str] = {}
+
         async def one(c: str) -> dict[str, Any] | None:
             try:
                 attempt, cdir = new_attempt(out / c / lab.id)
                 ws = workspace.get(c) if isinstance(workspace, dict) else workspace
                 run = await grade(
-                    lab, c, solution=solution, workspace=ws, out_dir=cdir, progress=say, plant=(plants or {}).get(c)
+                    lab,
+                    c,
+                    solution=solution,
+                    workspace=ws,
+                    out_dir=cdir,
+                    progress=say,
+                    plant=(plants or {}).get(c),
+                    restart_plant=restart_plants,
                 )
                 doc = report.write_all(run, cdir, signer, lang, exam=exam, attempt=attempt)
                 point_latest(out / c / lab.id, attempt)
                 say(c, f"{doc['score']['points']}/{doc['score']['max_points']} → {cdir / 'report.html'}")
                 return doc
+            except PlantDown as exc:  # the instructor decides: restart and extend, or grade as is
+                say(c, f"[yellow]{exc}[/]")
+                down[c] = str(exc)
+                (cdir / "not-graded.txt").write_text(f"{exc}\n", encoding="utf-8")
+                return None
             except Exception as exc:  # noqa: BLE001 - one candidate's failure must not stop the cohort
                 say(c, f"[red]could not be graded: {type(exc).__name__}: {exc}[/]")
                 return None
@@ -119,6 +134,10 @@ async def grade_cohort(
                 f"[yellow]{d['candidate']}: not assessable because {b['text']['en']}{owner}:[/] "
                 f"{', '.join(b['blocked_checks'])} (0 points)"
             )
+    for c, why in down.items():
+        console.print(
+            f"[yellow]{c}: {why}. To restart the plant and grade: --restart-down (extend their time first).[/]"
+        )
     if len(candidates) > 1:
         graded = {d["candidate"] for d in docs}
         path = report.cohort(docs, cohort_dir or out, out, [c for c in candidates if c not in graded], lang)

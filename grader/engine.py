@@ -163,19 +163,53 @@ class GradeRun:
     health: dict[str, Any] = field(default_factory=dict)  # the grader's own lag and coverage of the window
 
 
-def ensure_plant(candidate: str) -> dict[str, Any]:
-    """The candidate's plant must run; start it (detached) if it does not."""
+def check_plant_key(plant_id: str) -> None:
+    """A container plant was derived from its own key (plant.key, from the exam secret): grading it with
+    another secret would compare it with another plant's parameters, so that is refused, plainly."""
+    from aiotlab.simulators.params import PlantIdentity
+
+    key_file = ad.plant_dir(plant_id) / "plant.key"
+    st = ad.read_state(plant_id) or {}
+    if st.get("seed") is not None or not key_file.is_file():
+        return
+    if PlantIdentity.for_candidate(plant_id).key.hex() != key_file.read_text().strip():
+        raise RuntimeError(
+            f"the plant {plant_id} was made with another exam secret than this grader's: grade it with "
+            "`aiotlab exam grade EXAM.yaml`, or set AIOTLAB_EXAM_SECRET_FILE to the exam's secret"
+        )
+
+
+class PlantDown(RuntimeError):
+    """The plant to grade is not running and may not be restarted silently (an exam: the instructor decides)."""
+
+
+def down_since(candidate: str) -> str:
+    """When a plant stopped answering, as far as its files tell: the last write of its ground truth."""
+    d = ad.plant_dir(candidate)
+    times = [p.stat().st_mtime for p in (d / "truth.db", d / "truth.db-wal") if p.exists()]
+    if not times:
+        return "an unknown time (no ground truth recorded)"
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(max(times)))
+
+
+def ensure_plant(candidate: str, restart: bool = True) -> dict[str, Any]:
+    """The candidate's plant must run; start it (detached) if it does not, unless `restart` is False: then a
+    plant that is down raises PlantDown, saying since when."""
     from aiotlab.simulators.daemonctl import detach
 
     st = ad.read_state(candidate)
     if ad.is_running(st):
         return st
+    if not restart and not (ad.is_container_plant(st) and ad.holds_slot(st)):
+        raise PlantDown(f"plant {candidate} down since {down_since(candidate)}: not graded")
     if ad.is_container_plant(st) and ad.holds_slot(st):
         from aiotlab.simulators.containers import ContainerError, wait_ready
 
         try:  # containers restart on failure: give them the time a start takes
             return wait_ready(candidate, 60.0)
         except ContainerError as exc:
+            if not restart:
+                raise PlantDown(f"plant {candidate} down since {down_since(candidate)}: {exc}") from None
             raise RuntimeError(f"the plant of {candidate} runs in containers and does not answer: {exc}") from None
     st = detach(candidate, st.get("seed") if st else None)
     if st.get("status") != "running":
@@ -621,9 +655,11 @@ async def grade(
     out_dir: Path,
     progress: Callable[[str, str], None] | None = None,
     plant: str | None = None,
+    restart_plant: bool = True,
 ) -> GradeRun:
     """`plant`: the plant this lab runs on when it is not the candidate's own (an exam with several labs gives each
-    lab its own plant, so one lab's hardening never changes another's starting point).
+    lab its own plant, so one lab's hardening never changes another's starting point). `restart_plant` False (an
+    exam): a plant that is down is not restarted and graded behind the instructor's back (PlantDown).
 
     Grade once; when the grader or the host fell behind (checks not assessable for GRADER_OVERLOADED), grade
     again from the start, up to MAX_ATTEMPTS: the host's lag is never the candidate's fault."""
@@ -631,7 +667,14 @@ async def grade(
     overloads: list[dict[str, Any]] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         run = await _grade_once(
-            lab, candidate, solution=solution, workspace=workspace, out_dir=out_dir, progress=progress, plant=plant
+            lab,
+            candidate,
+            solution=solution,
+            workspace=workspace,
+            out_dir=out_dir,
+            progress=progress,
+            plant=plant,
+            restart_plant=restart_plant,
         )
         if not any(r.blocked_by == GRADER_OVERLOADED for r in run.results):
             break
@@ -652,6 +695,7 @@ async def _grade_once(
     out_dir: Path,
     progress: Callable[[str, str], None] | None = None,
     plant: str | None = None,
+    restart_plant: bool = True,
 ) -> GradeRun:
     from aiotlab.simulators.datasheet import build as build_datasheet
 
@@ -664,7 +708,8 @@ async def _grade_once(
     workspace.mkdir(parents=True, exist_ok=True)
     say(candidate, "plant")
     plant_id = plant or candidate  # plant-level names (kit, datasheet, parameters, CLI) are the plant's
-    state = await asyncio.to_thread(ensure_plant, plant_id)
+    state = await asyncio.to_thread(ensure_plant, plant_id, restart_plant)
+    check_plant_key(plant_id)
     control = ControlClient.for_candidate(plant_id)
     info = await asyncio.to_thread(control.get, "/v1/info")
     params = lab.params_for(plant_id, state.get("seed"))

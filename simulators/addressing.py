@@ -224,6 +224,14 @@ def block_free(slot: int, spec_addressing: dict[str, Any]) -> bool:
             s.bind((addrs.hosts["control"], addrs.ports["control"]))
         except OSError:
             return False
+    # A container plant of this slot (any registry's) holds nothing on the loopback control address: its
+    # networks give this host .254 of the slot's plant network, which exists only while they do.
+    with socket.socket() as s:
+        try:
+            s.bind((f"{container_nets(slot)['plant']}.254", 0))
+            return False
+        except OSError:
+            pass
     return True
 
 

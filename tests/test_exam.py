@@ -72,14 +72,19 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
     st = exam_cli("status", str(exam))
     assert st.returncode == 1 and "crashed" in st.stdout
 
+    # the crashed plant is not restarted and graded behind the instructor's back: it is reported, not graded
     graded = exam_cli("grade", str(exam), "--solution", "reference", "--lang", "en")
-    assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+    assert graded.returncode == 1, graded.stdout[-3000:] + graded.stderr[-3000:]
+    assert f"plant {ids[3]} down since" in " ".join(graded.stdout.split()), graded.stdout[-3000:]
+    assert not ad.is_running(ad.read_state(ids[3]))
     reports = tmp_path / "out" / "reports"
+    assert "down since" in (reports / ids[3] / "data-acquisition" / "attempt-1" / "not-graded.txt").read_text()
     rows = list(csv.DictReader((reports / "cohort" / "data-acquisition" / "cohort.csv").open()))
-    assert sorted(r["candidate"] for r in rows) == ids
+    graded_ids = [c for c in ids if c != ids[3]]
+    assert sorted(r["candidate"] for r in rows) == graded_ids
     assert all(float(r["percent"]) == 100.0 for r in rows), [(r["candidate"], r["percent"]) for r in rows]
     html = (reports / "cohort" / "data-acquisition" / "cohort.html").read_text()
-    for c in ids:
+    for c in graded_ids:
         link = f"../../{c}/data-acquisition/attempt-1/report.html"
         assert link in html and (reports / "cohort" / "data-acquisition" / link).resolve().is_file()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOTLAB_EXAM_SECRET")}
