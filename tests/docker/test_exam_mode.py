@@ -5,6 +5,7 @@ beside a positive control that shows the same probe succeeds where it is allowed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,8 +31,9 @@ def failed_checks(report: Path) -> set[str]:
     return {c["id"] for c in doc["checks"] if c["status"] != "pass"}
 
 
-def state(home: Path, plant: str) -> dict[str, Any]:
-    return json.loads((home / "plants" / plant / "plant.json").read_text())
+def state(home: Path, candidate: str, lab: str = "data-acquisition") -> dict[str, Any]:
+    """The state of a candidate's plant for a lab (an exam of two labs: a plant and a workstation per lab)."""
+    return json.loads((home / "plants" / f"{candidate}.{lab}" / "plant.json").read_text())
 
 
 def ws_run(container: str, script: str, user: str = "candidate", timeout: float = 60) -> str:
@@ -70,7 +72,8 @@ def exam(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     (d / "secret.txt").write_text(SECRET + "\n")
     (d / "roster.csv").write_text("id,name\n" + "".join(f"{c},{c.upper()}\n" for c in CANDIDATES))
     (d / "exam.yaml").write_text(
-        "exam: exam-mode-tier\nlabs: [data-acquisition]\nbackend: docker\nworkstation: {ssh_bind: 127.0.0.1}\n"
+        "exam: exam-mode-tier\nlabs: [data-acquisition, dashboard-alerting]\nbackend: docker\n"
+        "workstation: {ssh_bind: 127.0.0.1}\n"
         "secret: {file: secret.txt}\nroster: roster.csv\nout: out\n"
     )
     columns = os.environ.get("COLUMNS")
@@ -91,6 +94,8 @@ def test_logins_are_issued_once_and_kept_only_as_hashes(exam: Any, aiot_home: Pa
 
     d, printed = exam
     passwords = dict(re.findall(r"(em-[abc])\s*│\s*ssh -p \d+ candidate@\S+\s*│\s*([A-Za-z0-9]{14})", printed))
+    # one password per candidate, for each of their workstations (one per lab)
+    assert len(re.findall(r"candidate@127\.0\.0\.1", printed)) == 2 * len(CANDIDATES), printed
     assert set(passwords) == set(CANDIDATES), printed
     stored = (d / "out" / "credentials.json").read_text()
     assert all(p not in stored for p in passwords.values())  # hashes only
@@ -116,7 +121,7 @@ def test_logins_are_issued_once_and_kept_only_as_hashes(exam: Any, aiot_home: Pa
         finally:
             client.close()
 
-    assert login(passwords["em-a"]).split() == ["candidate", "data-acquisition"]
+    assert login(passwords["em-a"]).split() == ["candidate", "dashboard-alerting", "data-acquisition"]
     with pytest.raises(paramiko.AuthenticationException):
         login(passwords["em-b"])  # another candidate's password is not this workstation's
     # a second `exam up` prints no password again and keeps the one issued
@@ -140,17 +145,8 @@ def test_solutions_graded_inside_the_workstations_with_declared_verdicts(exam: A
         "exec python3 collector.py --period {period_s} --topic-root {topic_root}'"
     )
     runs = {"em-a": "reference", "em-b": "flawed-scale", "em-c": escaping}
-    procs = {
-        c: subprocess.Popen(
-            [*AIOTLAB, "grade", "data-acquisition", "-c", c, "--solution", sol, "-o", str(out)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for c, sol in runs.items()
-    }
-    logs = {c: p.communicate(timeout=420)[0] for c, p in procs.items()}
-    report = {c: out / c / "data-acquisition" / "latest" / "report.json" for c in runs}
+    logs = grade_all("data-acquisition", runs, out, d)
+    report = {c: out / f"{c}.data-acquisition" / "data-acquisition" / "latest" / "report.json" for c in runs}
     assert failed_checks(report["em-a"]) == set(), logs["em-a"]
     assert failed_checks(report["em-b"]) == set(lab.solutions["flawed-scale"].expect_fail), logs["em-b"]
     doc = json.loads(report["em-a"].read_text())
@@ -160,7 +156,7 @@ def test_solutions_graded_inside_the_workstations_with_declared_verdicts(exam: A
         "/home/candidate/.aiotlab-labs/data-acquisition/solutions/reference/collector.py",
     ]
     # the collector wrote its database in the candidate's home, as the candidate
-    db = d / "out" / "em-a" / "workspace" / "data-acquisition"
+    db = d / "out" / "em-a" / "workspace" / "data-acquisition"  # the candidate's home holds every lab
     assert any(p.stat().st_uid == 1000 for p in db.rglob("*") if p.is_file() and p.suffix in (".db", ".sqlite"))
     # em-c: its escaped daemon was ended; nothing of the grading is left running, nothing staged is left behind
     c_doc = json.loads(report["em-c"].read_text())
@@ -171,6 +167,50 @@ def test_solutions_graded_inside_the_workstations_with_declared_verdicts(exam: A
     )
     assert ws_run(ws, script, user="root").split() == []  # no process of the candidate's user is left
     assert not (d / "out" / "em-c" / "workspace" / ".aiotlab-labs").exists()
+
+
+def grade_all(lab: str, runs: dict[str, str], out: Path, d: Path) -> dict[str, str]:
+    """Grade candidates' plants for a lab at once, as the instructor would with the exam's secret (not the
+    suite's); returns each one's output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOTLAB_EXAM_SECRET")}
+    env["AIOTLAB_EXAM_SECRET_FILE"] = str(d / "secret.txt")
+    procs = {
+        c: subprocess.Popen(
+            [*AIOTLAB, "grade", lab, "-c", f"{c}.{lab}", "--solution", sol, "-o", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for c, sol in runs.items()
+    }
+    return {c: p.communicate(timeout=600)[0] for c, p in procs.items()}
+
+
+def test_dashboard_lab_graded_in_exam_mode(exam: Any, aiot_home: Path) -> None:
+    """The grader's Prometheus (on the host's loopback, out of a workstation's reach) scrapes the candidate's
+    exporter in their workstation and evaluates their rules: reference full marks, a flawed one its failure."""
+    d, _ = exam
+    lab = load_lab("dashboard-alerting")
+    out = d / "graded"
+    runs = {"em-a": "reference", "em-b": "flawed-wrong-threshold"}
+    logs = grade_all("dashboard-alerting", runs, out, d)
+    for c, sol in runs.items():
+        report = out / f"{c}.dashboard-alerting" / "dashboard-alerting" / "latest" / "report.json"
+        assert failed_checks(report) == set(lab.solutions[sol].expect_fail), logs[c][-3000:]
+
+
+def test_a_grade_with_another_secret_is_refused(exam: Any) -> None:
+    """The plant was derived from the exam's secret: grading it with another would compare it with another plant."""
+    d, _ = exam
+    proc = subprocess.run(
+        [*AIOTLAB, "grade", "data-acquisition", "-c", "em-a.data-acquisition", "-o", str(d / "wrong")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AIOTLAB_EXAM_SECRET": "not-the-exam-secret"},
+    )
+    assert proc.returncode != 0 and "another exam secret" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
 def test_workstation_holds_no_secret_and_no_hidden_material(exam: Any, aiot_home: Path) -> None:
@@ -228,7 +268,13 @@ def test_workstation_reaches_only_its_own_plant(exam: Any, aiot_home: Path) -> N
     srv.bind(("0.0.0.0", 0))  # noqa: S104 - the point: a host service on all addresses
     srv.listen(8)
     port = srv.getsockname()[1]
-    threading.Thread(target=lambda: [srv.accept()[0].close() for _ in range(8)], daemon=True).start()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # closed when the test is done
+            while True:
+                srv.accept()[0].close()
+
+    threading.Thread(target=serve, daemon=True).start()
     try:
         own = [(ha["broker"], 1883), (ha["plc1"], 502), (ha["em1"], 502), (ha["plc2"], 4840)]
         forbidden = [
@@ -297,7 +343,7 @@ def test_planted_links_are_moved_aside_never_followed(exam: Any, aiot_home: Path
 def test_exam_down_removes_workstations_and_their_fences(exam: Any, aiot_home: Path) -> None:
     d, _ = exam
     st = cli("exam", "status", str(d / "exam.yaml"), timeout=60).stdout
-    assert st.count("10/10 running") == len(CANDIDATES), st
+    assert st.count("10/10 running") == 2 * len(CANDIDATES), st  # a plant and a workstation per lab
     cli("exam", "down", str(d / "exam.yaml"), timeout=180)
     rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
     assert "aiotlab:aiotlab-em-" not in rules
