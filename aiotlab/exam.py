@@ -200,7 +200,7 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
             from aiotlab.simulators.containers import ContainerError
 
             try:
-                st = docker_backend(exam).up(plant, workstation=workstation_of(exam, candidate))
+                st = docker_backend(exam).up(plant, workstation=workstation_of(exam, candidate, lab_id))
             except (ContainerError, OSError) as exc:
                 st = {"status": "failed", "error": str(exc)}
         elif not ad.is_running(st):
@@ -238,7 +238,7 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     }
 
 
-def workstation_of(exam: Exam, candidate: str) -> Any:
+def workstation_of(exam: Exam, candidate: str, lab_id: str) -> Any:
     """Exam mode: the candidate's workstation, their home being their workspace folder (one folder per lab),
     owned by the workstation's unprivileged user and private."""
     from aiotlab.simulators.containers import WORKSTATION_IMAGE, WORKSTATION_UID, Workstation
@@ -255,6 +255,7 @@ def workstation_of(exam: Exam, candidate: str) -> Any:
         image=str(opts.get("image", WORKSTATION_IMAGE)),
         ssh_bind=str(opts.get("ssh_bind", "0.0.0.0")),  # noqa: S104 - the exam room's machines log in
         ssh_port=0,
+        config_folder=f"{lab_id}/plant-config",  # each lab's plant has its own devices
     )
 
 
@@ -283,10 +284,36 @@ def install_kit(exam: Exam, candidate: str, lab: Any, plant: str, sheet: dict[st
         )
     )
     give_to(kit, WORKSTATION_UID)
+    seed_config_folder(exam, candidate, lab, plant)
     target = ws / ".aiotlab"
     if target.is_symlink() or target.exists():
         target.rename(ws / f".aiotlab.old-{int(time.time() * 1000)}")
     kit.rename(target)
+
+
+def seed_config_folder(exam: Exam, candidate: str, lab: Any, plant: str) -> None:
+    """The candidate's config folder for this lab's plant starts as a copy of the plant's factory configs (what
+    they edit and hand to their devices through the config service); an existing folder is theirs, kept."""
+    import shutil
+
+    from aiotlab.grader.runner import give_to
+    from aiotlab.simulators import addressing as ad
+    from aiotlab.simulators.containers import WORKSTATION_UID
+
+    ws_state = (ad.read_state(plant) or {}).get("workstation") or {}
+    if not ws_state.get("devhome"):
+        return
+    rel = ws_state["config_dir"].removeprefix("/home/candidate/")
+    target = exam.home_of(candidate) / rel
+    if target.exists() or target.is_symlink():
+        return
+    staging = exam.out / ".staging" / candidate / f"{lab.id}-config"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(Path(ws_state["devhome"]) / rel, staging, symlinks=True)
+    give_to(staging, WORKSTATION_UID)
+    if target.parent.is_symlink() or not target.parent.is_dir():
+        return  # the lab folder was moved aside above; install_kit made it anew
+    staging.rename(target)
 
 
 def issue_credentials(exam: Exam) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from aiotlab.simulators.control_client import ControlClient
 from . import scoring
 from .checks import registry
 from .observers import MqttObservation, observe_mqtt
+from .probes.sources import release as release_sources
 from .results import ERROR, GRADER_OVERLOADED, CheckResult, not_assessable
 from .runner import WorkstationRunner
 
@@ -70,6 +71,9 @@ class GradeContext:
     # check that owns the defect fails; the checks it blocks are "not assessable" naming the cause, stated once.
     blockers: dict[str, dict[str, str]] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)  # the grader's own lag and window coverage
+    # exam mode: the candidate's workstation (a WorkstationRunner); a check that runs the candidate's program
+    # (e.g. their read tool) runs it there, as the candidate, never on this host
+    workstation: Any = None
 
     def block(self, cause: str, en: str, zh: str, check: str | None) -> None:
         """Record a candidate defect that blocks the grader (first report of a cause wins)."""
@@ -715,14 +719,16 @@ async def _grade_once(
     params = lab.params_for(plant_id, state.get("seed"))
     sheet = build_datasheet(plant_id)
     ws = WorkstationRunner.for_plant(state)
+    sources_prefix = None
     if ws is not None:  # exam mode: the lab's folder in the candidate's home, whatever folder was asked for
         workspace = ws.host_home / lab.id
+        sources_prefix = await ws.use_plant_sources(state)
     if ws is None:
         kit = await write_kit(lab, plant_id, workspace, params, sheet)
     else:  # exam mode: never write into a workspace the candidate controls; `exam up` put the kit there
         kit = await write_kit(lab, plant_id, out_dir / "kit", params, sheet)
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
-    ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started)
+    ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started, workstation=ws)
     proc = None
     grading_id = uuid.uuid4().hex
     sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}
@@ -817,6 +823,8 @@ async def _grade_once(
             ctx.observation.window = (probing_from, time.time())
     finally:
         await monitor.stop()
+        if sources_prefix:
+            await asyncio.to_thread(release_sources, sources_prefix)
         if proc is not None:
             say(candidate, "stopping solution")
             sol_info.update(await (ws.stop(proc) if ws else stop_process(proc)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -35,6 +36,20 @@ class WorkstationRunner:
     user: str = "candidate"
     uid: int = 1000
     before: set[int] = field(default_factory=set)
+    pid: int | None = None  # the workstation's init, on this host (its namespaces are entered through it)
+
+    def enter(self, argv: list[str], cwd: Path, env: dict[str, str]) -> list[str]:
+        """A command line that runs argv inside the workstation (its filesystem, network and process namespaces)
+        as the candidate, with no capability, while its stdio stay this process's (a pipe the grader holds
+        stays the grader's: what `docker exec` cannot give). Paths in argv are the workstation's."""
+        if self.pid is None:
+            raise OSError("the workstation's process is not known: is it running?")
+        inner = " ".join(shlex.quote(a) for a in ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
+        return [
+            "nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w",
+            "-S", str(self.uid), "-G", str(self.uid), "--",
+            "/bin/sh", "-c", f"cd {shlex.quote(self.path(cwd))} && exec {inner}",
+        ]  # fmt: skip
 
     @classmethod
     def for_plant(cls, state: dict[str, Any]) -> WorkstationRunner | None:
@@ -76,6 +91,35 @@ class WorkstationRunner:
         if root.is_symlink():
             root.unlink()
         shutil.rmtree(root, ignore_errors=True)
+
+    async def use_plant_sources(self, state: dict[str, Any]) -> str:
+        """The grader's probes on this exam plant: its attacker addresses on this host's bridge, the HMI's and
+        the workstation's addresses opened inside their containers. Returns the plant network's prefix."""
+        from .probes import sources
+
+        hosts = state["addresses"]["hosts"]
+        prefix = hosts["workstation"].rsplit(".", 1)[0]
+        pids = {}
+        for address, container in ((hosts["workstation"], self.container), (hosts["hmi"], f"{state['project']}-hmi")):
+            code, out = await self._docker(["inspect", "-f", "{{.State.Pid}}", container])
+            if code == 0 and out.strip().isdigit() and int(out.strip()) > 0:
+                pids[address] = int(out.strip())
+        code, out = await self._docker(["inspect", "-f", "{{.State.Pid}}", self.container])
+        self.pid = int(out.strip()) if code == 0 and out.strip().isdigit() else None
+        await asyncio.to_thread(sources.use_bridge, prefix)
+        sources.use_container_sources(pids)
+        return prefix
+
+    async def _docker(self, args: list[str]) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "docker", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            return -1, ""
+        return proc.returncode or 0, out.decode(errors="replace")
 
     async def _exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(

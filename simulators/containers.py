@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -65,6 +66,11 @@ class Workstation:
     image: str = WORKSTATION_IMAGE
     ssh_bind: str = "0.0.0.0"  # noqa: S104 - candidates log in from the exam room's machines
     ssh_port: int = 0
+    config_folder: str = "plant-config"  # in the home: where the candidate edits this plant's device configs
+
+    @property
+    def config_dir(self) -> str:
+        return f"/home/candidate/{self.config_folder}"
 
     def port_for(self, slot: int) -> int:
         return self.ssh_port or SSH_PORT_BASE + slot
@@ -91,12 +97,29 @@ def plant_env(
     }
     if workstation:
         env |= {
+            "AIOTLAB_DEVHOME": str(ad.plant_dir(candidate) / "devhome"),
             "AIOTLAB_WORKSPACE": str(workstation.workspace),
             "AIOTLAB_WORKSTATION_IMAGE": workstation.image,
             "AIOTLAB_SSH_BIND": workstation.ssh_bind,
             "AIOTLAB_SSH_PORT": str(workstation.port_for(slot)),
         }
     return env
+
+
+def devices_see_devhome(topo: dict[str, Any], devhome: str, config_dir: str) -> None:
+    """Exam mode: every plant role reads its configs from the validated copy of the candidate's home, mounted at
+    the workstation's path (so a config naming /home/candidate/... means the same file on both sides); only the
+    core (factory configs, factory reset) writes it, besides the config service."""
+    for name, svc in topo["services"].items():
+        command = svc.get("command") or []
+        if "--role" not in command:
+            continue
+        mode = "rw" if name == "core" else "ro"
+        svc["volumes"] = [*svc.get("volumes", []), f"{devhome}:/home/candidate:{mode}"]
+        svc["environment"] = {**(svc.get("environment") or {}), "AIOTLAB_CONFIG_DIR": config_dir}
+    if "configd" in topo["services"]:
+        svc = topo["services"]["configd"]
+        svc["environment"] = {**(svc.get("environment") or {}), "AIOTLAB_CONFIG_DIR": config_dir}
 
 
 def write_plant_key(candidate: str, seed: int | None) -> None:
@@ -140,6 +163,16 @@ def register(
         d = ad.plant_dir(candidate)
         (d / "logs").mkdir(parents=True, exist_ok=True)
         write_plant_key(candidate, seed)
+        token = d / "control.token"  # made here so that the config service's file mount finds a file
+        if not token.is_file():
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        if workstation:  # the devices' copy of the candidate's home: readable by a device's own user
+            folder = d / "devhome" / workstation.config_folder
+            folder.mkdir(parents=True, exist_ok=True)
+            for p in (d / "devhome", *folder.relative_to(d / "devhome").parents, folder.relative_to(d / "devhome")):
+                (d / "devhome" / p).chmod(0o755)
         public = (ad.Addresses.on_networks if workstation else ad.Addresses.published)(slot, spec["addressing"])
         ad.write_state(
             candidate,
@@ -300,6 +333,8 @@ class DockerBackend:
         self.remove(candidate)
         env = register(candidate, seed, "docker", self.image, workstation)
         topo = load_topology(self.compose, env, {"exam"} if workstation else None)
+        if workstation:
+            devices_see_devhome(topo, env["AIOTLAB_DEVHOME"], workstation.config_dir)
         project = env["COMPOSE_PROJECT_NAME"]
         labels = self._labels(candidate)
         try:
@@ -326,6 +361,8 @@ class DockerBackend:
                 "user": "candidate",
                 "home": "/home/candidate",
                 "host_home": str(workstation.workspace),
+                "config_dir": workstation.config_dir,
+                "devhome": env["AIOTLAB_DEVHOME"],
                 "ssh": {"bind": workstation.ssh_bind, "port": int(env["AIOTLAB_SSH_PORT"])},
             }
         mark(candidate, status="running", containers=sorted(topo["services"]), workstation=ws_state)

@@ -35,7 +35,8 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
     addr = ad.Addresses.for_slot(slot, spec["addressing"])
     h, p = addr.hosts, addr.ports
     block = ad.block(slot)
-    if st and st.get("workstation") and st.get("addresses"):  # exam mode: the plant network, as the workstation sees it
+    exam_mode = bool(st and st.get("workstation") and st.get("addresses"))
+    if exam_mode:  # exam mode: the plant network, as the workstation sees it
         h, p = st["addresses"]["hosts"], st["addresses"]["ports"]
         block = h["workstation"].rsplit(".", 1)[0]
     devs = params["devices"]
@@ -115,7 +116,12 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
                 for n in devs["sensors"]["nodes"]
             ],
         },
-        "config_dir": str(ad.plant_dir(candidate) / "config"),
+        # exam mode: the candidate's own folder in their workstation; `aiotlab plant reload` there hands a device
+        # its config through the config service, which validates it first
+        "config_dir": st["workstation"].get("config_dir", "/home/candidate/plant-config")
+        if exam_mode
+        else str(ad.plant_dir(candidate) / "config"),
+        **({"config_service": f"http://{block}.5:8080"} if exam_mode else {}),
     }
 
 

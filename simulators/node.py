@@ -90,7 +90,18 @@ async def run(role: str) -> int:
         host, _, port = core.rpartition(":")
         link = BusLink(host, int(port), role, token)
         await link.connect()
-    plant = Plant(identity, spec, params, inside, state_dir, roles=frozenset({role}), link=link, public=public)
+    config_dir = os.environ.get("AIOTLAB_CONFIG_DIR")  # exam mode: the validated copy of the candidate's folder
+    plant = Plant(
+        identity,
+        spec,
+        params,
+        inside,
+        state_dir,
+        roles=frozenset({role}),
+        link=link,
+        public=public,
+        config_dir=Path(config_dir) if config_dir else None,
+    )
     if role == "core" and mode != "loopback":
         plant.bus_host = "0.0.0.0"  # the core's containers' networks only; the bus asks for the control token  # noqa: S104
     stop = asyncio.Event()

@@ -62,11 +62,13 @@ class Plant:
         roles: frozenset[str] | None = None,
         link: BusLink | None = None,
         public: Addresses | None = None,
+        config_dir: Path | None = None,
     ) -> None:
         """One process runs the whole plant (roles None) or some roles of a plant split over processes: the
         "core" role owns the model, clock, truth and control plane; a device role gets `link`, its bus to the
         core. `public` is how clients reach the plant when that differs from where devices bind (published
-        container ports)."""
+        container ports). `config_dir`: where the device configs are when not in the state folder (exam mode:
+        the validated copy of the candidate's config folder, at the same path as in their workstation)."""
         self.identity = identity
         self.spec = spec
         self.params = params
@@ -81,7 +83,7 @@ class Plant:
         self.with_hmi, self.with_sensors, self.with_control = with_hmi, with_sensors, with_control
         for sub in ("config", "logs", "pki"):
             (state_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.config_dir = state_dir / "config"
+        self.config_dir = config_dir or state_dir / "config"
         self.loops = 0  # completed physics loop iterations (settle() waits on them)
         self._loop_waiters: list[asyncio.Future[int]] = []
         self.running_configs: dict[str, Path] = {}  # device -> applied but unsaved config (lost on restart)

@@ -467,9 +467,13 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     if not published:
         return starved(ctx, spec, stream=f"{device}/{tag}", since=since)
     argv = [str(tool), "--user", reader, "--device", device, "--tag", tag, "--since", since]
-    run = await asyncio.to_thread(
-        run_held, argv, ws, lambda: bool(_records(ws, audit_rel, reader)), 15.0, tool_env(ctx)
-    )
+    env = tool_env(ctx)
+    if ctx.workstation is not None:  # exam mode: the candidate's tool runs in their workstation, as them
+        wst = ctx.workstation
+        env = {**wst.base_env(), "AIOTLAB_CANDIDATE": str(ctx.candidate), "AIOTLAB_WORKSPACE": wst.path(ws)}
+        argv = wst.enter([wst.path(tool), *argv[1:]], ws, env)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    run = await asyncio.to_thread(run_held, argv, ws, lambda: bool(_records(ws, audit_rel, reader)), 15.0, env)
     rows = []
     for ln in run["out"].decode(errors="replace").splitlines()[:100000]:
         try:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from aiotlab.simulators.protocols.modbus_client import ModbusClient, ModbusError
 
+from . import sources
+
 READ_FCS = (1, 2, 3, 4)
 
 
@@ -43,7 +45,7 @@ def write_pdu(fc: int, address: int, value: int) -> bytes:
 
 
 async def request(host: str, port: int, unit: int, source: str, pdu: bytes, timeout: float = 2.0) -> ProbeReply:
-    client = ModbusClient(host, port, unit, source=source, timeout=timeout)
+    client = ModbusClient(host, port, unit, source=source, timeout=timeout, opener=sources.open_connection)
     try:
         await client.connect()
         reply = await client.request(pdu)

@@ -19,6 +19,8 @@ from typing import Any
 
 import aiomqtt
 
+from . import sources
+
 CONNACK_MEANING = {
     0: "accepted",
     1: "unacceptable protocol version",
@@ -111,8 +113,8 @@ async def raw_connect(
     writer = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                host, port, local_addr=(source, 0), ssl=tls, server_hostname=host if tls else None
+            reader, writer = await sources.open_connection(
+                host, port, source, ssl=tls, server_hostname=host if tls else None
             )
             res.local_port = writer.get_extra_info("sockname")[1]
             ssl_obj = writer.get_extra_info("ssl_object")
@@ -161,7 +163,7 @@ async def tls_handshake(
     tls = context or (insecure_tls(version) if version is not None else any_tls())
     try:
         async with asyncio.timeout(timeout):
-            _, w = await asyncio.open_connection(host, port, local_addr=(source, 0), ssl=tls, server_hostname=host)
+            _, w = await sources.open_connection(host, port, source, ssl=tls, server_hostname=host)
     except (OSError, TimeoutError, ssl.SSLError):
         return None
     ssl_obj = w.get_extra_info("ssl_object")
@@ -178,7 +180,7 @@ async def verify_tls(host: str, port: int, source: str, tls: ssl.SSLContext, tim
     verify against the CA for the name `host`)."""
     try:
         async with asyncio.timeout(timeout):
-            _, w = await asyncio.open_connection(host, port, local_addr=(source, 0))
+            _, w = await sources.open_connection(host, port, source)
     except (OSError, TimeoutError) as exc:
         why = f"no answer within {timeout:.0f} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         return {"ok": False, "stage": "tcp", "observed": f"TCP connection to {host}:{port} failed: {why}"}
@@ -218,7 +220,7 @@ async def session(
         username=account.username if account else None,
         password=account.password if account else None,
         tls_context=tls,
-        bind_address=source,
+        bind_address=sources.bindable(source) or "",
         timeout=10,
         protocol=aiomqtt.ProtocolVersion.V311,
     ) as client:

@@ -9,11 +9,13 @@ import select
 import socket
 import time
 
+from . import sources
+
 
 async def port_open(host: str, port: int, timeout: float = 0.5, source: str | None = None) -> bool:
     try:
         async with asyncio.timeout(timeout):
-            _, w = await asyncio.open_connection(host, port, local_addr=(source, 0) if source else None)
+            _, w = await sources.open_connection(host, port, source)
     except (OSError, TimeoutError):
         return False
     w.close()
@@ -47,11 +49,11 @@ def sweep(host: str, ports: range | list[int], source: str | None, timeout: floa
 
     try:
         for p in ports:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
             try:
-                if source:
-                    s.bind((source, 0))
+                s = sources.make_socket(source)
+            except OSError:
+                continue
+            try:
                 rc = s.connect_ex((host, p))
             except OSError:
                 s.close()

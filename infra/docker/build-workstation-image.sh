@@ -25,5 +25,6 @@ PY
 "$python" -m pip wheel --quiet --wheel-dir "$ctx/wheels" -r "$ctx/requirements.txt"
 cp "$here/infra/docker/Dockerfile.workstation" "$ctx/Dockerfile"
 cp "$here/infra/docker/workstation-entrypoint.sh" "$ctx/entrypoint.sh"
+cp "$here/infra/docker/workstation-aiotlab.py" "$ctx/aiotlab-plant.py"
 docker build -q -t "$tag" --build-arg "BASE_IMAGE=$base" --network none "$ctx"
 echo "built $tag"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Any
 
 from . import modbus as mb
 
@@ -21,8 +22,19 @@ class ModbusError(Exception):
 
 
 class ModbusClient:
-    def __init__(self, host: str, port: int, unit: int, source: str | None = None, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        unit: int,
+        source: str | None = None,
+        timeout: float = 2.0,
+        opener: Any = None,
+    ) -> None:
+        """`opener(host, port, source)`: how to open the connection from `source` when binding it here is not
+        enough (the grader's probes in exam mode, from a container's address)."""
         self.host, self.port, self.unit, self.source, self.timeout = host, port, unit, source, timeout
+        self.opener = opener
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._tid = 0
@@ -35,7 +47,10 @@ class ModbusClient:
         local = (self.source, 0) if self.source else None
         try:
             async with asyncio.timeout(self.timeout):
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
+                if self.opener is not None:
+                    self._reader, self._writer = await self.opener(self.host, self.port, self.source)
+                else:
+                    self._reader, self._writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
         except (OSError, TimeoutError) as exc:
             raise ModbusError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
 

@@ -1,0 +1,92 @@
+#!/opt/tools/bin/python
+"""`aiotlab plant ...` in an exam workstation: the candidate's own devices, through their plant's config service.
+
+    aiotlab plant reload DEVICE          hand DEVICE its config from your config folder (validated, then saved)
+    aiotlab plant apply DEVICE FILE      run DEVICE with FILE without saving it (a restart loses it)
+    aiotlab plant restart DEVICE         power-cycle DEVICE (it comes back with its saved config)
+    aiotlab plant logs NAME [--lines N]  broker, fw1, plc2-audit, hmi
+    aiotlab plant config NAME            the config a device runs with, as the plant has it
+    aiotlab plant devices                the devices, their config files and your config folder
+
+--candidate ID is accepted and ignored (your workstation knows its plant). A refused config changes nothing:
+the device keeps its last good config; the reason is printed and the exit status is 1.
+"""
+
+import json
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+
+TIMEOUT_S = 90
+
+
+def service() -> str:
+    """The config service is host .5 of this workstation's plant network."""
+    own = socket.gethostbyname(socket.gethostname())
+    return f"http://{own.rsplit('.', 1)[0]}.5:8080"
+
+
+def call(method: str, path: str, body: dict | None = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        service() + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            doc = json.loads(resp.read() or b"{}")
+            ok = True
+    except urllib.error.HTTPError as exc:
+        doc = json.loads(exc.read() or b"{}")
+        ok = False
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"aiotlab: the config service does not answer ({exc})", file=sys.stderr)
+        return 2
+    if not ok:
+        print(f"refused: {doc.get('error', doc)}", file=sys.stderr)
+        return 1
+    if "lines" in doc:
+        print("\n".join(doc["lines"]))
+    elif "text" in doc:
+        print(doc["text"], end="")
+    else:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args, i = [], 0
+    lines = "200"
+    while i < len(argv):
+        if argv[i] == "--candidate":
+            i += 2
+            continue
+        if argv[i] == "--lines":
+            lines = argv[i + 1]
+            i += 2
+            continue
+        args.append(argv[i])
+        i += 1
+    if len(args) < 2 or args[0] != "plant" or args[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if "--help" in argv or "-h" in argv else 2
+    cmd, rest = args[1], args[2:]
+    if cmd == "reload" and len(rest) == 1:
+        return call("POST", f"/v1/reload/{rest[0]}")
+    if cmd == "apply" and len(rest) == 2:
+        return call("POST", f"/v1/apply/{rest[0]}", {"path": os.path.abspath(rest[1])})
+    if cmd == "restart" and len(rest) == 1:
+        return call("POST", f"/v1/restart/{rest[0]}")
+    if cmd == "logs" and len(rest) == 1:
+        return call("GET", f"/v1/logs/{rest[0]}?lines={lines}")
+    if cmd == "config" and len(rest) == 1:
+        return call("GET", f"/v1/config/{rest[0]}")
+    if cmd == "devices" and not rest:
+        return call("GET", "/v1/devices")
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
