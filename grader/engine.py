@@ -721,12 +721,13 @@ async def _grade_once(
     ws = WorkstationRunner.for_plant(state)
     sources_prefix = None
     if ws is not None:  # exam mode: the lab's folder in the candidate's home, whatever folder was asked for
-        workspace = ws.host_home / lab.id
+        workspace = ws.lab_folder(lab.id)
         sources_prefix = await ws.use_plant_sources(state)
     if ws is None:
         kit = await write_kit(lab, plant_id, workspace, params, sheet)
-    else:  # exam mode: never write into a workspace the candidate controls; `exam up` put the kit there
+    else:  # exam mode: never write through a workspace the candidate controls; `exam up` put the kit there
         kit = await write_kit(lab, plant_id, out_dir / "kit", params, sheet)
+        await asyncio.to_thread(ws.provide_kit, kit, workspace)
     sheet_path, params_path = kit / "datasheet.json", kit / "lab-params.json"
     ctx = GradeContext(lab, candidate, params, sheet, info, control, workspace, started=started, workstation=ws)
     proc = None

@@ -60,6 +60,41 @@ class WorkstationRunner:
             ws["container"], Path(ws["host_home"]), ws.get("home", "/home/candidate"), ws.get("user", "candidate")
         )
 
+    def lab_folder(self, lab_id: str) -> Path:
+        """The lab's folder in the candidate's home, a real folder of theirs: a link planted in its place is
+        moved aside (never followed by the grader), a missing one is made."""
+        folder = self.host_home / lab_id
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            folder.rename(folder.with_name(f"{lab_id}.moved-aside"))
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
+            os.lchown(folder, self.uid, self.uid)
+        return folder
+
+    def provide_kit(self, kit: Path, folder: Path) -> None:
+        """A lab folder without its kit (a lab graded on this plant outside the exam's own kits): the kit is
+        copied in through directory descriptors, no link followed, nothing overwritten, owned by the candidate."""
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            try:
+                os.mkdir(".aiotlab", 0o700, dir_fd=dfd)
+            except FileExistsError:
+                return  # theirs: a kit (or anything else) already there is left as it is
+            kfd = os.open(".aiotlab", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+            try:
+                os.chown(kfd, self.uid, self.uid)
+                for src in sorted(kit.iterdir()):
+                    if not src.is_file():
+                        continue
+                    ffd = os.open(src.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=kfd)
+                    with os.fdopen(ffd, "wb") as f:
+                        f.write(src.read_bytes())
+                        os.fchown(f.fileno(), self.uid, self.uid)
+            finally:
+                os.close(kfd)
+        finally:
+            os.close(dfd)
+
     def path(self, host_path: Path) -> str:
         """Where a file of the workspace is inside the workstation."""
         rel = Path(host_path).resolve().relative_to(self.host_home.resolve())

@@ -235,7 +235,7 @@ class ConfigService:
         validate(device, {CONFIG_FILES[device]: main}, config_dir=HOME, own_hosts=self.own_hosts.get(device, []))
         files = gather(device, text)
         async with self.lock:
-            inst = Installer(self.devhome, device_uid(device))
+            inst = Installer(self.devhome, reader_ids())
             try:
                 for path, (data, fmode) in files.items():
                     inst.put(path, data, fmode)
@@ -287,11 +287,10 @@ class ConfigService:
         return web.json_response(body, status=status)
 
 
-def device_uid(device: str) -> tuple[int, int] | None:
-    """The user a device reads its files as: Mosquitto started as root drops to its own user unless its
-    config says `user root`; the other devices run as root in their containers."""
-    if device != "broker":
-        return None
+def reader_ids() -> tuple[int, int] | None:
+    """Who owns the installed files: Mosquitto started as root drops to its own user unless its config says
+    `user root`, and the files one device names may be another's (a password file reinstalled with the sensors'
+    config is still the broker's); the other devices run as root and read them anyway."""
     import pwd
 
     try:
