@@ -12,9 +12,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from .devices.modbus_device import encode_image
+from .jsonhttp import HttpError, JsonHttpServer, Request, Response, Router, json_response
 from .params import params_digest
 from .process.model import EVENTS
 from .truth import TruthReader
@@ -26,8 +25,8 @@ if TYPE_CHECKING:
 MAX_BODY = 64 * 1024
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_jsonable, allow_nan=False))
+def _json(data: Any, status: int = 200) -> Response:
+    return json_response(data, status, dumps=lambda d: json.dumps(d, default=_jsonable, allow_nan=False))
 
 
 def _jsonable(o: Any) -> Any:
@@ -40,7 +39,7 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
 
 
@@ -48,9 +47,7 @@ class ControlApi:
     def __init__(self, plant: Plant, host: str, port: int, token: str) -> None:
         self.plant = plant
         self.host, self.port, self.token = host, port, token
-        self.runner: web.AppRunner | None = None
-        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY)
-        r = app.router
+        r = Router()
         r.add_get("/v1/health", self.health)
         r.add_get("/v1/info", self.info)
         r.add_get("/v1/status", self.status)
@@ -71,38 +68,32 @@ class ControlApi:
         r.add_post("/v1/factory-reset", self.factory_reset)
         r.add_get("/v1/logs/{name}", self.logs)
         r.add_get("/v1/config/{name}", self.config_file)
-        self.app = app
+        self.server = JsonHttpServer(r, self._auth, max_body=MAX_BODY)
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        await self.server.start(self.host, self.port)
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        await self.server.stop()
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _auth(self, request: Request, handler: Any) -> Response:
         if request.path != "/v1/health":
             supplied = request.headers.get("Authorization", "")
             if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
                 return _error(401, "missing or wrong bearer token")
         try:
             return await handler(request)
-        except web.HTTPException:
+        except HttpError:
             raise
         except ConfigError as exc:  # an unusable device config: the device keeps running as it was
             return _json({"error": str(exc), "file": exc.path, "line": exc.line}, 422)
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
             return _error(400, f"{type(exc).__name__}: {exc}")
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: Request) -> Response:
         return _json({"ok": True})
 
-    async def info(self, request: web.Request) -> web.Response:
+    async def info(self, request: Request) -> Response:
         p = self.plant
         return _json(
             {
@@ -119,19 +110,19 @@ class ControlApi:
             }
         )
 
-    async def status(self, request: web.Request) -> web.Response:
+    async def status(self, request: Request) -> Response:
         return _json(self.plant.status())
 
-    async def values(self, request: web.Request) -> web.Response:
+    async def values(self, request: Request) -> Response:
         return _json({"t": self.plant.model.t, "values": {k: _clean(v) for k, v in self.plant.model.values.items()}})
 
-    def _range(self, request: web.Request) -> tuple[float, float]:
+    def _range(self, request: Request) -> tuple[float, float]:
         now = self.plant.clock.now()
         start = float(request.query.get("start", now - 60))
         end = float(request.query.get("end", now))
         return start, end
 
-    async def truth(self, request: web.Request) -> web.Response:
+    async def truth(self, request: Request) -> Response:
         self.plant.truth.flush()
         start, end = self._range(request)
         tags = [t for t in request.query.get("tags", "").split(",") if t]
@@ -144,7 +135,7 @@ class ControlApi:
             reader.close()
         return _json({k: [_clean(x) for x in v] for k, v in series.items()})
 
-    async def emissions(self, request: web.Request) -> web.Response:
+    async def emissions(self, request: Request) -> Response:
         self.plant.truth.flush()
         start, end = self._range(request)
         reader = TruthReader(self.plant.truth.path)
@@ -153,7 +144,7 @@ class ControlApi:
         finally:
             reader.close()
 
-    async def events(self, request: web.Request) -> web.Response:
+    async def events(self, request: Request) -> Response:
         self.plant.truth.flush()
         start, end = self._range(request)
         reader = TruthReader(self.plant.truth.path)
@@ -162,7 +153,7 @@ class ControlApi:
         finally:
             reader.close()
 
-    async def registers(self, request: web.Request) -> web.Response:
+    async def registers(self, request: Request) -> Response:
         """Raw register words as the device would serve them (read directly, not over the network)."""
         device = request.match_info["device"]
         regmap = {"plc1": self.plant.plc1_map, "em1": self.plant.em1_map}.get(device)
@@ -171,7 +162,7 @@ class ControlApi:
         words = encode_image(regmap, self.plant.model.plc1_image if device == "plc1" else self.plant.model.values)
         return _json({table: {str(a): w for a, w in sorted(m.items())} for table, m in words.items()})
 
-    async def write_tags(self, request: web.Request) -> web.Response:
+    async def write_tags(self, request: Request) -> Response:
         body = await request.json()
         if not isinstance(body, dict) or not body:
             return _error(400, "body must be a JSON object {tag: value}")
@@ -181,10 +172,10 @@ class ControlApi:
         await self.plant.settle()
         return _json({"written": sorted(body)})
 
-    async def list_faults(self, request: web.Request) -> web.Response:
+    async def list_faults(self, request: Request) -> Response:
         return _json(self.plant.model.faults.listing())
 
-    async def add_fault(self, request: web.Request) -> web.Response:
+    async def add_fault(self, request: Request) -> Response:
         body = await request.json()
         f = self.plant.model.faults.add(
             str(body["kind"]),
@@ -197,14 +188,14 @@ class ControlApi:
         await self.plant.settle()  # in effect in every device when the call returns
         return _json(f.as_dict(), 201)
 
-    async def clear_faults(self, request: web.Request) -> web.Response:
+    async def clear_faults(self, request: Request) -> Response:
         fid = request.match_info.get("id")
         n = self.plant.model.faults.clear(int(fid) if fid else None)
         self.plant.event("fault_clear", id=fid, cleared=n)
         await self.plant.settle()
         return _json({"cleared": n})
 
-    async def trigger(self, request: web.Request) -> web.Response:
+    async def trigger(self, request: Request) -> Response:
         body = await request.json()
         event = str(body["event"])
         duration = float(body.get("duration_s", 60.0))
@@ -213,23 +204,23 @@ class ControlApi:
         await self.plant.settle()
         return _json({"event": event, "until": self.plant.model.active_events().get(event)}, 201)
 
-    async def reload(self, request: web.Request) -> web.Response:
+    async def reload(self, request: Request) -> Response:
         return _json(await self.plant.reload(request.match_info["device"]))
 
-    async def apply(self, request: web.Request) -> web.Response:
+    async def apply(self, request: Request) -> Response:
         device = request.match_info["device"]
         text = str((await request.json())["text"])
         if len(text) > 1_000_000:
             return _error(413, "config larger than 1 MB")
         return _json(await self.plant.apply(device, text))
 
-    async def restart(self, request: web.Request) -> web.Response:
+    async def restart(self, request: Request) -> Response:
         return _json(await self.plant.restart(request.match_info["device"]))
 
-    async def factory_reset(self, request: web.Request) -> web.Response:
+    async def factory_reset(self, request: Request) -> Response:
         return _json(await self.plant.factory_reset())
 
-    async def logs(self, request: web.Request) -> web.Response:
+    async def logs(self, request: Request) -> Response:
         """The last lines of a device log (broker log, FW-1 decisions, PLC-2 audit, HMI): graders read probes here."""
         files = {"broker": "mosquitto.log", "fw1": "fw1.jsonl", "plc2-audit": "plc2-audit.jsonl", "hmi": "hmi.jsonl"}
         name = request.match_info["name"]
@@ -240,7 +231,7 @@ class ControlApi:
         lines = await asyncio.to_thread(_tail, path, limit)
         return _json({"log": name, "lines": lines})
 
-    async def config_file(self, request: web.Request) -> web.Response:
+    async def config_file(self, request: Request) -> Response:
         """A file of the plant's config directory (the candidate's saved configs), with its permission bits."""
         name = request.match_info["name"]
         base = self.plant.config_dir.resolve()
