@@ -122,7 +122,7 @@ class MosquittoBroker:
                     return
                 except (OSError, TimeoutError):
                     pass
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.005)  # Mosquitto listens ~10 ms after exec: a coarse poll was most of its start
         # a listener bound elsewhere than the plant's broker address: accept a running process
         if self.proc is not None and self.proc.returncode is None:
             return
