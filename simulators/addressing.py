@@ -254,8 +254,14 @@ def allocate_slot(candidate: str, spec_addressing: dict[str, Any] | None = None)
         if holds_slot(st) and st.get("slot") is not None:
             taken[int(st["slot"])] = st["candidate"]
 
+    # slots a previous start of this plant lost to another registry's plant (their control endpoint may have been
+    # free at the time, its devices' addresses were not): daemonctl names them, so a retry takes another slot
+    avoid = {int(s) for s in os.environ.get("AIOTLAB_AVOID_SLOTS", "").split(",") if s.strip().isdigit()}
+
     def usable(slot: int) -> bool:
-        return slot not in taken and (spec_addressing is None or block_free(slot, spec_addressing))
+        return (
+            slot not in taken and slot not in avoid and (spec_addressing is None or block_free(slot, spec_addressing))
+        )
 
     if mine is not None:
         if usable(int(mine)):

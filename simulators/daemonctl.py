@@ -30,12 +30,16 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
     (its addresses turned out to be in use) is given another slot and started again."""
     before = ad.read_state(candidate)
     fresh = not (before and before.get("slot") is not None)
+    lost: list[int] = []
     for _ in range(3):
-        st = _detach_once(candidate, seed, timeout)
+        st = _detach_once(candidate, seed, timeout, lost)
         if not (fresh and st.get("status") == "failed" and "address already in use" in str(st.get("error")).lower()):
             return st
-        # Never handed out: take another slot. The configs the failed start wrote name the lost slot's addresses
-        # (a fresh plant has no configs of the candidate's own yet), so they are made anew for the next one.
+        # Never handed out: take another slot (never the lost one again). The configs the failed start wrote name
+        # the lost slot's addresses (a fresh plant has no configs of the candidate's own yet), so they are made
+        # anew for the next one.
+        if st.get("slot") is not None:
+            lost.append(int(st["slot"]))
         mark(candidate, slot=None, status="stopped")
         for sub in ("config", "running-config"):
             shutil.rmtree(ad.plant_dir(candidate) / sub, ignore_errors=True)
@@ -43,7 +47,7 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
     return st
 
 
-def _detach_once(candidate: str, seed: int | None, timeout: float) -> dict[str, Any]:
+def _detach_once(candidate: str, seed: int | None, timeout: float, avoid: list[int] | None = None) -> dict[str, Any]:
     d = ad.plant_dir(candidate)
     (d / "logs").mkdir(parents=True, exist_ok=True)
     from .params import env_without_secret, exam_secret
@@ -59,7 +63,7 @@ def _detach_once(candidate: str, seed: int | None, timeout: float) -> dict[str, 
             stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE,
             start_new_session=True,
-            env=env_without_secret(),
+            env={**env_without_secret(), "AIOTLAB_AVOID_SLOTS": ",".join(map(str, avoid or []))},
         )
     assert proc.stdin is not None
     try:
