@@ -98,7 +98,11 @@ def test_shelf_index_is_rebuilt_when_the_shelf_changes(tmp_path: Path) -> None:
     assert dat is not None and opcua_plc._DumbShelf(dat, index)["i=1"] == {"one": 1}
     assert base.with_name("aspace.idx").is_file()
     opcua_plc._shelf_indexes.clear()  # as a new process: read from the saved index
-    assert opcua_plc._dumb_index(base) == (dat, index)
+    again = opcua_plc._dumb_index(base)
+    assert again is not None and again[1] is not index and again[1].state() == index.state()
+    assert "i=1" in index and "ns=2;s=x" in index and "i=2" not in index and "" not in index
+    with pytest.raises(KeyError):
+        index.find("i=0")
     with shelve.open(str(base), "w") as db:
         db["i=3"] = "three"
     opcua_plc._shelf_indexes.clear()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import bisect
 import inspect
 import logging
 import os
 import pickle
 import shutil
 import tempfile
+from array import array
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -102,15 +104,58 @@ async def ensure_shelf() -> Path:
     return target
 
 
+class _ShelfIndex:
+    """key -> (offset, size) of a dbm.dumb shelf in flat sorted arrays: ~25 bytes a key where a dict of tuples
+    (dbm.dumb's own index) takes ~200, 1.1 MiB less for asyncua's 6,174 standard nodes."""
+
+    def __init__(self, keys: str, starts: array, offsets: array, sizes: array) -> None:
+        self.keys, self.starts, self.offsets, self.sizes = keys, starts, offsets, sizes
+
+    @classmethod
+    def build(cls, entries: dict[str, tuple[int, int]]) -> _ShelfIndex:
+        names = sorted(entries)
+        starts = array("I", [0])
+        for name in names:
+            starts.append(starts[-1] + len(name))
+        return cls(
+            "".join(names),
+            starts,
+            array("Q", (entries[n][0] for n in names)),
+            array("Q", (entries[n][1] for n in names)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> str:  # the i-th key, for bisect
+        return self.keys[self.starts[i] : self.starts[i + 1]]
+
+    def find(self, key: str) -> tuple[int, int]:
+        i = bisect.bisect_left(self, key)
+        if i == len(self) or self[i] != key:
+            raise KeyError(key)
+        return self.offsets[i], self.sizes[i]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self.find(key)  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def state(self) -> tuple[str, array, array, array]:
+        return self.keys, self.starts, self.offsets, self.sizes
+
+
 class _DumbShelf:
     """Read-only access to a dbm.dumb shelf through an index loaded at once (all asyncua's shelf loader needs)."""
 
-    def __init__(self, dat: Path, index: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, dat: Path, index: _ShelfIndex) -> None:
         self.dat = dat
         self.index = index
 
     def __getitem__(self, key: str) -> Any:
-        pos, size = self.index[key]
+        pos, size = self.index.find(key)
         with open(self.dat, "rb") as f:  # as dbm.dumb does: no descriptor held between reads
             f.seek(pos)
             return pickle.loads(f.read(size))  # noqa: S301 - our own cache, written by asyncua's shelve
@@ -150,15 +195,15 @@ class _LazyNodes(MutableMapping):  # type: ignore[type-arg]
         return len(self.cache)
 
 
-_shelf_indexes: dict[Path, tuple[tuple[int, ...], dict[str, tuple[int, int]]]] = {}
+_shelf_indexes: dict[Path, tuple[tuple[int, ...], _ShelfIndex]] = {}
 
 
-def _dumb_index(shelf: Path) -> tuple[Path, dict[str, tuple[int, int]]] | None:
-    """(data file, key -> (offset, size)) of a dbm.dumb shelf, or None when the shelf is another dbm.
+def _dumb_index(shelf: Path) -> tuple[Path, _ShelfIndex] | None:
+    """(data file, index) of a dbm.dumb shelf, or None when the shelf is another dbm.
 
     Opening a dbm.dumb shelf parses its .dir index with ast.literal_eval, line by line: 6,000 lines, about a tenth
-    of a second of every PLC-2 start. The index is kept beside the shelf as a pickle (rebuilt when the shelf
-    changes) and in memory for PLC-2 restarts."""
+    of a second of every PLC-2 start. The index is kept beside the shelf (rebuilt when the shelf changes) and in
+    memory for PLC-2 restarts."""
     dat, dirfile = shelf.with_name(shelf.name + ".dat"), shelf.with_name(shelf.name + ".dir")
     try:
         stamp = (dirfile.stat().st_size, dirfile.stat().st_mtime_ns, dat.stat().st_size)
@@ -171,21 +216,28 @@ def _dumb_index(shelf: Path) -> tuple[Path, dict[str, tuple[int, int]]] | None:
     index = None
     try:
         with open(saved, "rb") as f:
-            saved_stamp, saved_index = pickle.load(f)  # noqa: S301 - our own cache
-        if saved_stamp == stamp and isinstance(saved_index, dict):
-            index = saved_index
+            saved_stamp, state = pickle.load(f)  # noqa: S301 - our own cache
+        if (
+            saved_stamp == stamp
+            and isinstance(state, tuple)
+            and len(state) == 4
+            and isinstance(state[0], str)
+            and all(isinstance(a, array) for a in state[1:])
+        ):
+            index = _ShelfIndex(*state)
     except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError):
         pass
     if index is None:
-        index = {}
+        entries = {}
         with open(dirfile, encoding="Latin-1") as f:
             for line in f:
                 key, pos_and_size = ast.literal_eval(line.rstrip())  # dbm.dumb's format: 'key', (pos, size)
-                index[key.encode("Latin-1").decode("utf-8")] = (int(pos_and_size[0]), int(pos_and_size[1]))
+                entries[key.encode("Latin-1").decode("utf-8")] = (int(pos_and_size[0]), int(pos_and_size[1]))
+        index = _ShelfIndex.build(entries)
         tmp = saved.with_name(f"{saved.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
-                pickle.dump((stamp, index), f, pickle.HIGHEST_PROTOCOL)
+                pickle.dump((stamp, index.state()), f, pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, saved)
         except OSError:
             tmp.unlink(missing_ok=True)
