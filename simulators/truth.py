@@ -37,6 +37,9 @@ class TruthRecorder:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # Appends only (time-ordered keys): a small page cache serves them. SQLite's default of 2 MB filled up in a
+        # plant's first ten minutes or so, the only growth of its memory after start (+1.6 MiB at 8 minutes).
+        self.db.execute("PRAGMA cache_size=-512")
         self.db.executescript(SCHEMA)
         self.tags: list[str] | None = None
         self._fmt: struct.Struct | None = None
