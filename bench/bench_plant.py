@@ -2,14 +2,18 @@
 
 Method (recorded with the results in docs/benchmarks.md):
 - cold start: wall time from exec of `aiotlab plant up --detach` until every candidate-facing endpoint
-  (PLC-1 and EM-1 through FW-1, PLC-2, broker) and the control plane accept TCP connections; 5 runs, the
-  address-space cache already built (the very first start on a machine builds it once, also reported).
-- memory: PSS (proportional set size) of the plant process plus its Mosquitto after 20 s of running.
+  (PLC-1 and EM-1 through FW-1, PLC-2, broker) and the control plane accept TCP connections; also until the
+  command returns, and the plant process's CPU seconds at that point (less sensitive to other load than wall
+  time); 5 runs (`cold N` for N), the address-space cache already built (the very first start on a machine
+  builds it once).
+- memory: PSS (proportional set size) of the plant process plus its Mosquitto after 20 s of running, and the
+  same processes' resident pages each counted once ("alone": what PSS is on an otherwise empty machine; PSS on a
+  shared machine is lower by whatever other processes share, see common.unique_mib).
 - idle CPU: CPU seconds of plant + Mosquitto over 30 s with the HMI and sensors running, no candidate traffic.
 - side by side: N plants started one after another, then observed for 40 s; tick jitter = lateness of each
   physics tick against its deadline, p99 over each plant's last 3000 ticks, reported as the worst plant and
   the median plant; total PSS and total CPU share.
-Usage: python bench/bench_plant.py [cold|idle|side N]...
+Usage: python bench/bench_plant.py [cold [N]|idle|side N]...
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import AIOTLAB, accepting, cli, cpu_seconds, pct, plant_pids, pss_kib, save, summary
+from common import AIOTLAB, accepting, cli, cpu_seconds, pct, plant_pids, pss_kib, save, summary, unique_mib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,7 +47,7 @@ def endpoints(state: dict) -> list[tuple[str, int]]:
 def cold(runs: int = 5) -> dict:
     from aiotlab.simulators import addressing as ad
 
-    times = []
+    times, returned, cpu = [], [], []
     for i in range(runs):
         name = f"cold{i}"
         cli("plant", "down", "-c", name)
@@ -59,9 +63,16 @@ def cold(runs: int = 5) -> dict:
         while not all(accepting(h, p) for h, p in eps):
             time.sleep(0.005)
         times.append(time.perf_counter() - t0)
+        cpu.append(cpu_seconds([ad.read_state(name)["pid"]]))
         proc.wait(30)
+        returned.append(time.perf_counter() - t0)
         cli("plant", "down", "-c", name)
-    return {"cold_start_s": summary(times), "cold_start_runs_s": [round(t, 3) for t in times]}
+    return {
+        "cold_start_s": summary(times),
+        "cold_start_runs_s": [round(t, 3) for t in times],
+        "plant_up_returned_s": summary(returned),
+        "plant_process_cpu_s_at_ready": summary(cpu),
+    }
 
 
 def idle(observe_s: float = 30.0) -> dict:
@@ -72,12 +83,14 @@ def idle(observe_s: float = 30.0) -> dict:
     time.sleep(20)
     pids = plant_pids(state)
     pss = {pid: pss_kib(pid) for pid in pids}
+    alone = unique_mib(pids)
     c0 = cpu_seconds(pids)
     time.sleep(observe_s)
     cpu = (cpu_seconds(pids) - c0) / observe_s
     cli("plant", "down", "-c", "idle")
     return {
         "pss_mib_per_plant": round(sum(pss.values()) / 1024, 1),
+        "alone_mib_per_plant": alone,
         "pss_mib_plant_process": round(pss[state["pid"]] / 1024, 1),
         "idle_cpu_percent_of_one_core": round(cpu * 100, 2),
     }
@@ -135,7 +148,11 @@ def main() -> None:
         i = 0
         while i < len(args):
             if args[i] == "cold":
-                results.update(cold())
+                if i + 1 < len(args) and args[i + 1].isdigit():
+                    results.update(cold(int(args[i + 1])))
+                    i += 1
+                else:
+                    results.update(cold())
             elif args[i] == "idle":
                 results.update(idle())
             elif args[i] == "side":
