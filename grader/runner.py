@@ -176,8 +176,17 @@ class WorkstationRunner:
         return proc.returncode or 0, out.decode(errors="replace")
 
     async def user_pids(self) -> set[int]:
-        code, out = await self._exec(["ps", "-o", "pid=", "-u", str(self.uid)])
-        return {int(x) for x in out.split() if x.isdigit()} if code in (0, 1) else set()
+        """Host pids of the candidate's user's processes in the workstation (`docker top` answers while the
+        container is paused, which `docker exec` cannot)."""
+        code, out = await self._docker(["top", self.container, "-eo", "pid,uid"])
+        if code != 0:
+            return set()
+        pids = set()
+        for line in out.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) == 2 and fields[0].isdigit() and fields[1] == str(self.uid):
+                pids.add(int(fields[0]))
+        return pids
 
     async def snapshot(self) -> None:
         self.before = await self.user_pids()
@@ -198,11 +207,28 @@ class WorkstationRunner:
         ]
 
     async def end_new(self, sig: int) -> int:
-        """Signal every process of the candidate's user that was not there before the grading started."""
-        new = sorted((await self.user_pids()) - self.before)
-        if new:
-            await self._exec(["kill", f"-{sig}", *map(str, new)])
-        return len(new)
+        """Signal every process of the candidate's user that was not there before the grading started. The
+        workstation is frozen (docker pause: the cgroup freezer) while they are listed and signalled, so a
+        process that forks itself anew faster than a list-and-kill round trip cannot slip between the two; it
+        is done again until no new process is left or three rounds have passed."""
+        ended = 0
+        for _ in range(3):
+            if (await self._docker(["pause", self.container]))[0] != 0:
+                break
+            try:
+                new = sorted((await self.user_pids()) - self.before)
+                for pid in new:
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            finally:
+                await self._docker(["unpause", self.container])
+            ended += len(new)
+            if not new or sig != signal.SIGKILL:
+                break
+            await asyncio.sleep(0.1)
+        return ended
 
     async def stop(self, proc: asyncio.subprocess.Process) -> dict[str, Any]:
         if proc.returncode is not None and not (await self.user_pids()) - self.before:

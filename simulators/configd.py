@@ -116,14 +116,15 @@ def gather(device: str, text: str) -> dict[str, tuple[bytes, int]]:
     for rel in re.findall(r"(?m)^\s*(?:trust_list|certificate)\s*:\s*[\"']?([A-Za-z0-9._/-]+)", text):
         if not rel.startswith("/"):
             wanted.add(f"{CONFIG_FOLDER}/{rel}")
-    others = {f"{CONFIG_FOLDER}/{n}" for d, n in CONFIG_FILES.items() if d != device}
+    # A device config (this device's or another's) is never copied as a file another config names: it reaches
+    # the devices only through its own device's validation (a folder named in a comment once brought them all).
+    configs = set(CONFIG_FILES.values())
     files: dict[str, tuple[bytes, int]] = {}
-    for path in sorted(wanted - others - {f"{CONFIG_FOLDER}/{CONFIG_FILES[device]}"}):
-        if _is_dir(path):
-            for inner in list_home_dir(path):
-                files[inner] = read_home(inner)
-        elif _exists(path):
-            files[path] = read_home(path)
+    for path in sorted(wanted):
+        for one in list_home_dir(path) if _is_dir(path) else [path] if _exists(path) else []:
+            if one.rsplit("/", 1)[-1] in configs:
+                continue
+            files[one] = read_home(one)
         if len(files) > MAX_FILES:
             raise Refused(f"more than {MAX_FILES} files named by the {device} config")
     total = sum(len(b) for b, _ in files.values())

@@ -107,6 +107,27 @@ def test_device_configs_only_through_the_validating_config_service(exam: Any) ->
     assert probe.stdout.strip() in ("000", ""), probe.stdout
 
 
+def test_a_config_named_in_another_is_never_copied_unvalidated(exam: Any) -> None:
+    """A red-team finding: a comment naming the config folder in sensors.yaml once copied every device config of
+    the folder, unvalidated, into the devices' copy (a broker acl_file pointing at the plant's key, printed back on
+    restart). Now a device config reaches the devices only through its own device's validation."""
+    d, st = exam
+    folder = st["workstation"]["config_dir"]
+    res = in_ws(
+        st,
+        f"cd {folder} && cp mosquitto.conf /tmp/good.conf && "
+        "echo 'acl_file /var/lib/aiotlab/plant/plant.key' >> mosquitto.conf && "
+        f"echo '# {folder}/' >> sensors.yaml && aiotlab plant reload sensors; rc=$?; "
+        "cp /tmp/good.conf mosquitto.conf; exit $rc",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "mosquitto.conf" not in res.stdout and "fw1.yaml" not in res.stdout, res.stdout
+    restart = in_ws(st, "aiotlab plant restart broker")
+    assert restart.returncode == 0, restart.stderr
+    running = in_ws(st, "aiotlab plant config mosquitto.conf").stdout
+    assert "plant.key" not in running and (d / "secret.txt").read_text().strip() not in restart.stdout + restart.stderr
+
+
 @pytest.mark.parametrize(
     ("lab", "solution"),
     [
