@@ -156,25 +156,6 @@ class WorkstationRunner:
             return -1, ""
         return proc.returncode or 0, out.decode(errors="replace")
 
-    async def _exec(self, argv: list[str], user: str = "root") -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "docker",
-            "exec",
-            "-u",
-            user,
-            self.container,
-            *argv,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT_S)
-        except TimeoutError:
-            proc.kill()
-            return -1, "docker exec timed out"
-        return proc.returncode or 0, out.decode(errors="replace")
-
     async def user_pids(self) -> set[int]:
         """Host pids of the candidate's user's processes in the workstation (`docker top` answers while the
         container is paused, which `docker exec` cannot)."""
