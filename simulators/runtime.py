@@ -8,7 +8,7 @@ import secrets
 import statistics
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .addressing import Addresses
 from .broker import BrokerError, MosquittoBroker
@@ -18,15 +18,16 @@ from .configs import ensure_configs
 from .devices.firewall import Conduit, Firewall
 from .devices.hmi import Hmi
 from .devices.modbus_device import ModbusDevice
-from .devices.opcua_plc import OpcUaPlc
-from .devices.opcua_security import load_security_config
 from .devices.register_map import RegisterMap
-from .devices.sensors import SensorNode, load_link
 from .params import PlantIdentity, params_digest
 from .process.model import PlantModel
 from .supervisor import Supervisor
 from .truth import TruthRecorder
 from .yamlconf import ConfigError
+
+if TYPE_CHECKING:  # imported where a role starts: asyncua alone costs a process ~38 MiB, aiomqtt ~12 MiB
+    from .devices.opcua_plc import OpcUaPlc
+    from .devices.sensors import SensorNode
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,9 @@ class Plant:
         await self.fw1.start()
 
     async def _start_plc2(self) -> None:
+        from .devices.opcua_plc import OpcUaPlc
+        from .devices.opcua_security import load_security_config
+
         cfg = load_security_config(self.config_path("plc2"), self.config_dir)
         d = self.params["devices"]["plc2"]
         self.plc2 = OpcUaPlc(
@@ -369,6 +373,8 @@ class Plant:
 
     def _start_sensors(self) -> None:
         d = self.params["devices"]["sensors"]
+        from .devices.sensors import SensorNode, load_link
+
         link_path = self.config_path("sensors")
         link = load_link(link_path, self.p["mqtt"])
         self.sensors = []
@@ -549,6 +555,8 @@ class Plant:
         if device == "fw1" and self.fw1:
             self.fw1.reload(self.config_path("fw1"))
         elif device == "plc2":
+            from .devices.opcua_security import load_security_config
+
             load_security_config(self.config_path("plc2"), self.config_dir)  # validate before touching the server
             if self.plc2:
                 await self.plc2.stop()
@@ -562,6 +570,8 @@ class Plant:
                 self.device_errors["broker"] = str(exc)
                 raise ConfigError(self.config_path("broker"), str(exc)) from None
         elif device == "sensors":
+            from .devices.sensors import load_link
+
             load_link(self.config_path("sensors"), self.p["mqtt"])
             for s in self.sensors:
                 await self.supervisor.stop(f"sensor:{s.id}")
