@@ -267,8 +267,7 @@ def install_kit(exam: Exam, candidate: str, lab: Any, plant: str, sheet: dict[st
     import shutil
 
     from aiotlab.grader.kit import write_kit
-    from aiotlab.grader.runner import give_to
-    from aiotlab.simulators.containers import WORKSTATION_UID
+    from aiotlab.simulators.containers import WORKSTATION_UID, give_to
 
     ws = exam.workspace(candidate, lab.id)
     if ws.is_symlink() or (ws.exists() and not ws.is_dir()):
@@ -296,9 +295,8 @@ def seed_config_folder(exam: Exam, candidate: str, lab: Any, plant: str) -> None
     they edit and hand to their devices through the config service); an existing folder is theirs, kept."""
     import shutil
 
-    from aiotlab.grader.runner import give_to
     from aiotlab.simulators import addressing as ad
-    from aiotlab.simulators.containers import WORKSTATION_UID
+    from aiotlab.simulators.containers import WORKSTATION_UID, give_to
 
     ws_state = (ad.read_state(plant) or {}).get("workstation") or {}
     if not ws_state.get("devhome"):

@@ -49,6 +49,7 @@ def stats(prefix: str) -> dict[str, dict[str, float]]:
             c["mib"] += mib(mem.split("/")[0])
             c["cpu_pct"] += float(cpu.rstrip("%") or 0)
             c["containers"] += 1
+            c.setdefault("by_container_mib", {})[m.group(2)] = round(mib(mem.split("/")[0]), 1)
             if m.group(2) == "workstation":
                 c["workstation_mib"] = mib(mem.split("/")[0])
     return per
@@ -84,6 +85,7 @@ def one_roster(n: int, base: Path) -> dict[str, object]:
         "workstation_mib_median": round(statistics.median(c.get("workstation_mib", 0) for c in per.values()), 1),
         "containers_per_candidate": max(int(c["containers"]) for c in per.values()),
         "idle_cpu_pct_per_candidate_median": round(statistics.median(c["cpu_pct"] for c in per.values()), 2),
+        "one_candidate_by_container_mib": next(iter(per.values())).get("by_container_mib", {}),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiotlab.labs.loader import Lab
 from aiotlab.labs.loader import Solution as LabSolution
+from aiotlab.simulators.containers import give_to
 
 STOP_GRACE_S = 5.0
 EXEC_TIMEOUT_S = 30.0
@@ -231,11 +232,3 @@ class WorkstationRunner:
 
     async def reap(self) -> int:
         return await self.end_new(signal.SIGKILL)
-
-
-def give_to(root: Path, uid: int) -> None:
-    """chown a tree this process made to the workstation's user, never following a link."""
-    os.lchown(root, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, uid)

@@ -156,7 +156,7 @@ class Installer:
     """Writes validated files into the devices' copy of the candidate's home; undoes a failed install."""
 
     def __init__(self, devhome: Path, owner: tuple[int, int] | None = None) -> None:
-        """`owner`: the uid the device reads its files as (Mosquitto drops root for its own user)."""
+        """`owner`: the uid and gid the devices read their files as (the plant user)."""
         self.devhome = devhome
         self.owner = owner
         self.undo: list[tuple[Path, bytes | None, int]] = []
@@ -293,13 +293,12 @@ class ConfigService:
 
 
 def reader_ids() -> tuple[int, int] | None:
-    """Who owns the installed files: Mosquitto started as root drops to its own user unless its config says
-    `user root`, and the files one device names may be another's (a password file reinstalled with the sensors'
-    config is still the broker's); the other devices run as root and read them anyway."""
+    """Who owns the installed files: the plant user the devices run as in exam mode (Mosquitto included: started
+    unprivileged it stays that user), so a device reads a key the candidate made 0600."""
     import pwd
 
     try:
-        user = pwd.getpwnam("mosquitto")
+        user = pwd.getpwnam("plant")
         return user.pw_uid, user.pw_gid
     except KeyError:
         return None

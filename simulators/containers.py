@@ -27,6 +27,7 @@ from .yamlconf import ConfigError, load_yaml
 
 DEFAULT_IMAGE = "aiotlab-plant:latest"
 WORKSTATION_IMAGE = "aiotlab-workstation:latest"
+PLANT_UID = 10001  # the plant image's unprivileged `plant` user (infra/Dockerfile): the devices in exam mode
 WORKSTATION_UID = 1000  # the image's unprivileged `candidate` user; their home is the host's workspace folder
 SSH_PORT_BASE = 22000
 LABEL_WORKSTATION = "io.aiotlab.workstation"
@@ -42,11 +43,14 @@ class ContainerError(Exception):
 
 
 def compose_file() -> Path:
-    """The repository's docker-compose.yml (the topology of a containerised plant)."""
-    path = Path(__file__).resolve().parent.parent / "docker-compose.yml"
-    if not path.is_file():
-        raise ContainerError(f"no docker-compose.yml at {path}: run from a clone of the repository")
-    return path
+    """The topology of a containerised plant: the repository's docker-compose.yml, or the copy an installed
+    wheel carries (simulators/specs/compose links to it in the repository; the wheel has the file and the
+    Prometheus config it mounts)."""
+    here = Path(__file__).resolve().parent
+    for path in (here.parent / "docker-compose.yml", here / "specs" / "compose" / "docker-compose.yml"):
+        if path.is_file():
+            return path
+    raise ContainerError(f"no docker-compose.yml beside {here}: reinstall aiotlab or run from a clone")
 
 
 def project_name(candidate: str) -> str:
@@ -122,6 +126,27 @@ def devices_see_devhome(topo: dict[str, Any], devhome: str, config_dir: str) -> 
         svc["environment"] = {**(svc.get("environment") or {}), "AIOTLAB_CONFIG_DIR": config_dir}
 
 
+def give_to(root: Path, uid: int) -> None:
+    """chown a tree this process made to a container's user (uid = gid), never following a link."""
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+def devices_unprivileged(topo: dict[str, Any]) -> None:
+    """Exam mode: the plant's devices and Prometheus run as the image's unprivileged `plant` user, so a flaw in
+    a parser of candidate input (a device config, a Modbus frame) gives no root in a plant container. Their ports
+    below 1024 (Modbus 502) are opened by lowering the unprivileged port floor in the container's own network
+    namespace. The config service stays root: it must read the candidate's private keys (0600, uid 1000) to
+    validate and install them, and reads nothing else."""
+    for name, svc in topo["services"].items():
+        if name in ("configd", "workstation") or svc.get("image", "").startswith(("grafana", "${")):
+            continue
+        svc["user"] = f"{PLANT_UID}:{PLANT_UID}"
+        svc["sysctls"] = {**(svc.get("sysctls") or {}), "net.ipv4.ip_unprivileged_port_start": "0"}
+
+
 def write_plant_key(candidate: str, seed: int | None) -> None:
     """The plant's parameter key (HMAC of the exam secret and the plant id), 0600 in its state folder: what the
     containers derive the plant from, so that none of them needs the exam secret."""
@@ -173,6 +198,7 @@ def register(
             folder.mkdir(parents=True, exist_ok=True)
             for p in (d / "devhome", *folder.relative_to(d / "devhome").parents, folder.relative_to(d / "devhome")):
                 (d / "devhome" / p).chmod(0o755)
+            give_to(d, PLANT_UID)  # the devices run as the plant user (devices_unprivileged)
         public = (ad.Addresses.on_networks if workstation else ad.Addresses.published)(slot, spec["addressing"])
         ad.write_state(
             candidate,
@@ -335,6 +361,7 @@ class DockerBackend:
         topo = load_topology(self.compose, env, {"exam"} if workstation else None)
         if workstation:
             devices_see_devhome(topo, env["AIOTLAB_DEVHOME"], workstation.config_dir)
+            devices_unprivileged(topo)
         project = env["COMPOSE_PROJECT_NAME"]
         labels = self._labels(candidate)
         try:
@@ -491,6 +518,7 @@ class DockerBackend:
             command=svc.get("command"),
             entrypoint=svc.get("entrypoint"),
             environment=svc.get("environment"),
+            user=svc.get("user"),
             labels={**(svc.get("labels") or {}), **labels, "io.aiotlab.service": name},
             name=f"{project}-{name}",
             hostname=name,

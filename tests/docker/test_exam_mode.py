@@ -259,6 +259,27 @@ print(json.dumps({{
             "Env"
         ]
         assert not [e for e in env if SECRET in e or "EXAM_SECRET" in e], env
+        # the devices run unprivileged, and a plant container holds no lab material or grader
+        service = json.loads(subprocess.run(["docker", "inspect", c], capture_output=True, text=True).stdout)[0][
+            "Config"
+        ]["Labels"]["io.aiotlab.service"]
+        if service in ("workstation", "configd"):
+            continue
+        probe = subprocess.run(
+            [
+                "docker",
+                "exec",
+                c,
+                "sh",
+                "-c",
+                "awk '/^Uid:/ {print $2}' /proc/1/status; python -c 'import importlib.util as u; "
+                'print(u.find_spec("aiotlab.labs"), u.find_spec("aiotlab.grader"))\'',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
+        assert probe == ["10001", "None", "None"], (service, probe)
 
 
 def test_workstation_reaches_only_its_own_plant(exam: Any, aiot_home: Path) -> None:
