@@ -13,8 +13,11 @@ import yaml
 from .broker import default_config
 
 
-def fw1_default() -> str:
-    return """# FW-1 industrial firewall rules (aiotlab). Apply changes with: aiotlab plant reload fw1
+def fw1_default(hmi: str) -> str:
+    """FW-1's factory file; its rule example allows `hmi`, this plant's own HMI address (never another plant's)."""
+    sources = f"#     sources: [{hmi}/32]"
+    pad = " " * max(1, 41 - len(sources))  # the comments of the example's lines in one column
+    return f"""# FW-1 industrial firewall rules (aiotlab). Apply changes with: aiotlab plant reload fw1
 # Factory default: allow everything (no segmentation).
 #
 # default_action: allow | deny           what happens when no rule matches
@@ -22,11 +25,11 @@ def fw1_default() -> str:
 # log_allowed:    true | false           log allowed requests too (denials are always logged)
 # rules: first match wins; a rule matches a request when source, target, function code and ranges all match.
 #   - name: hmi-read-write
-#     sources: [127.64.0.30/32]          # IPv4 addresses or CIDR blocks
+{sources}{pad}# IPv4 addresses or CIDR blocks (here: this plant's HMI)
 #     targets: [plc1]                    # plc1 and/or em1; omit for both
 #     function_codes: [1, 2, 3, 4, 6]    # omit for all; or read_only: true for 1-4
 #     ranges:                            # optional: every address the request touches must be inside one range
-#       - {table: holding_registers, start: 0, end: 9}
+#       - {{table: holding_registers, start: 0, end: 9}}
 #     write_ranges: []                   # optional: ranges that writes must stay inside
 #     action: allow                      # allow | deny
 default_action: allow
@@ -56,7 +59,8 @@ def plc2_default(users: dict[str, Any]) -> str:
 # identity_tokens: any of anonymous, username, x509
 # users: name -> {password | password_hash (pbkdf2_sha256$iter$salt$hash) | certificate (path), role}
 # roles: role -> permissions from [read, write, call]
-# trust_list: directory of trusted client application certificates; null accepts any client certificate
+# trust_list: directory of trusted client application certificates (its *.der, *.pem and *.crt files, each PEM or
+#   DER; other files are ignored); null accepts any client certificate
 # reject_unlisted_channels: false (factory, "compatibility mode") lets a client open a session over a
 #   SecurityPolicy#None channel even when None is not in security_policies; true refuses sessions on any channel
 #   whose policy and mode are not listed above
@@ -81,7 +85,7 @@ def ensure_configs(config_dir: Path, params: dict[str, Any], hosts: dict[str, st
     config_dir.mkdir(parents=True, exist_ok=True)
     devices = params["devices"]
     files = {
-        "fw1.yaml": lambda: fw1_default(),
+        "fw1.yaml": lambda: fw1_default(hosts["hmi"]),
         "plc2.yaml": lambda: plc2_default(devices["plc2"]["default_users"]),
         "mosquitto.conf": lambda: default_config(
             hosts["broker"], ports["mqtt"], int(devices["broker"]["max_queued_messages"])

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
 from .opcua_security import (
@@ -25,6 +24,7 @@ from .opcua_security import (
     TOKENS,
     AuditLog,
     ConfiguredUserManager,
+    LoadedTrustStore,
     RoleRuleset,
     ServerHooks,
     UaSecurityConfig,
@@ -324,7 +324,7 @@ class OpcUaPlc:
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
         if self.security.trust_list is not None:
-            store = TrustStore([self.security.trust_list], [])
+            store = LoadedTrustStore(self.security.trusted_certificates)
             await store.load()
             validator = CertificateValidator(
                 CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
+from asyncua.crypto.truststore import TrustStore
 from asyncua.server import binary_server_asyncio, uaprocessor
 from asyncua.server.user_managers import UserManager
 
@@ -67,6 +69,7 @@ class UaSecurityConfig:
     users: dict[str, UaUser] = field(default_factory=dict)
     roles: dict[str, set[str]] = field(default_factory=dict)
     trust_list: Path | None = None
+    trusted_certificates: list[Any] = field(default_factory=list)  # x509.Certificate, read from trust_list
     max_sessions: int = 32
     reject_unlisted_channels: bool = False
 
@@ -193,12 +196,8 @@ def load_security_config(path: Path, base: Path | None = None) -> UaSecurityConf
     trust = doc.get("trust_list")
     if trust:
         tdir = ((base or path.parent) / str(trust)).resolve()
-        certs = [p for p in tdir.glob("*") if p.suffix.lower() in (".der", ".pem", ".crt")] if tdir.is_dir() else []
-        if not certs:
-            raise ConfigError(
-                path, f"trust_list {tdir} has no certificates (*.der, *.pem, *.crt)", line(doc, "trust_list")
-            )
         cfg.trust_list = tdir
+        cfg.trusted_certificates = load_trust_list(tdir, path, line(doc, "trust_list"))
     cfg.max_sessions = int(doc.get("max_sessions", 32))
     strict = doc.get("reject_unlisted_channels", False)
     if not isinstance(strict, bool):
@@ -207,21 +206,82 @@ def load_security_config(path: Path, base: Path | None = None) -> UaSecurityConf
     return cfg
 
 
-def _cert_fingerprint(data: Any) -> str:
-    """SHA-256 of a certificate's DER form; accepts PEM or DER bytes or a cryptography certificate."""
+TRUST_SUFFIXES = (".der", ".pem", ".crt")
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def read_certificates(data: bytes) -> list[Any]:
+    """The X.509 certificates in a file's bytes, told apart by content, not by name: PEM (one or more
+    CERTIFICATE blocks; other blocks and text around them are skipped) or a single DER certificate. ValueError,
+    saying what the bytes hold instead, when there is no certificate."""
     from cryptography import x509
+
+    labels = [m.decode() for m in _PEM_LABEL.findall(data)]
+    if labels:
+        if "CERTIFICATE" not in labels:
+            raise ValueError(f"PEM holding {', '.join(dict.fromkeys(labels))}, not a CERTIFICATE")
+        try:
+            return list(x509.load_pem_x509_certificates(data))
+        except ValueError:
+            raise ValueError("PEM CERTIFICATE block that does not decode") from None
+    if not data.strip():
+        raise ValueError("empty file")
+    try:
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise ValueError("neither a PEM certificate nor a DER-encoded X.509 certificate") from None
+
+
+def load_trust_list(tdir: Path, config: Path, line: int | None = None) -> list[Any]:
+    """Every certificate of a trust-list folder: each *.der, *.pem or *.crt file (any case) holds PEM or DER,
+    whatever its name says; a file among them that is not a certificate is a config error naming it. Other files
+    are ignored. asyncua's own loader is not used: it takes files by a regex on their names (.crt files were
+    skipped, unless the name contained "der" or "pem") and decodes by extension (a PEM file named *.crt or a DER
+    one named *.pem failed with an ASN.1 parse error naming no file)."""
+    from cryptography import x509
+
+    if not tdir.is_dir():
+        raise ConfigError(config, f"trust_list {tdir} is not a folder", line)
+    certs: list[Any] = []
+    for f in sorted(tdir.iterdir()):
+        if f.suffix.lower() not in TRUST_SUFFIXES or not f.is_file():
+            continue
+        try:
+            certs.extend(read_certificates(f.read_bytes()))
+        except OSError as exc:
+            raise ConfigError(config, f"trust_list: cannot read {f}: {exc.strerror or exc}", line) from None
+        except ValueError as exc:
+            raise ConfigError(config, f"trust_list: {f} is not a certificate ({exc})", line) from None
+    if not certs:
+        raise ConfigError(config, f"trust_list {tdir} has no certificates (*.der, *.pem, *.crt)", line)
+    try:
+        x509.verification.Store(certs)
+    except ValueError as exc:
+        raise ConfigError(config, f"trust_list {tdir}: {exc}", line) from None
+    return certs
+
+
+def _cert_fingerprint(data: Any) -> str:
+    """SHA-256 of a certificate's DER form; accepts PEM or DER bytes (the first certificate of a PEM file) or a
+    cryptography certificate."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    if isinstance(data, bytes | bytearray):
-        data = bytes(data)
-        cert = (
-            x509.load_pem_x509_certificate(data)
-            if data.lstrip().startswith(b"-----")
-            else x509.load_der_x509_certificate(data)
-        )
-    else:
-        cert = data
+    cert = read_certificates(bytes(data))[0] if isinstance(data, bytes | bytearray) else data
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+class LoadedTrustStore(TrustStore):
+    """asyncua's TrustStore over the certificates load_security_config read and checked (load_trust_list),
+    instead of asyncua reading the folder again by file name."""
+
+    def __init__(self, certificates: list[Any]) -> None:
+        super().__init__([], [])
+        self.certificates = list(certificates)
+
+    async def load_trust(self) -> None:
+        from cryptography import x509
+
+        self._trust_store = x509.verification.Store(self.certificates)
 
 
 class AuditLog:
