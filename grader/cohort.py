@@ -130,6 +130,9 @@ async def grade_cohort(
     for d in docs:  # a candidate defect (or the host) that kept checks from being assessed: said once, plainly
         for b in d.get("not_assessable", []):
             owner = f" ({b['failed_check']} fails)" if b.get("failed_check") else ""
+            if not b["blocked_checks"]:  # what happened to the command itself
+                console.print(f"[yellow]{d['candidate']}: {b['text']['en']}[/]")
+                continue
             console.print(
                 f"[yellow]{d['candidate']}: not assessable because {b['text']['en']}{owner}:[/] "
                 f"{', '.join(b['blocked_checks'])} (0 points)"

@@ -74,6 +74,8 @@ class GradeContext:
     # exam mode: the candidate's workstation (a WorkstationRunner); a check that runs the candidate's program
     # (e.g. their read tool) runs it there, as the candidate, never on this host
     workstation: Any = None
+    # how the solution ran: command, started_at (epoch s), start_error, early_exit (the report's `solution`)
+    solution_run: dict[str, Any] = field(default_factory=dict)
 
     def block(self, cause: str, en: str, zh: str, check: str | None) -> None:
         """Record a candidate defect that blocks the grader (first report of a cause wins)."""
@@ -395,6 +397,7 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
         "probe_results": {k: v.as_dict() for k, v in ctx.probe_results.items()},
         "blockers": ctx.blockers,
         "health": ctx.health,
+        "solution_run": ctx.solution_run,
     }
     db = ctx.db_path if "db_path" in ctx.params else None
     if db is not None and db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:
@@ -446,6 +449,7 @@ def load_recording(lab: Lab, path: Path) -> GradeContext:
     ctx.probe_results = {k: CheckResult(**v) for k, v in rec.get("probe_results", {}).items()}
     ctx.blockers = rec.get("blockers", {})
     ctx.health = rec.get("health", {})
+    ctx.solution_run = rec.get("solution_run", {})
     ctx.db_override = path.parent / rec["db_copy"] if rec.get("db_copy") else path.parent / "no-database-was-recorded"
     return ctx
 
@@ -486,6 +490,8 @@ async def observe_telemetry(ctx: GradeContext, obs_spec: dict[str, Any]) -> None
 
 
 SOLUTION_LOG_MAX_BYTES = 4 * 1024 * 1024  # a solution printing without end fills no disk: the rest is counted
+SOLUTION_NOT_STARTED = "solution-not-started"  # causes named at the report's top: the command never ran
+SOLUTION_EXITED = "solution-exited-early"  # ... or ended before observation began
 GRADING_MARK = "AIOTLAB_GRADING_ID"  # in every solution process's environment: how its strays are found
 
 
@@ -733,6 +739,7 @@ async def _grade_once(
     proc = None
     grading_id = uuid.uuid4().hex
     sol_info: dict[str, Any] = {"command": None, "observed_running_system": solution is None}
+    ctx.solution_run = sol_info
     monitor = LagMonitor()
     try:  # from here on, whatever happens (a cancel too), the solution is stopped and its strays ended
         if solution:
@@ -789,6 +796,7 @@ async def _grade_once(
                 argv = format_command(template, values)
                 sol_info["command"] = argv
                 say(candidate, "starting solution")
+                sol_info["started_at"] = time.time()
                 try:
                     if ws is None:
                         proc = await spawn(argv, workspace, env, out_dir / "solution.log")
@@ -798,9 +806,24 @@ async def _grade_once(
                         )
                 except OSError as exc:
                     sol_info["start_error"] = str(exc)
+                    ctx.block(
+                        SOLUTION_NOT_STARTED,
+                        f"your command could not be started: {exc} (it is run without a shell: for variables, "
+                        "pipes or `&&`, give `sh -c '...'` or a script)",
+                        f"無法啟動你的指令：{exc}（指令不經 shell 執行：需要變數、管線或 `&&` 時，請用 `sh -c '...'` 或腳本）",
+                        None,
+                    )
                 await asyncio.sleep(float(params.get("warmup_s", 5)))
                 if proc is not None and proc.returncode is not None:
                     sol_info["early_exit"] = proc.returncode
+                    ctx.block(
+                        SOLUTION_EXITED,
+                        f"your command exited with status {proc.returncode} within the "
+                        f"{float(params.get('warmup_s', 5)):g} s warm-up, before observation began (see solution.log)",
+                        f"你的指令在 {float(params.get('warmup_s', 5)):g} 秒暖機期間即結束（結束碼 {proc.returncode}），"
+                        "觀測尚未開始（見 solution.log）",
+                        None,
+                    )
         ctx.status_start = await asyncio.to_thread(control.get, "/v1/status")
         obs_spec = telemetry_observer(lab)
         if obs_spec:

@@ -120,8 +120,14 @@ def not_assessable_causes(run: GradeRun, checks: list[dict[str, Any]]) -> list[d
     """Each cause that kept checks from being assessed, named once with the checks it blocked (report's top)."""
     from .results import GRADER_OVERLOADED
 
-    out = []
+    out = [  # first what happened to the candidate's command itself (it could not start, or it ended at once)
+        {"cause": cause, "text": {"en": b["en"], "zh-TW": b["zh-TW"]}, "failed_check": None, "blocked_checks": []}
+        for cause, b in run.blockers.items()
+        if cause.startswith("solution-")
+    ]
     for cause in dict.fromkeys(c["blocked_by"] for c in checks if c.get("blocked_by")):
+        if cause.startswith("solution-"):
+            out = [o for o in out if o["cause"] != cause]
         if cause == GRADER_OVERLOADED:
             text = {
                 "en": "the grader fell behind while observing; re-grade (not the candidate's fault)",

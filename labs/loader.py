@@ -233,8 +233,20 @@ def render_brief(
                     return f"{t['table']} {t['address']} ({t['type']}{extra})"
         raise KeyError(stream["tag"])
 
+    def acl(row: str, which: str, node: str = "") -> str:
+        """A cell of the ACL table from the lab data (`mqtt_acl`), the same rows mq.acl judges by."""
+        filters = [
+            f.replace("{root}", sheet["mqtt"]["topic_root"]).replace("{node}", node)
+            for f in params["mqtt_acl"][row][which]
+        ]
+        if not filters:
+            return "無" if lang == "zh-TW" else "nothing"
+        cell = ", ".join(f"`{f}`" for f in filters)
+        return f"僅 {cell}" if lang == "zh-TW" else f"{cell} only"
+
     template = env.get_template(f"brief.{lang}.md.j2")
     return template.render(
+        acl=acl,
         lab={**lab.data, "time_limit_min": time_limit_min or lab.data.get("time_limit_min")},
         candidate=candidate,
         sheet=sheet,

@@ -34,6 +34,7 @@ FLAWED = sorted(
 )  # every flawed solution of the lab, one defect each
 HOSTILE = ["hostile-garbage", "hostile-flood"]
 LINE_TRIPPED = "reference-line-tripped"
+AFTER_BURST = "reference-after-burst"  # PLC-1 over budget in a setup step that ended: not the solution's load
 
 
 def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
@@ -63,7 +64,7 @@ def grade_batch(solutions: list[str], out: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def batch(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    return grade_batch(["reference", LINE_TRIPPED, *FLAWED], tmp_path_factory.mktemp("graded"))
+    return grade_batch(["reference", LINE_TRIPPED, AFTER_BURST, *FLAWED], tmp_path_factory.mktemp("graded"))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def explain(doc: dict[str, Any]) -> str:
     return "\n".join(f"{c['id']}: {c['status']} - {c['summary']['en']}" for c in doc["checks"])
 
 
-@pytest.mark.parametrize("run", ["reference", LINE_TRIPPED])
+@pytest.mark.parametrize("run", ["reference", LINE_TRIPPED, AFTER_BURST])
 def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]], run: str) -> None:
     doc = batch[run]["doc"]
     assert doc["score"]["points"] == doc["score"]["max_points"] == 100, explain(doc)
@@ -96,6 +97,11 @@ def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]], run: str)
             if m["topic"].endswith("/plc2/FillingLine.GoodCount")
         }
         assert len(stamps) == 1 and parse_ts(stamps.pop()) < w0, stamps
+    if run == AFTER_BURST:  # the burst really went over budget, before the solution started
+        impact = next(c for c in doc["checks"] if c["id"] == "daq.production_impact")
+        ev = json.loads((batch[run]["dir"] / "evidence" / "daq.production_impact.json").read_text())
+        before = [v for t, v in ev["load_series"] if t < ev["judged_from"]]
+        assert before and max(before) > ev["budget_rps"], (ev["load_series"], impact["summary"])
 
 
 @pytest.mark.parametrize("solution", FLAWED)

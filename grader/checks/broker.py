@@ -492,57 +492,105 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     )
 
 
-def acl_cases(ctx: Any) -> list[dict[str, Any]]:
+def acl_table(ctx: Any) -> dict[str, dict[str, list[str]]]:
+    """The brief's ACL table (lab data `mqtt_acl`), one row per issued account: the topic filters it may publish
+    to and subscribe to."""
     root = ctx.sheet["mqtt"]["topic_root"]
-    out = []
-    for case in ctx.params["acl_probes"]:
-        out.append({k: (v.replace("{root}", root) if isinstance(v, str) else v) for k, v in case.items()})
-    return out
+    table = ctx.params["mqtt_acl"]
+    nodes = [n["id"] for n in ctx.sheet["mqtt"]["nodes"]]
+
+    def fill(filters: list[str], node: str = "") -> list[str]:
+        return [f.replace("{root}", root).replace("{node}", node) for f in filters]
+
+    rows = {n: {k: fill(v, n) for k, v in table["nodes"].items()} for n in nodes}
+    for name, row in table.items():
+        if name != "nodes":
+            rows[name] = {k: fill(v) for k, v in row.items()}
+    return rows
+
+
+def acl_topics(ctx: Any, rows: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One topic of each kind the table tells apart: in every node's subtree and its config topic, in a subtree
+    named after each other account (where a `%u` pattern would let it publish), and on the collector's output."""
+    root = ctx.sheet["mqtt"]["topic_root"]
+    nodes = [n["id"] for n in ctx.sheet["mqtt"]["nodes"]]
+    topics = [t for n in nodes for t in (f"{root}/{n}/aiotlab-acl", f"{root}/{n}/config")]
+    topics += [f"{root}/{a}/aiotlab-acl" for a in rows if a not in nodes]
+    topics += [f.replace("#", "aiotlab-acl").replace("+", "x") for row in rows.values() for f in row["publish"]]
+    return list(dict.fromkeys(topics))
 
 
 @check("mq.acl")
 async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """The ACL table judged by delivery; the cases that must arrive are the run's positive controls."""
+    """The whole ACL table judged by delivery: every issued account publishes once on every kind of topic the
+    table tells apart, and every account listens on those topics by name and on `#`. Each message must reach
+    exactly the listeners the table allows; the deliveries the table requires are the run's positive controls."""
     target = await verified_target(ctx, spec, 2)
     if isinstance(target, CheckResult):
         return target
     host, port, tls, src = target
-    cases = acl_cases(ctx)
-    results = await asyncio.gather(
-        *(
-            mq.delivered(
-                host, port, tls, src, mqtt_account(ctx, c["pub"]), c["topic"], mqtt_account(ctx, c["sub"]), c["filter"]
-            )
-            for c in cases
-        )
-    )
+    rows = acl_table(ctx)
+    topics = acl_topics(ctx, rows)
+    publishes = [(a, t) for a in rows for t in topics]
+    seen = await mq.acl_matrix(host, port, tls, src, {a: mqtt_account(ctx, a) for a in rows}, publishes)
+    errors = seen["errors"]
+
+    def allowed(filters: list[str], topic: str) -> bool:
+        return any(mq.topic_matches(f, topic) for f in filters)
+
     probes, unjudged = [], []
     collector = ctx.params.get("collector_account", "collector")
-    for c, r in zip(cases, results, strict=True):
-        what = f"{c['pub']} publishes {c['topic']}; {c['sub']} subscribed to {c['filter']} must " + (
-            "receive it" if c["deliver"] else "not receive it"
+    listeners = [(a, m) for a in rows for m in ("named", "wildcard")]
+    for i, (pub, topic) in enumerate(publishes):
+        may_publish = allowed(rows[pub]["publish"], topic)
+        want = {f"{a}|{m}" for a, m in listeners if may_publish and allowed(rows[a]["subscribe"], topic)}
+        judged = [f"{a}|{m}" for a, m in listeners if f"{a}|{m}" not in errors]
+        got = {k for k in judged if i in seen["received"].get(k, [])}
+        want &= set(judged)
+        what = (
+            f"{pub} publishes {topic}: "
+            + (f"must reach {_listeners(want)}" if want else "must reach nobody")
+            + f" ({pub} {'may' if may_publish else 'may not'} publish it)"
         )
-        if r.get("error"):
-            unjudged.append({"what": what, "observed": f"session failed: {r['error']}"})
+        if f"{pub}|publish" in errors:
+            unjudged.append({"what": what, "observed": f"publishing session failed: {errors[f'{pub}|publish']}"})
             continue
-        observed = "delivered" if r["delivered"] else "not delivered within 3 s"
-        probes.append(
-            probe(
-                what, observed, r["delivered"] == c["deliver"], f"{c['pub']} -> {c['topic']}: {observed} to {c['sub']}"
+        observed = f"reached {_listeners(got)}" if got else "reached nobody within 3 s"
+        why = None
+        if got - want:
+            extra = got - want
+            why = (
+                f"{pub} could publish {topic}, beyond its row: it reached {_listeners(extra)}"
+                if not may_publish
+                else f"{_listeners(extra)} received {topic}, beyond their row"
             )
-        )
-        if c["deliver"] and not r["delivered"] and c["pub"] == collector and c["sub"] == "grader":
+        elif want - got:
+            why = f"{pub} -> {topic} did not reach {_listeners(want - got)}, which the table allows"
+        probes.append(probe(what, observed, got == want, why))
+        if pub == collector and topic.startswith("telemetry/") and "grader|named" in want - got:
             block(
                 ctx,
                 spec,
                 ACL_TELEMETRY,
-                f"the ACL keeps the collector's {c['topic']} from reaching the grader's subscription {c['filter']}",
-                f"ACL 使擷取程式的 {c['topic']} 無法送達評分程式訂閱的 {c['filter']}",
+                f"the ACL keeps the collector's {topic} from reaching the grader's subscription to telemetry/#",
+                f"ACL 使擷取程式的 {topic} 無法送達評分程式對 telemetry/# 的訂閱",
                 spec["id"],
             )
+    for key, err in errors.items():
+        if not key.endswith("|publish"):
+            unjudged.append({"what": f"{key.replace('|', ' listening ')}", "observed": f"session failed: {err}"})
     if any(not p["ok"] for p in probes) or not unjudged:
         return all_ok(spec, probes, "Access control holds, judged by actual delivery", "存取控制成立（以實際投遞判定）")
     return cannot_judge(ctx, spec, unjudged, probes=probes)
+
+
+def _listeners(keys: set[str]) -> str:
+    """'collector (by name, by #), grader (by name)' from {'collector|named', ...}."""
+    by: dict[str, list[str]] = {}
+    for k in sorted(keys):
+        account, mode = k.split("|")
+        by.setdefault(account, []).append("by name" if mode == "named" else "by #")
+    return ", ".join(f"{a} ({', '.join(m)})" for a, m in by.items()) or "nobody"
 
 
 @check("mq.sys_hidden")

@@ -142,10 +142,14 @@ def no_readings(ctx: Any, spec: dict[str, Any]) -> CheckResult | None:
 
 
 def _observer_note(ctx: Any, lang: str) -> str:
+    """Why there may be no readings at all: the candidate's command did not run, or the grader could not listen."""
+    notes = [b[lang] for cause, b in ctx.blockers.items() if cause.startswith("solution-")]
     err = ctx.observation.error
-    if not err:
+    if err:
+        notes.append(f"the grader's subscriber: {err}" if lang == "en" else f"評分程式訂閱端：{err}")
+    if not notes:
         return ""
-    return f" (the grader's subscriber: {err})" if lang == "en" else f"（評分程式訂閱端：{err}）"
+    return f" ({'; '.join(notes)})" if lang == "en" else f"（{'；'.join(notes)}）"
 
 
 def emissions_of(ctx: Any, node: str, field_name: str) -> list[dict[str, Any]]:
@@ -927,9 +931,17 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     budget = float(ctx.params["request_budget_rps"])
     base = float(ctx.plant_info["params"]["devices"]["plc1"]["base_scan_ms"])
     t_load, load = ctx.truth("plc1.load_rps")
-    _t_scan, scan = ctx.truth("plc1.scan_time_ms")
-    max_load = max(load) if load else None
-    max_scan = max(scan) if scan else None
+    t_scan, scan = ctx.truth("plc1.scan_time_ms")
+    # Judged from the first sample whose load window lies wholly after the solution started: the load before it
+    # (a setup step, an earlier attempt still draining) is not this solution's.
+    load_window = float(ctx.plant_info["params"]["devices"]["plc1"].get("load_window_s", 5.0))
+    started = ctx.solution_run.get("started_at")
+    since = float(started) + load_window if started else ctx.observation.window[0] - 20
+    judged = [(t, v) for t, v in zip(t_load, load, strict=False) if t >= since]
+    judged_scan = [(t, v) for t, v in zip(t_scan, scan, strict=False) if t >= since]
+    peak = max(judged, key=lambda p: p[1]) if judged else None
+    max_load = peak[1] if peak else None
+    max_scan = max(v for _, v in judged_scan) if judged_scan else None
     ws = ctx.sheet["network"]["workstation"]
     before = ctx.status_start["fw1"]["requests_by_source"].get(ws, {}).get("plc1", 0)
     after = ctx.status_end["fw1"]["requests_by_source"].get(ws, {}).get("plc1", 0)
@@ -945,6 +957,9 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "workstation_rps": round((after - before) / max(w1 - w0, 1e-9), 2),
         "plc1_readings_published": plc1_readings,
         "load_series": [[round(t, 1), v] for t, v in zip(t_load[::10], load[::10], strict=False)],
+        "judged_from": round(since, 3),
+        "peak_at": round(peak[0], 3) if peak else None,
+        "excluded_before_start": sum(1 for t in t_load if t < since),
     }
     others = {
         src: counts.get("plc1", 0) - ctx.status_start["fw1"]["requests_by_source"].get(src, {}).get("plc1", 0)
@@ -991,11 +1006,24 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"掃描時間最高 {max_scan:.0f} 毫秒（基準 {base:.0f}）",
             ev,
         )
+    if max_load is None or max_scan is None:
+        return not_assessable(
+            spec["id"],
+            spec["points"],
+            "plc1-load-unrecorded",
+            "Not assessable: the plant recorded no PLC-1 load after the solution started (the grader's side)",
+            "無法評量：解答啟動後工廠未記錄 PLC-1 負載（評分端問題）",
+            ev,
+        )
+    at = peak[0] - w0 if peak else 0.0
+    when = f"{at:+.0f} s from the window's start" if peak else "?"
     return failed(
         spec["id"],
         spec["points"],
-        f"PLC-1 load peaked at {max_load} req/s (budget {budget:.0f}); scan time up to {max_scan} ms (base {base})",
-        f"PLC-1 負載峰值 {max_load} 請求/秒（預算 {budget:.0f}）；掃描時間最高 {max_scan} 毫秒（基準 {base}）",
+        f"PLC-1 load peaked at {max_load:.1f} req/s ({when}; budget {budget:.0f}); scan time up to {max_scan:.1f} ms "
+        f"(base {base:.1f}, limit {base * 1.25:.1f})",
+        f"PLC-1 負載峰值 {max_load:.1f} 請求/秒（觀測開始後 {at:+.0f} 秒；預算 {budget:.0f}）；掃描時間最高 {max_scan:.1f} 毫秒"
+        f"（基準 {base:.1f}，上限 {base * 1.25:.1f}）",
         ev,
     )
 
@@ -1087,7 +1115,19 @@ async def commit(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     }
     states = [s for s in samples if s[1] is not None]
     if not states:
-        ev["database_errors"] = sorted({s[2] for s in samples if s[2]})[:3]
+        errors = sorted({s[2] for s in samples if s[2]})
+        ev["database_errors"] = errors[:3]
+        if path.is_file() and errors and all("locked" in e or "busy" in e for e in errors):
+            # the database is there, but the collector holds it so that no other reader sees a row: R12's defect
+            return failed(
+                spec["id"],
+                spec["points"],
+                f"While the collector ran, {ctx.params['db_path']} could not be read by another reader for the whole "
+                f"{probe_s:.1f} s probe ({errors[0]}): readings must be visible to other readers within {deadline} s",
+                f"擷取程式執行期間，其他讀取者在整個 {probe_s:.1f} 秒探測內都無法讀取 {ctx.params['db_path']}（{errors[0]}）："
+                f"讀值必須在 {deadline} 秒內可供其他讀取者看到",
+                ev,
+            )
         ctx.block(
             NO_DATABASE,
             f"no readable database with a readings table at {ctx.params['db_path']} while the collector ran",

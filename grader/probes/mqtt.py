@@ -266,6 +266,101 @@ async def delivered(
     return out
 
 
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic-filter matching (+ one level, # the rest, including the parent level)."""
+    f, t = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(f) == len(t)
+
+
+async def acl_matrix(
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    source: str,
+    accounts: dict[str, Account],
+    publishes: list[tuple[str, str]],
+    wait: float = 3.0,
+) -> dict[str, Any]:
+    """Every account subscribes twice (to each probed topic by name, and to `#`), then each (account, topic) of
+    `publishes` is sent once with its own nonce; after `wait` s: which subscriptions received which publish.
+
+    Mosquitto acknowledges denied SUBSCRIBEs and PUBLISHes alike, so only arrival tells. Returns
+    {"received": {"<sub>|<mode>": [publish index, ...]}, "errors": {"<who>": "..."}}."""
+    topics = sorted({t for _, t in publishes})
+    nonces = [f"aiotlab-acl {os.urandom(6).hex()}" for _ in publishes]
+    index = {n.encode(): i for i, n in enumerate(nonces)}
+    received: dict[str, set[int]] = {}
+    errors: dict[str, str] = {}
+    ready = asyncio.Event()
+    done = asyncio.Event()
+    settled: set[str] = set()  # listeners subscribed or failed
+    listeners = [(name, mode) for name in accounts for mode in ("named", "wildcard")]
+
+    async def listen(name: str, mode: str) -> None:
+        key = f"{name}|{mode}"
+        got = received.setdefault(key, set())
+        try:
+            async with asyncio.timeout(wait + 70):
+                async with session(host, port, tls, accounts[name], source, f"aiotlab-acl-{os.urandom(5).hex()}") as c:
+                    if mode == "named":
+                        await c.subscribe([(t, 1) for t in topics])
+                    else:
+                        await c.subscribe("#", qos=1)
+                    settled.add(key)
+                    if len(settled) == len(listeners):
+                        ready.set()
+
+                    async def collect() -> None:
+                        async for m in c.messages:
+                            i = index.get(bytes(m.payload or b""))
+                            if i is not None and str(m.topic) == publishes[i][1]:
+                                got.add(i)
+
+                    reader = asyncio.create_task(collect())
+                    try:
+                        await done.wait()
+                    finally:
+                        reader.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await reader
+        except (aiomqtt.MqttError, TimeoutError, OSError, ssl.SSLError) as exc:
+            errors[key] = f"{type(exc).__name__}: {exc}"
+            settled.add(key)
+            if len(settled) == len(listeners):
+                ready.set()
+
+    async def publish_all() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait + 30):
+                await ready.wait()
+        by_account: dict[str, list[int]] = {}
+        for i, (name, _) in enumerate(publishes):
+            by_account.setdefault(name, []).append(i)
+
+        async def one(name: str, items: list[int]) -> None:
+            try:
+                async with asyncio.timeout(25):
+                    async with session(
+                        host, port, tls, accounts[name], source, f"aiotlab-aclp-{os.urandom(5).hex()}"
+                    ) as c:
+                        for i in items:
+                            await c.publish(publishes[i][1], nonces[i].encode(), qos=1)
+            except (aiomqtt.MqttError, TimeoutError, OSError, ssl.SSLError) as exc:
+                errors[f"{name}|publish"] = f"{type(exc).__name__}: {exc}"
+
+        await asyncio.gather(*(one(n, items) for n, items in by_account.items()))
+        await asyncio.sleep(wait)
+        done.set()
+
+    await asyncio.gather(publish_all(), *(listen(n, m) for n, m in listeners))
+    return {"received": {k: sorted(v) for k, v in received.items()}, "errors": errors}
+
+
 async def receives_any(
     host: str, port: int, tls: ssl.SSLContext | None, source: str, account: Account, sub_filter: str, wait: float
 ) -> dict[str, Any]:

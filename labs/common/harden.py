@@ -33,6 +33,7 @@ FLAWS = (
     "allow-anonymous",  # allow_anonymous true (everything else hardened)
     "passwd-readable",  # password file hashed, but readable by every local user (0644)
     "acl-hash",  # sensor accounts may read '#'
+    "acl-pattern",  # the sensors' rows written as one `pattern readwrite <root>/%u/#`: it applies to every account
     "grader-publishes",  # the grader account may also publish on telemetry/# (read-only in the account table)
     "sys-readable",  # the collector account may read $SYS/#
     "log-no-timestamp",  # broker log lines without timestamps
@@ -134,7 +135,9 @@ def broker_files(
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, str(password)], check=True, timeout=30)
     passwd.chmod(0o644 if flaw == "passwd-readable" else 0o600)
     acl = ["# MQTT access control: one block per account (secure-pipeline brief, ACL table)"]
-    for node in (n["id"] for n in sheet["mqtt"]["nodes"]):
+    if flaw == "acl-pattern":  # looks like the sensors' rows, but patterns apply to every account
+        acl += [f"pattern readwrite {root}/%u/#", ""]
+    for node in (n["id"] for n in sheet["mqtt"]["nodes"] if flaw != "acl-pattern"):
         acl += [f"user {node}", f"topic write {root}/{node}/#", f"topic read {root}/{node}/config"]
         if flaw == "acl-hash":
             acl.append("topic read #")
