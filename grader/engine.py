@@ -492,6 +492,9 @@ async def observe_telemetry(ctx: GradeContext, obs_spec: dict[str, Any]) -> None
 SOLUTION_LOG_MAX_BYTES = 4 * 1024 * 1024  # a solution printing without end fills no disk: the rest is counted
 SOLUTION_NOT_STARTED = "solution-not-started"  # causes named at the report's top: the command never ran
 SOLUTION_EXITED = "solution-exited-early"  # ... or ended before observation began
+# A solution starts with the umask a login shell gives (as a workstation's `docker exec` does), not the CLI's own
+# 077: keeping data private is the candidate's job the brief grades, which an inherited 077 would do for them.
+SOLUTION_UMASK = 0o022
 GRADING_MARK = "AIOTLAB_GRADING_ID"  # in every solution process's environment: how its strays are found
 
 
@@ -506,6 +509,7 @@ async def spawn(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path)
         stderr=asyncio.subprocess.STDOUT,
         stdin=asyncio.subprocess.DEVNULL,
         start_new_session=True,
+        umask=SOLUTION_UMASK,
     )
     proc._aiotlab_log = asyncio.get_running_loop().create_task(copy_capped(proc, log_path))  # type: ignore[attr-defined]
     return proc

@@ -12,11 +12,13 @@ import logging
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from .params import env_without_secret
 
 log = logging.getLogger(__name__)
+START_MARK = "aiotlab: broker process started"
 
 
 class BrokerError(Exception):
@@ -84,6 +86,11 @@ class MosquittoBroker:
             await self._start_embedded()
             return
         logf = self.log_path.open("ab")
+        # A line of the plant's own before the broker's: what the log says after it is this broker process's (a
+        # reader judging how clients connect now does not take an earlier process's lines for the current one).
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        logf.write(f"{stamp}: {START_MARK} (config {self.config_path.name})\n".encode())
+        logf.flush()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 self.binary,

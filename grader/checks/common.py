@@ -95,7 +95,7 @@ def probes_failed(
     return failed(
         spec["id"],
         spec["points"],
-        f"{len(bad)} of {len(probes)} probes not as required; first: {first}",
+        f"{len(bad)} of {len(probes)} probe{'s' if len(probes) != 1 else ''} not as required; first: {first}",
         f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first}",
         evidence,
     )

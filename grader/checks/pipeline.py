@@ -187,7 +187,7 @@ def storage_protected(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     return all_ok(
         spec,
         probes,
-        f"Stored telemetry is readable by its owner only ({len(files)} files under {rel}/)",
+        f"Stored telemetry is readable by its owner only ({len(files)} file{'s' if len(files) != 1 else ''} under {rel}/)",
         f"儲存的遙測資料僅擁有者可讀（{rel}/ 下 {len(files)} 個檔案）",
         files=[n for n, _ in files],
     )
@@ -358,7 +358,14 @@ def run_held(
     t0 = time.time()
     try:
         proc = subprocess.Popen(  # noqa: S603 - the candidate's own tool, in their workspace
-            argv, cwd=cwd, env=env or tool_env(), stdout=w, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            cwd=cwd,
+            env=env or tool_env(),
+            stdout=w,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            umask=0o022,  # as a login shell (and the solution, engine.SOLUTION_UMASK): privacy is the tool's job
         )
     except OSError as exc:
         for fd in (r, w):
@@ -496,7 +503,9 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "stderr": run["stderr"][-300:],
             },
             found == len(published),
-            f"the read tool returned {found} of {len(published)} published readings",
+            f"the read tool {ctx.params['read_tool']} could not be run: {run['stderr']} (is it there and executable?)"
+            if run["order"] == "did not start"
+            else f"the read tool returned {found} of {len(published)} published readings",
         )
     ]
     records = _records(ws, audit_rel, reader)

@@ -81,7 +81,13 @@ def judge(ctx: Any, spec: dict[str, Any], probes: list[dict[str, Any]], en: str,
         en_why = unsure[0]["unsure"] if unsure else "nothing could be probed"
         zh_why = unsure[0]["unsure_zh"] if unsure else "沒有可探測的項目"
         return not_assessable(spec["id"], spec["points"], cause, en_why, zh_why, evidence)
-    return passed(spec["id"], spec["points"], f"{en} ({len(probes)} probes)", f"{zh}（{len(probes)} 項探測）", evidence)
+    return passed(
+        spec["id"],
+        spec["points"],
+        f"{en} ({len(probes)} probe{'s' if len(probes) != 1 else ''})",
+        f"{zh}（{len(probes)} 項探測）",
+        evidence,
+    )
 
 
 class LoopLag:

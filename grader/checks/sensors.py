@@ -19,6 +19,8 @@ from typing import Any
 
 import aiomqtt
 
+from aiotlab.simulators.broker import START_MARK
+
 from ..probes import mqtt as mq
 from ..results import PASS, CheckResult
 from . import check
@@ -95,6 +97,8 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     periods = [float(s.get("report_period_s") or 10.0) for s in status.values()] or [10.0]
     wait = min(MAX_WAIT_S, 2 * max(periods) + 3)
     lines = (await control_get(ctx, "/v1/logs/broker?lines=20000"))["lines"]
+    marks = [i for i, ln in enumerate(lines) if START_MARK in ln]
+    lines = lines[marks[-1] :] if marks else lines  # the running broker's lines only, not an earlier process's
     conns = last_connections(lines, hosts(ctx)["sensors"])
     async with LoopLag() as lag:
         feed = await receive_data(ctx, nodes, wait)

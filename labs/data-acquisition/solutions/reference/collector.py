@@ -61,6 +61,7 @@ FLAWS = (
     "fast-period",
     "unit-symbol",
     "storage-ts",
+    "locked-db",
 )
 NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
 
