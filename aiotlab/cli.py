@@ -7,10 +7,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -34,9 +35,7 @@ err = Console(stderr=True)
 Candidate = Annotated[str, typer.Option("--candidate", "-c", help="Candidate id (the plant's owner).")]
 
 
-def _fail(message: str, code: int = 1) -> None:
-    from rich.markup import escape
-
+def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
@@ -478,31 +477,121 @@ def grade_cmd(
 @report_app.command("verify")
 def report_verify(
     file: Annotated[Path, typer.Argument(metavar="REPORT.json")],
-    key: Annotated[Path | None, typer.Option(help="The exam's Ed25519 public key (PEM).")] = None,
-    exam_file: Annotated[Path | None, typer.Option("--exam", help="The exam file: its public key is used.")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            metavar="PUBLIC.pem",
+            help="The Ed25519 public key whose signature is expected (an exam's exam-public-key.pem).",
+        ),
+    ] = None,
+    exam_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--exam",
+            metavar="EXAM.yaml",
+            help="The exam whose signature is expected: its public key (<out>/exam-public-key.pem) is used and "
+            "the report must be of this exam.",
+        ),
+    ] = None,
 ) -> None:
-    """Check a report's Ed25519 signature, every output file it binds, and where it is (public key only)."""
+    """Check a report's Ed25519 signature, every output file it binds, and where it is (public key only).
+
+    Name whose signature is expected with --exam EXAM.yaml or --key PUBLIC.pem; with neither, this machine's own
+    key is used (reports graded here outside an exam)."""
     from aiotlab.grader import signing
     from aiotlab.grader.report import verify_file
 
-    public = None
-    try:
-        if key is not None:
-            public = signing.load_public(key)
-        elif exam_file is not None:
-            from aiotlab.exam import load_exam
-            from aiotlab.simulators.yamlconf import ConfigError
-
-            try:
-                public = signing.load_public(load_exam(exam_file).public_key)
-            except ConfigError as exc:
-                _fail(str(exc))
-    except (OSError, ValueError) as exc:
-        _fail(f"cannot read the public key: {exc}")
+    if key is not None and exam_file is not None:
+        _fail("give --exam EXAM.yaml or --key PUBLIC.pem, not both (each names whose signature is expected)")
+    report_exam = _report_exam(file)
+    expected_exam = None
+    if exam_file is not None:
+        expected_exam, key_path = _exam_public_key(exam_file)
+        if not key_path.is_file():
+            _fail(
+                f"exam {expected_exam} has no public key at {key_path}: `aiotlab exam up {exam_file}` makes the "
+                "exam's key pair; or name the key itself with --key PUBLIC.pem"
+            )
+        public, source = _load_public_key(key_path), f"exam {expected_exam} ({key_path})"
+    elif key is not None:
+        public, source = _load_public_key(key), str(key)
+    else:
+        try:
+            public, where = signing.default_public()
+        except (OSError, ValueError) as exc:
+            if report_exam:
+                _fail(
+                    f"this report is of exam {report_exam}: name its key with --exam EXAM.yaml (the exam's file) or "
+                    "--key PUBLIC.pem (the exam's exam-public-key.pem)"
+                )
+            _fail(f"name whose signature is expected with --exam EXAM.yaml or --key PUBLIC.pem ({exc})")
+        source = f"this machine's own key ({where})"
+    console.print(f"expected signer: {escape(source)}, key {signing.key_id(public)}", soft_wrap=True)
     ok, findings = verify_file(file, public)
+    if expected_exam is not None and report_exam is not None and report_exam != expected_exam:
+        ok = False
+        findings.append(f"the report is of exam {report_exam}, not {expected_exam}")
     for f in findings:
-        console.print(("[green]✓[/] " if ok else "[red]✗[/] ") + f)
+        console.print(("[green]✓[/] " if ok else "[red]✗[/] ") + escape(f), soft_wrap=True)
+    if ok:
+        console.print(f"[green]verified[/]: signed by {escape(source)}", soft_wrap=True)
+    else:
+        hint = _of_exam(report_exam) if exam_file is None and key is None else ""
+        console.print(f"[red]NOT verified[/] against {escape(source)}{escape(hint)}", soft_wrap=True)
     raise typer.Exit(0 if ok else 1)
+
+
+def _report_exam(file: Path) -> str | None:
+    """The exam a report says it is of (its signed manifest), if it can be read; verify_file reports what cannot."""
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8")).get("manifest") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(manifest["exam"]) if manifest.get("exam") else None
+
+
+def _of_exam(exam: str | None) -> str:
+    return f" (this report says it is of exam {exam}: verify it with that exam's file or key)" if exam else ""
+
+
+def _exam_public_key(path: Path) -> tuple[str, Path]:
+    """An exam's id and public key from its exam file alone: an assessor verifying reports needs neither the
+    roster nor the secret (the key's place is the one `aiotlab exam up` writes: <out>/exam-public-key.pem)."""
+    from aiotlab.simulators.yamlconf import ConfigError, load_yaml
+
+    try:
+        data = load_yaml(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not isinstance(data, dict) or "exam" not in data:
+        _fail(f"{path} is not an exam file (no `exam:` key); a public key goes with --key PUBLIC.pem")
+    out = Path(str(data.get("out", f"{data['exam']}-out")))
+    out = out if out.is_absolute() else path.resolve().parent / out
+    return str(data["exam"]), out / "exam-public-key.pem"
+
+
+def _load_public_key(path: Path) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from aiotlab.grader import signing
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read the public key {path}: {exc.strerror or exc}")
+    if b"PRIVATE KEY" in data:
+        _fail(
+            f"{path} is a private key: verify with the public one (exam-public-key.pem); the private key stays "
+            "with the instructor"
+        )
+    try:
+        return signing.load_public(path)
+    except (ValueError, UnsupportedAlgorithm):
+        _fail(
+            f"{path} is not an Ed25519 public key in PEM: give the exam's exam-public-key.pem with --key, or the "
+            "exam file with --exam"
+        )
 
 
 @app.command("demo")
@@ -571,64 +660,93 @@ def exam_up(
             _fail(f"refused: {PRACTICE_WARNING} To run it anyway for practice: aiotlab exam up {exam_file} --practice")
         err_console.print(f"[yellow]warning: {PRACTICE_WARNING}[/]")
     t0 = time.monotonic()
-    with console.status(f"launching {len(exam.candidates)} plants ({exam.backend} backend)"):
-        results, logins = up(exam)
-    table = Table(title=f"exam {exam.id}: {', '.join(exam.labs)}")
-    for col in ("candidate", "plant", "workspace (<lab>/.aiotlab/: kit)", "s"):
+    from aiotlab.simulators.containers import ContainerError
+
+    try:
+        with console.status(f"launching {len(exam.candidates)} plants ({exam.backend} backend)"):
+            results, logins = up(exam)
+    except (ContainerError, OSError, ValueError) as exc:
+        _fail(f"exam {exam.id} did not come up: {exc}")
+    from aiotlab.grader.cohort import candidate_columns, fit_table
+
+    names = _names(exam)
+    table = Table(title=f"exam {exam.id}: {', '.join(exam.labs)} (kits in <workspace>/<lab>/.aiotlab/)")
+    lead = candidate_columns(table, names, [r["candidate"] for r in results])
+    for col in ("plant", "workspace", "s"):
         table.add_column(col)
     for r in results:
         ok = r["status"] == "running"
         table.add_row(
-            r["candidate"],
-            "[green]running[/]" if ok else f"[red]failed: {r.get('error')}[/]",
-            r.get("workspace", ""),
+            *lead(r["candidate"]),
+            "[green]running[/]" if ok else f"[red]failed: {escape(str(r.get('error')))}[/]",
+            escape(r.get("workspace", "")),
             f"{r['seconds']:.1f}",
         )
-    console.print(table)
+    console.print(fit_table(table, console))
     bad = [r for r in results if r["status"] != "running"]
     console.print(f"{len(results) - len(bad)}/{len(results)} plants running in {time.monotonic() - t0:.1f} s")
     if logins:
-        _print_logins(logins)
+        _print_logins(logins, names)
     raise typer.Exit(1 if bad or any(r.get("error") for r in logins) else 0)
 
 
-def _print_logins(logins: list[dict[str, Any]]) -> None:
+def _names(exam: Any) -> dict[str, str]:
+    """Each candidate's name from the exam's roster (empty where the roster gives none)."""
+    return {r["id"]: r.get("name", "") for r in exam.roster}
+
+
+def _print_logins(logins: list[dict[str, Any]], names: dict[str, str]) -> None:
     """The candidates' workstation logins. A password is shown here once, when it is issued: only its hash is
     kept (out/credentials.json)."""
+    from aiotlab.grader.cohort import candidate_columns, fit_table
+
     table = Table(title="workstation logins (SSH; passwords are shown only now: hand them out, keep them safe)")
-    for col in ("candidate", "ssh", "password"):
+    lead = candidate_columns(table, names, [r["candidate"] for r in logins])
+    for col in ("ssh", "password"):
         table.add_column(col)
     for r in logins:
         host = r["ssh"]["bind"] if r["ssh"]["bind"] not in ("0.0.0.0", "::") else "<this host>"
         if r.get("error"):
-            pw = f"[red]{r['error']}[/]"
+            pw = f"[red]{escape(str(r['error']))}[/]"
         else:
-            pw = r["password"] or "(issued before; unchanged)"
-        table.add_row(r["candidate"], f"ssh -p {r['ssh']['port']} candidate@{host}", pw)
-    console.print(table)
+            pw = escape(r["password"]) if r["password"] else "(issued before; unchanged)"
+        table.add_row(*lead(r["candidate"]), f"ssh -p {r['ssh']['port']} candidate@{host}", pw)
+    console.print(fit_table(table, console))
 
 
 @exam_app.command("status")
 def exam_status(exam_file: ExamFile) -> None:
     """Each candidate's plant and kit."""
     from aiotlab.exam import status
+    from aiotlab.grader.cohort import candidate_columns, fit_table
 
     exam = _exam(exam_file)
     rows = status(exam)
     table = Table(title=f"exam {exam.id}")
-    for col in ("candidate", "plant", "tasks", "containers", "broker", "kit"):
+    lead = candidate_columns(table, _names(exam), [r["candidate"] for r in rows])
+    columns = ["plant", "tasks", "broker", "kit"]
+    if any("containers" in r for r in rows):
+        columns[2:2] = ["containers"]
+    if any("workstation" in r for r in rows):
+        columns[-1:-1] = ["workstation"]
+    for col in columns:
         table.add_column(col)
     for r in rows:
-        table.add_row(
-            r["candidate"],
-            r["plant"],
-            r.get("tasks", ""),
-            r.get("containers", "-"),
-            r.get("broker", ""),
-            "✓" if r["kit"] else "✗",
-        )
-    console.print(table)
+        cells = {
+            "plant": _verdict(r["plant"], r["plant"] == "running"),
+            "tasks": r.get("tasks", "-"),
+            "containers": r.get("containers", "-"),
+            "workstation": _verdict(r["workstation"], r["workstation"] == "running") if "workstation" in r else "-",
+            "broker": _verdict(r["broker"], r["broker"] == "up") if r.get("broker") else "-",
+            "kit": "[green]✓[/]" if r["kit"] else "[red]✗ missing[/]",
+        }
+        table.add_row(*lead(r["candidate"]), *(cells[c] for c in columns))
+    console.print(fit_table(table, console))
     raise typer.Exit(0 if all(r["plant"] == "running" for r in rows) else 1)
+
+
+def _verdict(text: str, good: bool) -> str:
+    return f"[green]{escape(text)}[/]" if good else f"[red]{escape(text)}[/]"
 
 
 @exam_app.command("shell")
@@ -701,6 +819,7 @@ def exam_grade(
                 signer=signer,
                 plants={c: exam.plant_of(c, lab_id) for c in exam.candidates},
                 restart_plants=restart_down,
+                names=_names(exam),
             )
         )
         complete = complete and len(docs) == len(exam.candidates)

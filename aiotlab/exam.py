@@ -10,13 +10,15 @@ The exam file (YAML):
     workstation: {ssh_bind: 0.0.0.0}   # docker: where candidates' SSH logins are published (port 22000 + slot)
     time_limit_min: 120
     secret: {file: exam.secret}   # or {env: VAR}; a relative path is relative to the exam file
-    roster: roster.csv            # a CSV with an `id` column (and optional `name`), or a list of ids / {id, name}
+    roster: roster.csv            # a CSV (UTF-8 or Big5) with an `id` column (and optional `name`), or a list of
+                                  # ids / {id, name}
     out: exam-out                 # per candidate and lab: <out>/<id>/workspace/<lab>; reports: <out>/reports
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -150,36 +152,115 @@ def load_exam(path: Path) -> Exam:
     )
 
 
+ROSTER_ENCODINGS = ("utf-8", "cp950")  # cp950: Big5 as Windows (and Excel's "CSV" on zh-TW Windows) writes it
+
+
 def read_roster(path: Path, roster: Any) -> list[dict[str, str]]:
+    """The roster: a CSV file (UTF-8 with or without a BOM, or Big5; an `id` column and an optional `name`) or a list
+    of ids / {id, name}. Every problem is a ConfigError naming the file and, for a CSV, the line."""
     if isinstance(roster, str):
         f = Path(roster) if Path(roster).is_absolute() else path.parent / roster
         try:
-            with f.open(newline="", encoding="utf-8-sig") as fh:
-                rows = list(csv.DictReader(fh))
+            raw = f.read_bytes()
         except OSError as exc:
             raise ConfigError(path, f"roster {f}: {exc.strerror}") from exc
-        if rows and "id" not in rows[0]:
-            raise ConfigError(f, "the roster CSV needs an 'id' column")
-        entries = [{"id": (r.get("id") or "").strip(), "name": (r.get("name") or "").strip()} for r in rows]
+        entries = roster_csv(f, decode_roster(f, raw))
     elif isinstance(roster, list):
         entries = [
-            {"id": str(r.get("id", "")), "name": str(r.get("name", ""))}
+            {"id": str(r.get("id", "")), "name": str(r.get("name", "")), "line": None}
             if isinstance(r, dict)
-            else {"id": str(r), "name": ""}
+            else {"id": str(r), "name": "", "line": None}
             for r in roster
         ]
+        f = path
     else:
         raise ConfigError(path, "roster: a CSV file name or a list")
     seen: set[str] = set()
     for e in entries:
         if not CANDIDATE_ID.match(e["id"]):
-            raise ConfigError(path, f"candidate id {e['id']!r}: lower-case letters, digits, - and _ only, ≤ 40")
+            raise ConfigError(
+                f, f"candidate id {e['id']!r}: lower-case letters, digits, - and _ only, ≤ 40", line=e["line"]
+            )
         if e["id"] in seen:
-            raise ConfigError(path, f"candidate {e['id']} is on the roster twice")
+            raise ConfigError(f, f"candidate {e['id']} is on the roster twice", line=e["line"])
         seen.add(e["id"])
     if not entries:
-        raise ConfigError(path, "the roster is empty")
-    return entries
+        raise ConfigError(f, "the roster is empty")
+    return [{"id": e["id"], "name": e["name"]} for e in entries]
+
+
+def decode_roster(f: Path, raw: bytes) -> str:
+    """A roster file's text: UTF-8 (with or without a BOM) or Big5, told apart by which decodes (Big5 text is
+    practically never valid UTF-8). Anything else is a ConfigError naming the first line neither reads."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(
+            f, "the roster is UTF-16 (Excel's 'Unicode Text'): save it as 'CSV UTF-8' (or CSV in Big5)", line=1
+        )
+    for encoding in ROSTER_ENCODINGS:
+        try:
+            return raw.decode(encoding).removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            continue
+    lines = raw.split(b"\n")
+
+    def reads(line: bytes, encoding: str) -> bool:
+        try:
+            line.decode(encoding)
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    for n, line in enumerate(lines, 1):
+        if not any(reads(line, e) for e in ROSTER_ENCODINGS):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = exc.start
+            raise ConfigError(
+                f,
+                f"neither UTF-8 nor Big5 (byte 0x{line[bad]:02x} at byte {bad + 1} of the line): save the roster "
+                "as 'CSV UTF-8' (or CSV in Big5)",
+                line=n,
+            )
+    utf8 = next(n for n, line in enumerate(lines, 1) if not reads(line, "utf-8"))
+    big5 = next(n for n, line in enumerate(lines, 1) if not reads(line, "cp950"))
+    raise ConfigError(
+        f,
+        f"the file mixes encodings: line {utf8} is not UTF-8 and line {big5} is not Big5; save the roster again as "
+        "'CSV UTF-8'",
+        line=min(utf8, big5),
+    )
+
+
+def roster_csv(f: Path, text: str) -> list[dict[str, Any]]:
+    """The rows of a roster CSV, each with its line: header names are matched without case or surrounding spaces;
+    a header separated by ';' or tabs (some spreadsheets' "CSV") is read as such."""
+    first = text.split("\n", 1)[0]
+    delimiter = next((d for d in (",", ";", "\t") if d in first), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        fields = [h.strip().lower() for h in header]
+        if "id" not in fields:
+            found = ", ".join(repr(h) for h in header) or "nothing"
+            raise ConfigError(f, f"the roster CSV needs an 'id' column (its first line has {found})", line=1)
+        rows = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            cells = dict(zip(fields, row, strict=False))
+            rows.append(
+                {
+                    "id": (cells.get("id") or "").strip(),
+                    "name": (cells.get("name") or "").strip(),
+                    "line": reader.line_num,
+                }
+            )
+    except csv.Error as exc:
+        raise ConfigError(f, f"not a readable CSV: {exc}", line=reader.line_num) from exc
+    return rows
 
 
 def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:

@@ -79,9 +79,12 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
     assert not ad.is_running(ad.read_state(ids[3]))
     reports = tmp_path / "out" / "reports"
     assert "down since" in (reports / ids[3] / "data-acquisition" / "attempt-1" / "not-graded.txt").read_text()
-    rows = list(csv.DictReader((reports / "cohort" / "data-acquisition" / "cohort.csv").open()))
+    cohort_csv = reports / "cohort" / "data-acquisition" / "cohort.csv"
+    assert cohort_csv.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 with BOM, for Excel
+    rows = list(csv.DictReader(cohort_csv.open(encoding="utf-8-sig", newline="")))
     graded_ids = [c for c in ids if c != ids[3]]
     assert sorted(r["candidate"] for r in rows) == graded_ids
+    assert all(r["name"] == f"Candidate {r['candidate']}" for r in rows)  # the roster's names
     assert all(float(r["percent"]) == 100.0 for r in rows), [(r["candidate"], r["percent"]) for r in rows]
     html = (reports / "cohort" / "data-acquisition" / "cohort.html").read_text()
     for c in graded_ids:
