@@ -44,12 +44,14 @@ TRUST_CAUSES = (CA_FILE, TLS_PORT, BROKER_CERT)
 PIPELINE_CAUSES = (*TRUST_CAUSES, ACCOUNT_REFUSED, ACL_TELEMETRY)
 
 
-def probe(what: str, observed: Any, ok: bool, why: str | None = None) -> dict[str, Any]:
+def probe(what: str, observed: Any, ok: bool, why: str | None = None, why_zh: str | None = None) -> dict[str, Any]:
     """One probe's evidence: what was tried and what was observed, in words that hold whatever the verdict; `why`
-    (what was observed that is not as required) only on a failing probe."""
+    (what was observed that is not as required; `why_zh` in the assessors' language) only on a failing probe."""
     out: dict[str, Any] = {"what": what, "observed": observed, "ok": bool(ok)}
     if not ok:
         out["why"] = why or f"{what}: {observed}"
+        if why_zh:
+            out["why_zh"] = why_zh
     return out
 
 
@@ -556,17 +558,19 @@ async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             unjudged.append({"what": what, "observed": f"publishing session failed: {errors[f'{pub}|publish']}"})
             continue
         observed = f"reached {_listeners(got)}" if got else "reached nobody within 3 s"
-        why = None
+        why = why_zh = None
         if got - want:
             extra = got - want
-            why = (
-                f"{pub} could publish {topic}, beyond its row: it reached {_listeners(extra)}"
-                if not may_publish
-                else f"{_listeners(extra)} received {topic}, beyond their row"
-            )
+            if not may_publish:
+                why = f"{pub} could publish {topic}, beyond its row: it reached {_listeners(extra)}"
+                why_zh = f"{pub} 能發布 {topic}，超出其列：送達 {_listeners(extra, 'zh-TW')}"
+            else:
+                why = f"{_listeners(extra)} received {topic}, beyond their row"
+                why_zh = f"{_listeners(extra, 'zh-TW')} 收到 {topic}，超出其列"
         elif want - got:
             why = f"{pub} -> {topic} did not reach {_listeners(want - got)}, which the table allows"
-        probes.append(probe(what, observed, got == want, why))
+            why_zh = f"{pub} 發布的 {topic} 未送達表中允許的 {_listeners(want - got, 'zh-TW')}"
+        probes.append(probe(what, observed, got == want, why, why_zh))
         if pub == collector and topic.startswith("telemetry/") and "grader|named" in want - got:
             block(
                 ctx,
@@ -584,13 +588,18 @@ async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     return cannot_judge(ctx, spec, unjudged, probes=probes)
 
 
-def _listeners(keys: set[str]) -> str:
+def _listeners(keys: set[str], lang: str = "en") -> str:
     """'collector (by name, by #), grader (by name)' from {'collector|named', ...}."""
+    zh = lang == "zh-TW"
     by: dict[str, list[str]] = {}
     for k in sorted(keys):
         account, mode = k.split("|")
-        by.setdefault(account, []).append("by name" if mode == "named" else "by #")
-    return ", ".join(f"{a} ({', '.join(m)})" for a, m in by.items()) or "nobody"
+        named = ("以主題名稱" if zh else "by name") if mode == "named" else ("以 #" if zh else "by #")
+        by.setdefault(account, []).append(named)
+    sep = "、" if zh else ", "
+    return sep.join(f"{a}（{sep.join(m)}）" if zh else f"{a} ({', '.join(m)})" for a, m in by.items()) or (
+        "無人" if zh else "nobody"
+    )
 
 
 @check("mq.sys_hidden")

@@ -92,11 +92,12 @@ def probes_failed(
 ) -> CheckResult:
     """The failing verdict of a probe check: how many probes were not as required, and what the first one saw."""
     first = bad[0].get("why") or bad[0].get("what", "")
+    first_zh = bad[0].get("why_zh") or first  # a probe without zh words of its own is quoted as observed
     return failed(
         spec["id"],
         spec["points"],
         f"{len(bad)} of {len(probes)} probe{'s' if len(probes) != 1 else ''} not as required; first: {first}",
-        f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first}",
+        f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first_zh}",
         evidence,
     )
 

@@ -506,6 +506,9 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"the read tool {ctx.params['read_tool']} could not be run: {run['stderr']} (is it there and executable?)"
             if run["order"] == "did not start"
             else f"the read tool returned {found} of {len(published)} published readings",
+            f"無法執行讀取工具 {ctx.params['read_tool']}：{run['stderr']}（檔案是否存在且可執行？）"
+            if run["order"] == "did not start"
+            else f"讀取工具只回傳已發布 {len(published)} 筆讀值中的 {found} 筆",
         )
     ]
     records = _records(ws, audit_rel, reader)

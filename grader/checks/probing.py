@@ -29,6 +29,7 @@ def probe(
     *,
     expected: str | None = None,
     why: str | None = None,
+    why_zh: str | None = None,
     cause: str | None = None,
     unsure: str | None = None,
     unsure_zh: str | None = None,
@@ -41,6 +42,8 @@ def probe(
     out["ok"] = ok
     if ok is False:
         out["why"] = why or f"{what}: {observed}"
+        if why_zh:
+            out["why_zh"] = why_zh
     elif ok is None:
         out["cause"] = cause or "probe-inconclusive"
         out["unsure"] = unsure or f"{what}: {observed}"

@@ -115,7 +115,17 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         if c is not None:
             ok = c["port"] == tls_port and c["user"] == node
             how = f"port {c['port']}, " + (f"user {c['user']}" if c["user"] else "no user name")
-            probes.append(probe(what, c, ok, expected=expected, why=f"{node} last connected on {how}"))
+            how_zh = f"連接埠 {c['port']}、" + (f"使用者 {c['user']}" if c["user"] else "無使用者名稱")
+            probes.append(
+                probe(
+                    what,
+                    c,
+                    ok,
+                    expected=expected,
+                    why=f"{node} last connected on {how}",
+                    why_zh=f"{node} 最近一次連線使用{how_zh}（應為連接埠 {tls_port}（TLS）、使用者 {node}）",
+                )
+            )
         elif broker_closed and node in feed["received"]:
             probes.append(
                 probe(
@@ -166,6 +176,7 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     expected=f"within {wait:.0f} s",
                     why=f"no data message from {node} over the TLS listener within {wait:.0f} s "
                     f"(plant reports {status_after.get(node)})",
+                    why_zh=f"{wait:.0f} 秒內未經 TLS listener 收到 {node} 的資料訊息（工廠回報 {status_after.get(node)}）",
                 )
             )
     result = judge(
