@@ -98,14 +98,48 @@ def test_reference_scores_full_marks(graded: dict) -> None:
     assert not doc["not_assessable"]
 
 
+def expected_blocked(solution: str) -> dict[str, str]:
+    """The checks a flawed solution's defect keeps from being assessed, by cause (its solution.yaml)."""
+    meta = yaml.safe_load((load_lab(LAB).solutions[solution].path / "solution.yaml").read_text())
+    return meta.get("expect_blocked") or {}
+
+
 @pytest.mark.parametrize("solution", [s for s in load_lab(LAB).solutions if s.startswith("flawed-")])
 def test_flawed_solution_fails_exactly_its_targets(graded: dict, solution: str) -> None:
-    """One defect, one check: exactly the declared checks fail, every other check passes (none is blocked)."""
+    """One defect, one check: exactly the declared checks fail, every other check passes, except those the defect
+    keeps from being assessed, which the solution declares with their cause (an exporter nobody can scrape)."""
     expected = set(load_lab(LAB).solutions[solution].expect_fail)
     doc = graded[solution]["doc"]
     assert expected, "a flawed solution must declare what it fails"
-    assert failed(doc) == expected and not blocked(doc), explain(doc)
+    assert failed(doc) == expected and blocked(doc) == expected_blocked(solution), explain(doc)
     assert all(c["points"] == 0 for c in doc["checks"] if c["id"] in expected), "all or nothing: " + explain(doc)
+    passing = {c["id"] for c in doc["checks"] if c["status"] == "pass"}
+    assert passing == {c["id"] for c in doc["checks"]} - expected - set(expected_blocked(solution)), explain(doc)
+
+
+def test_a_down_exporter_blocks_what_needs_its_page_and_plc1_load_is_still_judged(graded: dict) -> None:
+    """The exporter serves its page on 127.0.0.1: dash.metric_contract fails, saying plainly that the connection
+    was refused at the documented URL (no HTTP library noise); PLC-1's load is measured without the page, from
+    PLC-1's accounting and FW-1's count, over at least the minimum window, and the summary states that window."""
+    run = graded["flawed-exporter-localhost"]
+    checks = {c["id"]: c for c in run["doc"]["checks"]}
+    contract = checks["dash.metric_contract"]["summary"]
+    assert contract["en"].startswith("The exporter could not be scraped: connection refused at http://"), contract
+    assert ":9108/metrics" in contract["en"] and "ssl" not in contract["en"] and "Error" not in contract["en"]
+    assert "拒絕連線" in contract["zh-TW"] and "ssl" not in contract["zh-TW"]
+    scrape = evidence(run, "dash.metric_contract")["scrape"]
+    assert scrape["error"] == "connection refused" and "ClientConnectorError" in scrape["error_detail"]
+    budget = checks["dash.plc1_budget"]
+    assert budget["status"] == "pass", explain(run["doc"])
+    ev = evidence(run, "dash.plc1_budget")
+    minimum = next(c for c in load_lab(LAB).checks if c["id"] == "dash.plc1_budget")["params"]["min_window_s"]
+    assert ev["window_s"] >= minimum - 0.5 and ev["waited_for_min_window_s"] > 0, ev
+    assert ev["workstation_requests_to_plc1"] > 0 and ev["load_samples"] > 0
+    assert f"in the {ev['window_s']:.0f} s judged" in budget["summary"]["en"]
+    assert f"評量的 {ev['window_s']:.0f} 秒內" in budget["summary"]["zh-TW"]
+    ref = next(c for c in graded["reference"]["doc"]["checks"] if c["id"] == "dash.plc1_budget")
+    ref_ev = evidence(graded["reference"], "dash.plc1_budget")
+    assert ref_ev["waited_for_min_window_s"] < 1 and f"in the {ref_ev['window_s']:.0f} s judged" in ref["summary"]["en"]
 
 
 def test_systematic_errors_cost_their_whole_check(graded: dict) -> None:
@@ -170,6 +204,12 @@ def test_evidence_names_the_fault(graded: dict) -> None:
     assert budget["max_total_load_rps"] > budget["budget_rps"] and budget["workstation_rps"] > 20
     ref_budget = evidence(graded["reference"], "dash.plc1_budget")
     assert ref_budget["workstation_requests_to_plc1"] > 0 and ref_budget["window_s"] > 60
+    summary = next(c for c in graded["flawed-oee"]["doc"]["checks"] if c["id"] == "dash.oee")["summary"]
+    assert "OEE shows your exporter's plant_line_oee_ratio unchanged" in summary["en"], summary  # not "agree"
+    assert "原樣顯示匯出器的 plant_line_oee_ratio" in summary["zh-TW"], summary
+    summary = next(c for c in graded["reference"]["doc"]["checks"] if c["id"] == "dash.panel_queries")["summary"]
+    assert "; the ALERTS queries returned your firing alerts during the live test" in summary["en"], summary
+    assert "ALERTS 查詢於即時測試中你的告警觸發時回傳之" in summary["zh-TW"], summary
     rules = evidence(graded["flawed-severity"], "dash.rules_valid")
     assert [p["what"] for p in rules["probes"] if not p["ok"]] == ["HeaterOverTemperature"]
     timing = evidence(graded["flawed-no-for"], "dash.rules_timing")
@@ -442,10 +482,17 @@ def test_dependents_of_a_down_exporter_are_blocked_not_failed(aiot_home: Path, t
     that need the exporter are not assessable naming it (without probing anything)."""
     ctx = fake_ctx(tmp_path)
     checks = {c["id"]: c for c in ctx.lab.checks}
-    ctx.cache["dash.scrape"] = dash.Scrape("http://127.1.0.40:9108/metrics", 0.0, error="ConnectionRefusedError")
+    refused = dash.Scrape(
+        "http://127.1.0.40:9108/metrics", 0.0, error="connection refused", error_kind="refused", error_detail="x"
+    )
+    ctx.cache["dash.scrape"] = refused
     first = asyncio.run(dash.metric_contract(ctx, checks["dash.metric_contract"]))
     assert first.status == "fail" and ctx.blockers[dash.EXPORTER_DOWN]["check"] == "dash.metric_contract"
-    for cid in ("dash.exporter_lint", "dash.exporter_values", "dash.live_alert", "dash.plc1_budget"):
+    assert (
+        first.summary["en"] == "The exporter could not be scraped: connection refused at http://127.1.0.40:9108/metrics"
+    )
+    assert first.summary["zh-TW"] == "無法抓取匯出器：http://127.1.0.40:9108/metrics 拒絕連線"
+    for cid in ("dash.exporter_lint", "dash.exporter_values", "dash.live_alert", "dash.panel_queries", "dash.oee"):
         r = asyncio.run(registry()[checks[cid]["fn"]](ctx, checks[cid]))
         assert (r.status, r.blocked_by) == ("not_assessable", dash.EXPORTER_DOWN), cid
     ctx.health = {"overloaded": True}
@@ -521,3 +568,179 @@ def test_a_for_too_long_fails_the_threshold_suite_only(aiot_home: Path, tmp_path
     thresholds, timing = suites("no-for", None, tmp_path / "none")
     assert thresholds.status == "pass" and timing.status == "fail"
     assert {c["case"] for c in timing.evidence["cases"] if not c["ok"]} == {"level-for", "level-flapping"}
+
+
+class FakeControl:
+    """The plant's control plane as dash.plc1_budget reads it: /v1/status (plant time, FW-1's count of the
+    workstation's requests to PLC-1, growing by `rps` a second) and /v1/truth of PLC-1's load."""
+
+    def __init__(self, ws: str, rps: float, load: float | None) -> None:
+        self.ws, self.rps, self.load, self.t0 = ws, rps, load, time.time()
+
+    def status(self, at: float) -> dict[str, Any]:
+        count = int((at - self.t0) * self.rps)
+        return {"time": at, "plc1": {"budget_rps": 20}, "fw1": {"requests_by_source": {self.ws: {"plc1": count}}}}
+
+    def get(self, path: str) -> Any:
+        if path.startswith("/v1/status"):
+            return self.status(time.time())
+        from urllib.parse import parse_qs, urlsplit
+
+        q = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+        t0, t1 = float(q["start"]), float(q["end"])
+        ts = [t0 + i * 0.5 for i in range(int((t1 - t0) / 0.5) + 1)]
+        value = None if self.load is None or q["tags"] != "plc1.load_rps" else self.load
+        return {"t": ts, q["tags"]: [value if q["tags"] == "plc1.load_rps" else 3.0 for _ in ts]}
+
+
+def budget_ctx(tmp_path: Path, rps: float, load: float | None, ago: float, down: bool) -> tuple[Any, dict]:
+    ctx = fake_ctx(tmp_path)
+    ctx.sheet = {"network": {"workstation": "127.1.0.40"}, "plc1": {"comm_budget_rps": 20}}
+    ctx.control = FakeControl("127.1.0.40", rps, load)
+    ctx.status_start = ctx.control.status(time.time() - ago)
+    spec = next(c for c in ctx.lab.checks if c["id"] == "dash.plc1_budget")
+    if down:
+        ctx.block(
+            dash.EXPORTER_DOWN, "the exporter gave no usable page", "匯出器未提供可用頁面", "dash.metric_contract"
+        )
+    return ctx, spec
+
+
+def test_plc1_budget_is_judged_without_the_exporter_page(aiot_home: Path, tmp_path: Path) -> None:
+    """PLC-1's load is measured from the plant's accounting and FW-1's count, whatever the exporter's page: with the
+    exporter down it still passes (or fails) on the load; it waits until the window is min_window_s long when the
+    checks before it ended sooner, and says the window it judged. Not assessable only when the load cannot be
+    measured (no truth) or the workstation sent PLC-1 nothing (then naming the down exporter when there is one)."""
+    ctx, spec = budget_ctx(tmp_path / "a", rps=1.0, load=3.2, ago=40.0, down=True)
+    r = asyncio.run(dash.plc1_budget(ctx, spec))
+    assert r.status == "pass", r.summary
+    assert r.evidence["waited_for_min_window_s"] < 1 and 39 <= r.evidence["window_s"] <= 42
+    assert (
+        "peaked at 3.2 req/s (budget 20) in the 40 s judged (from the start of probing to its end)" in r.summary["en"]
+    )
+    assert r.summary["zh-TW"].startswith("評量的 40 秒內（自探測開始至結束）PLC-1 總負載峰值 3.2 請求/秒")
+    ctx, spec = budget_ctx(tmp_path / "b", rps=1.0, load=25.0, ago=40.0, down=True)
+    r = asyncio.run(dash.plc1_budget(ctx, spec))
+    assert r.status == "fail" and "over its budget of 20" in r.summary["en"]
+    spec_short = {**spec, "params": {"min_window_s": 2.0}}  # the checks before it took 0.5 s: it keeps watching
+    ctx, _ = budget_ctx(tmp_path / "c", rps=4.0, load=3.0, ago=0.5, down=True)
+    r = asyncio.run(dash.plc1_budget(ctx, spec_short))
+    assert r.status == "pass" and r.evidence["window_s"] >= 2.0 and r.evidence["waited_for_min_window_s"] >= 1.0
+    assert "at least 2 s" in r.evidence["window_is"]
+    ctx, spec = budget_ctx(tmp_path / "d", rps=0.0, load=3.0, ago=40.0, down=True)
+    r = asyncio.run(dash.plc1_budget(ctx, spec))
+    assert (r.status, r.blocked_by) == ("not_assessable", dash.EXPORTER_DOWN)  # nothing runs: the exporter's defect
+    ctx, spec = budget_ctx(tmp_path / "e", rps=0.0, load=3.0, ago=40.0, down=False)
+    r = asyncio.run(dash.plc1_budget(ctx, spec))
+    assert (r.status, r.blocked_by) == ("not_assessable", "exporter-no-plc1-requests")
+    ctx, spec = budget_ctx(tmp_path / "f", rps=1.0, load=None, ago=40.0, down=False)
+    r = asyncio.run(dash.plc1_budget(ctx, spec))
+    assert (r.status, r.blocked_by) == ("not_assessable", "grader-no-plc1-truth")
+
+
+def test_numbers_are_printed_finely_enough_to_tell_apart() -> None:
+    """A value and the truth it missed never print alike (1.79593e+09 twice), and float noise never shows."""
+    assert dash.num(1795934274.0, 0.002) == "1795934274"
+    assert dash.num(1795934279.641166, 0.002) == "1795934279.6412"
+    assert dash.num(45.10000000000001) == "45.1" and dash.num(45.10000000000001, 0.011) == "45.1"
+    assert dash.num(0.918866, 0.002) == "0.9189" and dash.num(-0.00001, 0.002) == "0"
+    assert dash.num(123456789.123, 72000) == "123456789" and dash.num(None) == "none"
+
+
+def test_a_value_mismatch_is_worded_in_each_language() -> None:
+    """The value, the tolerance and the truth samples it was held against (not a range of accepted values), in
+    English and in zh-TW words of its own."""
+    first = {
+        "value": 1795934274.0,
+        "truth_latest_at_probe": 1795934279.641166,
+        "truth_samples_in_window": 2,
+        "truth_range_in_window": [1795934274.6412868, 1795934279.641166],
+        "truth_values_in_window": [1795934274.6412868, 1795934279.641166],
+    }
+    key = 'plant_sensor_last_report_timestamp_seconds{node="vib-01"}'
+    en, zh = dash.mismatch(key, first, 0.002, 5.0, sensor=True)
+    assert en == (
+        f"{key} = 1795934274, but no truth sample of the 5 s before that scrape is within ±0.002 of it: the node's "
+        "messages that were its latest then carried 1795934274.6413 and 1795934279.6412"
+    )
+    assert zh == (
+        f"{key} = 1795934274，但抓取前 5 秒內沒有任何真值樣本與之相差在 ±0.002 以內：節點當時最新的訊息為 "
+        "1795934274.6413、1795934279.6412"
+    )
+    device = {"value": 0.918866, "truth_latest_at_probe": 0.93298, "truth_samples_in_window": 50}
+    device["truth_range_in_window"] = [0.9314528359113196, 0.934034766697049]
+    en, zh = dash.mismatch("plant_line_performance_ratio", device, 0.002, 5.0, sensor=False)
+    assert en.endswith("the plant's 50 samples there lay between 0.9315 and 0.934, the latest 0.933"), en
+    assert zh.endswith("該期間工廠的 50 個樣本介於 0.9315 與 0.934 之間，最新為 0.933"), zh
+    for text in (zh,):
+        assert not any(w in text for w in ("while", "truth", "latest", "before")), text
+
+
+def test_a_refused_scrape_is_said_plainly(aiot_home: Path) -> None:
+    """A real refused connection: "connection refused", the library's own text kept apart as evidence."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    got = asyncio.run(dash.scrape(f"http://127.0.0.1:{port}/metrics"))
+    assert (got.error, got.error_kind) == ("connection refused", "refused") and "ssl:default" in got.error_detail
+    assert dash.scrape_failure(got) == (
+        f"connection refused at http://127.0.0.1:{port}/metrics",
+        f"http://127.0.0.1:{port}/metrics 拒絕連線",
+    )
+
+
+def test_a_missing_rule_file_is_named_with_what_is_there_instead(aiot_home: Path, tmp_path: Path) -> None:
+    """The rule file saved as alerts.yaml: the summary names the path the brief gives and what the folder holds."""
+    ctx = fake_ctx(tmp_path)
+    (tmp_path / "monitoring").mkdir()
+    (tmp_path / "monitoring" / "alerts.yaml").write_text("groups: []\n")
+    (tmp_path / "monitoring" / "dashboard.json").write_text("{}")
+    spec = next(c for c in ctx.lab.checks if c["id"] == "dash.rules_valid")
+    r = asyncio.run(dash.rules_valid(ctx, spec))
+    assert r.status == "fail" and ctx.blockers[dash.RULES_REJECTED]["check"] == "dash.rules_valid"
+    assert r.summary["en"] == (
+        "The rule file monitoring/alerts.yml is missing from your workspace (monitoring/ holds alerts.yaml, "
+        "dashboard.json)"
+    )
+    assert (
+        r.summary["zh-TW"]
+        == "規則檔 monitoring/alerts.yml 不在你的工作目錄中（monitoring/ 內有 alerts.yaml、dashboard.json）"
+    )
+    ctx = fake_ctx(tmp_path / "none")
+    r = asyncio.run(dash.rules_valid(ctx, spec))
+    assert r.summary["en"] == (
+        "The rule file monitoring/alerts.yml is missing from your workspace (there is no folder monitoring/)"
+    )
+
+
+class AnyServer(FakeServer):
+    """A Prometheus that returns one series for every query, ALERTS included, at any time."""
+
+    async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        return [{"metric": {"__name__": "x"}, "value": [at or 0.0, "1"]}]
+
+
+def test_panel_queries_summary_says_how_alerts_queries_were_judged(aiot_home: Path, tmp_path: Path) -> None:
+    """No alert of the candidate's fired during grading (rules missing): the ALERTS queries are judged by their
+    selectors, and the summary says so in a sentence, in both languages."""
+    import importlib.util
+
+    ctx = fake_ctx(tmp_path)
+    path = load_lab(LAB).path / "solutions" / "reference" / "make_monitoring.py"
+    spec_ = importlib.util.spec_from_file_location("make_monitoring", path)
+    module = importlib.util.module_from_spec(spec_)  # type: ignore[arg-type]
+    spec_.loader.exec_module(module)  # type: ignore[union-attr]
+    board = tmp_path / ctx.params["dashboard_file"]
+    board.parent.mkdir(parents=True)
+    board.write_text(json.dumps(module.dashboard(ctx.params, None)))
+    ctx.cache["dash.prometheus"] = AnyServer({})
+    spec = next(c for c in ctx.lab.checks if c["id"] == "dash.panel_queries")
+    r = asyncio.run(dash.panel_queries(ctx, spec))
+    assert r.status == "pass", r.summary
+    assert r.summary["en"].startswith(
+        "Every panel query runs and returns data; no alert of yours fired during grading, so the ALERTS queries were "
+        "judged by their selectors, which select the documented alerts by their labels ("
+    ), r.summary
+    assert "評分期間你的告警皆未觸發，故 ALERTS 查詢改以其選擇器判定" in r.summary["zh-TW"], r.summary

@@ -12,13 +12,18 @@ failed (the values of a metric that is not exposed, the hidden cases of an alert
 that is empty only because its documented metric is missing, an OEE panel that faithfully shows a wrong exporter
 gauge) is not assessed again: the check judges what remains and says what it left out. A probe the grader could not
 run (promtool or Prometheus missing or failing, the grader's own Prometheus falling behind) is not assessable,
-never a pass or a fail of the candidate.
+never a pass or a fail of the candidate. dash.plc1_budget needs no other check: PLC-1's own accounting and FW-1's
+count measure the load even when the exporter's page cannot be scraped.
+
+Summaries speak each language in its own words (why_zh beside why in a probe's evidence) and print numbers finely
+enough to tell apart what they compare (num).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -119,6 +124,23 @@ def defect(ctx: Any, key: str) -> str | None:
     return (ctx.cache.get("dash.defects") or {}).get(key)
 
 
+def all_right(spec: dict[str, Any], probes: list[dict[str, Any]], en: str, zh: str, **extra: Any) -> CheckResult:
+    """common.all_ok, with a failing summary in each language: a probe's why_zh is its own zh-TW account (the
+    report's readers are zh-TW assessors), kept in the evidence beside why."""
+    bad = [p for p in probes if not p.get("ok")]
+    if not probes or not bad:
+        return all_ok(spec, probes, en, zh, **extra)
+    first_en = bad[0].get("why") or bad[0].get("what", "")
+    first_zh = bad[0].get("why_zh") or first_en
+    return failed(
+        spec["id"],
+        spec["points"],
+        f"{len(bad)} of {len(probes)} probe{'s' if len(probes) != 1 else ''} not as required; first: {first_en}",
+        f"{len(probes)} 項探測中 {len(bad)} 項不符要求；第一項：{first_zh}",
+        {"probes": probes, **extra},
+    )
+
+
 # -- what the candidate hands in ------------------------------------------------------------------------------------
 def exporter_target(ctx: Any) -> str:
     return f"{hosts(ctx)['workstation']}:{ctx.params['exporter_port']}"
@@ -129,18 +151,50 @@ def exporter_url(ctx: Any) -> str:
 
 
 def artefact(ctx: Any, key: str) -> tuple[Path, str | None, dict[str, Any]]:
-    """(path, text or None, evidence) of a candidate file named by a lab parameter, read once per grading."""
+    """(path, text or None, evidence) of a candidate file named by a lab parameter, read once per grading. A file
+    that is not there is recorded with what its folder holds instead (a rule file saved as alerts.yaml)."""
     path = Path(ctx.workspace) / str(ctx.params[key])
     cache_key = f"dash.file.{key}"
     if cache_key not in ctx.cache:
         try:
             data = path.read_bytes()[:2_000_000]
-            ctx.cache[cache_key] = (data.decode("utf-8", "replace"), hashlib.sha256(data).hexdigest())
+            ctx.cache[cache_key] = (data.decode("utf-8", "replace"), hashlib.sha256(data).hexdigest(), {})
         except OSError as exc:
-            ctx.cache[cache_key] = (None, f"{type(exc).__name__}: {exc.strerror or exc}")
-    text, digest = ctx.cache[cache_key]
-    evidence = {"file": str(path), "sha256": digest} if text is not None else {"file": str(path), "error": digest}
-    return path, text, evidence
+            extra: dict[str, Any] = {"missing": isinstance(exc, FileNotFoundError)}
+            if extra["missing"]:
+                extra["folder_holds"] = folder_listing(path.parent)
+            ctx.cache[cache_key] = (None, f"{type(exc).__name__}: {exc.strerror or exc}", extra)
+    text, digest, extra = ctx.cache[cache_key]
+    if text is not None:
+        return path, text, {"file": str(path), "sha256": digest}
+    return path, text, {"file": str(path), "expected": str(ctx.params[key]), "error": digest, **extra}
+
+
+def folder_listing(folder: Path, limit: int = 8) -> list[str] | None:
+    """Up to `limit` names in a folder (sorted among the first 200 it lists), None if there is no such folder."""
+    try:
+        names = [f"{p.name}/" if p.is_dir() else p.name for p in itertools.islice(folder.iterdir(), 200)]
+    except OSError:
+        return None
+    return sorted(names)[:limit]
+
+
+def file_problem(evidence: dict[str, Any]) -> tuple[str, str]:
+    """(en, zh-TW) of why a candidate file could not be read, naming the path the brief gives and, for a missing
+    file, what its folder holds instead."""
+    rel = evidence["expected"]
+    if not evidence.get("missing"):
+        return f"{rel} cannot be read: {evidence['error']}", f"{rel} 無法讀取：{evidence['error']}"
+    folder = str(Path(rel).parent)
+    en, zh = f"{rel} is missing from your workspace", f"{rel} 不在你的工作目錄中"
+    holds = evidence.get("folder_holds")
+    if folder in ("", "."):
+        return en, zh
+    if holds is None:
+        return f"{en} (there is no folder {folder}/)", f"{zh}（沒有 {folder}/ 資料夾）"
+    if not holds:
+        return f"{en} ({folder}/ is empty)", f"{zh}（{folder}/ 是空的）"
+    return f"{en} ({folder}/ holds {', '.join(holds)})", f"{zh}（{folder}/ 內有 {'、'.join(holds)}）"
 
 
 # -- the exporter ---------------------------------------------------------------------------------------------------
@@ -188,6 +242,28 @@ async def first_scrape(ctx: Any) -> Scrape:
     return ctx.cache["dash.scrape"]
 
 
+def scrape_failure(s: Scrape) -> tuple[str, str]:
+    """What went wrong with a scrape, in plain words (en, zh-TW), naming the URL; no HTTP library noise (the
+    library's own text stays in the evidence, as error_detail)."""
+    url, err, kind = s.url, s.error or "", s.error_kind
+    number = re.search(r"(\d+(?:\.\d+)?)", err)
+    n = number.group(1) if number else "?"
+    if s.error is None:
+        return f"{url} answered HTTP {s.status}", f"{url} 回應 HTTP {s.status}"
+    if kind == "refused":
+        return f"connection refused at {url}", f"{url} 拒絕連線"
+    if kind == "unreachable":
+        why = err.removeprefix("cannot connect").strip(" ()")
+        return f"cannot connect to {url} ({why})", f"無法連線至 {url}（{why}）"
+    if kind == "timeout":
+        return f"no complete response from {url} within {n} s", f"{url} 未於 {n} 秒內完整回應"
+    if kind == "too-large":
+        return f"the response from {url} is larger than {n} bytes", f"{url} 的回應超過 {n} 位元組"
+    if kind == "disconnected":
+        return f"{url} closed the connection before a complete response", f"{url} 於完整回應前關閉連線"
+    return f"{err} at {url}", f"{url} 發生錯誤：{err}"
+
+
 def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, float]]:
     """{(sample name, sorted labels): (family type, value)}; ValueError if the page does not parse."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, float]] = {}
@@ -224,8 +300,25 @@ def describe_metric(m: dict[str, Any]) -> str:
     return f"{m['name']}{{{labels}}}" if labels else m["name"]
 
 
-def fmt(v: float | None) -> str:
-    return "none" if v is None else f"{v:.6g}"
+def num(v: float | None, tol: float | None = None) -> str:
+    """A number as an assessor compares it: with tol, to a tenth of it, so that two values more than tol apart never
+    print alike (1795934274 against 1795934274.6413, not 1.79593e+09 twice); without, to 12 significant digits. No
+    float noise either way (45.1, not 45.10000000000001)."""
+    if v is None:
+        return "none"
+    if not math.isfinite(v):
+        return str(v)
+    if tol is None or tol <= 0 or abs(v) >= 1e15:
+        return f"{v:.12g}"
+    text = f"{v:.{max(0, 1 - math.floor(math.log10(tol)))}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text == "-0" else text
+
+
+def joined(values: list[str], zh: bool = False) -> str:
+    if len(values) < 2:
+        return "".join(values)
+    return "、".join(values) if zh else ", ".join(values[:-1]) + " and " + values[-1]
 
 
 @check("dash.metric_contract")
@@ -234,18 +327,18 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     labels. Owns the blocker 'exporter-down': every later check that needs the exporter is not assessable."""
     s = await first_scrape(ctx)
     if not s.ok:
-        why = s.error or f"HTTP {s.status}"
+        en, zh = scrape_failure(s)
         ctx.block(
             EXPORTER_DOWN,
-            f"the exporter at {s.url} gave no usable page ({why})",
-            f"匯出器 {s.url} 未提供可用頁面（{why}）",
+            f"the exporter gave no usable page ({en})",
+            f"匯出器未提供可用頁面（{zh}）",
             spec["id"],
         )
         return failed(
             spec["id"],
             spec["points"],
-            f"The exporter at {s.url} could not be scraped: {why}",
-            f"無法抓取匯出器 {s.url}：{why}",
+            f"The exporter could not be scraped: {en}",
+            f"無法抓取匯出器：{zh}",
             {"scrape": s.describe()},
         )
     try:
@@ -273,15 +366,17 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         sample = samples.get(spec_key(m))
         near = find_sample(samples, m)  # with extra labels: exposed, its value judged by dash.exporter_values
         what = describe_metric(m)
-        why = None
+        why = why_zh = None
         if got_type is None:
-            why = f"{m['name']} is not exposed"
+            why, why_zh = f"{m['name']} is not exposed", f"{m['name']} 未公開"
         elif got_type != m["type"]:
             why = f"{m['name']} is exposed as a {got_type}, the brief documents a {m['type']}"
+            why_zh = f"{m['name']} 以 {got_type} 公開，題目規定為 {m['type']}"
             wrong_type |= {m["name"], family}
         elif sample is None:
             labelled = sorted(dict(k[1]) for k in samples if k[0] == m["name"])
             why = f"no sample {what} with exactly these labels (samples of {m['name']}: {labelled[:4]})"
+            why_zh = f"沒有標籤恰好相符的樣本 {what}（{m['name']} 的樣本：{labelled[:4]}）"
         if near is None:
             note_missing(
                 ctx,
@@ -299,6 +394,7 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "value": None if sample is None else sample[1],
                 "ok": why is None,
                 "why": why,
+                "why_zh": why_zh,
             }
         )
     ctx.cache["dash.wrong_type"] = wrong_type
@@ -309,7 +405,7 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "匯出器未公開任何規定指標",
             spec["id"],
         )
-    return all_ok(
+    return all_right(
         spec,
         probes,
         f"All {len(probes)} documented samples are exposed with their types and labels",
@@ -401,14 +497,56 @@ def latest_match(
 
 
 def truth_context(times: list[float], values: list[float], at: float, t_lo: float, t_hi: float) -> dict[str, Any]:
-    """What the truth was around a probe, labelled: its latest sample at the probe and its range in the window."""
+    """What the truth was around a probe, labelled: its latest sample at the probe, how many samples the window
+    holds, the lowest and highest of them (truth_range_in_window: not a range of accepted values, a value between
+    two samples matches neither), and the samples themselves when there are few (a sensor's messages)."""
     window = [v for t, v in zip(times, values, strict=True) if t_lo <= t <= t_hi]
     before = [(t, v) for t, v in zip(times, values, strict=True) if t <= at]
     return {
         "truth_latest_at_probe": None if not before else before[-1][1],
+        "truth_samples_in_window": len(window),
         "truth_range_in_window": None if not window else [min(window), max(window)],
+        **({"truth_values_in_window": window} if 0 < len(window) <= 6 else {}),
         "window_s": [round(t_lo - at, 2), round(t_hi - at, 2)],
     }
+
+
+def mismatch(key: str, first: dict[str, Any], tol: float, max_age: float, sensor: bool) -> tuple[str, str]:
+    """(en, zh-TW) of a value that matched no truth sample: the value and the truth samples it was held against,
+    printed finely enough to show the difference."""
+    value = num(first["value"], tol)
+    head_en = f"{key} = {value}, but no truth sample of the {max_age:.0f} s before that scrape is within ±{tol:g} of it"
+    head_zh = f"{key} = {value}，但抓取前 {max_age:.0f} 秒內沒有任何真值樣本與之相差在 ±{tol:g} 以內"
+    n, lo_hi = first.get("truth_samples_in_window", 0), first.get("truth_range_in_window")
+    sent = [num(v, tol) for v in first.get("truth_values_in_window") or []]
+    if not n or not lo_hi:
+        if sensor:
+            return f"{head_en}: the node sent no message then", f"{head_zh}：節點於該期間未送出訊息"
+        return f"{head_en}: the plant recorded no sample then", f"{head_zh}：工廠於該期間無任何樣本"
+    if sensor and sent:
+        return (
+            f"{head_en}: the node's messages that were its latest then carried {joined(sent)}",
+            f"{head_zh}：節點當時最新的訊息為 {joined(sent, zh=True)}",
+        )
+    who_en, who_zh = ("the node's", "節點") if sensor else ("the plant's", "工廠")
+    lo, hi = num(lo_hi[0], tol), num(lo_hi[1], tol)
+    if lo == hi and n == 1:
+        return f"{head_en}: {who_en} only sample there was {lo}", f"{head_zh}：該期間{who_zh}唯一的樣本為 {lo}"
+    if lo == hi:
+        return (
+            f"{head_en}: all {n} of {who_en} samples there were {lo}",
+            f"{head_zh}：該期間{who_zh}的 {n} 個樣本皆為 {lo}",
+        )
+    if sent:
+        return (
+            f"{head_en}: {who_en} {n} samples there were {joined(sent)}",
+            f"{head_zh}：該期間{who_zh}的 {n} 個樣本為 {joined(sent, zh=True)}",
+        )
+    latest = num(first.get("truth_latest_at_probe"), tol)
+    return (
+        f"{head_en}: {who_en} {n} samples there lay between {lo} and {hi}, the latest {latest}",
+        f"{head_zh}：該期間{who_zh}的 {n} 個樣本介於 {lo} 與 {hi} 之間，最新為 {latest}",
+    )
 
 
 @check("dash.exporter_values")
@@ -430,12 +568,12 @@ async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     health = await fell_behind(ctx, monitor, started - 1, time.time())
     good = [s for s in scrapes if s.ok]
     if len(good) * 2 < n:
-        bad = next(s for s in scrapes if not s.ok)
+        en, zh = scrape_failure(next(s for s in scrapes if not s.ok))
         return failed(
             spec["id"],
             spec["points"],
-            f"Only {len(good)} of {n} scrapes answered; first failure: {bad.error or f'HTTP {bad.status}'}",
-            f"{n} 次抓取僅 {len(good)} 次有回應；第一次失敗：{bad.error or f'HTTP {bad.status}'}",
+            f"Only {len(good)} of {n} scrapes answered; first failure: {en}",
+            f"{n} 次抓取僅 {len(good)} 次有回應；第一次失敗：{zh}",
             {"scrapes": [s.describe() for s in scrapes]},
         )
     max_age = float(ctx.params["max_age_s"])
@@ -539,20 +677,18 @@ async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"上限 {max_age:.0f} 秒；感測數值與節點最新訊息一致）{left_zh}",
             evidence,
         )
-    first = per_metric[bad[0]]["first_problem"]
+    row = per_metric[bad[0]]
+    first = row["first_problem"]
     if "value" in first:
-        seen = (
-            f"{bad[0]} = {fmt(first['value'])}, while the truth in the {max_age:.0f} s before that scrape was "
-            f"{first['truth_range_in_window']} (latest {fmt(first['truth_latest_at_probe'])}, tol {per_metric[bad[0]]['tol']:g})"
-        )
+        seen, seen_zh = mismatch(bad[0], first, row["tol"], max_age, "emitted" in row["truth_is"])
     else:
-        seen = f"{bad[0]} {first['problem']}"
+        seen, seen_zh = f"{bad[0]} is missing from one scrape", f"{bad[0]} 於其中一次抓取中缺漏"
     return by_items(
         spec["id"],
         spec["points"],
         items,
         f"{len(bad)} of {len(items)} documented values differ from ground truth: {', '.join(bad)}; first: {seen}{left}",
-        f"{len(items)} 個規定數值中 {len(bad)} 個與真值不符：{', '.join(bad)}；第一項：{seen}{left_zh}",
+        f"{len(items)} 個規定數值中 {len(bad)} 個與真值不符：{', '.join(bad)}；第一項：{seen_zh}{left_zh}",
         evidence,
     )
 
@@ -560,13 +696,21 @@ async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 @check("dash.plc1_budget")
 async def plc1_budget(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """PLC-1's total request load (the plant's own accounting, all clients, the HMI included) never exceeds its
-    documented budget from the start of probing to now. Assessed only when the exporter did read PLC-1 (FW-1 counts
-    the workstation's requests): a does-no-harm check scores only when there was work that could do harm."""
-    if cause := blocking(ctx, EXPORTER_DOWN):
-        return ctx.blocked(spec, cause)
+    documented budget from the start of probing to the end of this, the last check; when the checks before it ended
+    sooner (a blocked check takes no time) it keeps watching until that window is `min_window_s` long. It needs
+    neither the exporter's page nor any other check: PLC-1's accounting and FW-1's count of the workstation's
+    requests measure the load. Assessed only when the workstation did read PLC-1 in that window (a does-no-harm
+    check scores only when there was work that could do harm); otherwise it is not assessable, naming the exporter's
+    own defect when dash.metric_contract found it down."""
     start = ctx.status_start or {}
-    end = await control_get(ctx, "/v1/status")
     t0 = float(start.get("time") or ctx.started)
+    minimum = float((spec.get("params") or {}).get("min_window_s", 30))
+    end = await control_get(ctx, "/v1/status")
+    began, give_up = time.monotonic(), time.monotonic() + minimum + 15.0
+    while (short := t0 + minimum - float(end.get("time") or time.time())) > 0 and time.monotonic() < give_up:
+        await asyncio.sleep(min(short, 5.0))  # the exporter keeps running meanwhile: its load is still the candidate's
+        end = await control_get(ctx, "/v1/status")
+    waited = time.monotonic() - began
     t1 = float(end.get("time") or time.time())
     budget = float((end.get("plc1") or {}).get("budget_rps") or ctx.sheet["plc1"]["comm_budget_rps"])
     ws = ctx.sheet["network"]["workstation"]
@@ -579,13 +723,19 @@ async def plc1_budget(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     t_scan, scan = await asyncio.to_thread(ctx.truth_range, "plc1.scan_time_ms", t0, t1)
     inside = [(t, v) for t, v in zip(t_load, load, strict=True) if t0 <= t <= t1]
     peak = max(inside, key=lambda p: p[1]) if inside else None
+    span = t1 - t0
     evidence = {
-        "window_s": round(t1 - t0, 1),
+        "window_s": round(span, 1),
+        "window": [t0, t1],
+        "window_is": f"from the start of the grader's probes to the end of this check (at least {minimum:.0f} s: it "
+        "waited when the checks before it ended sooner)",
+        "waited_for_min_window_s": round(waited, 1),
         "budget_rps": budget,
         "max_total_load_rps": None if peak is None else round(peak[1], 2),
         "max_at_s": None if peak is None else round(peak[0] - t0, 1),
+        "load_samples": len(inside),
         "workstation_requests_to_plc1": requests,
-        "workstation_rps": round(requests / max(t1 - t0, 1e-9), 2),
+        "workstation_rps": round(requests / max(span, 1e-9), 2),
         "max_scan_ms": max(scan) if scan else None,
         "load_series": [[round(t - t0, 1), round(v, 2)] for t, v in inside[::10]],
         "rule": "PLC-1's total load over its 5 s accounting window, every truth sample of the window",
@@ -600,30 +750,34 @@ async def plc1_budget(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             evidence,
         )
     if requests <= 0:
+        if cause := blocking(ctx, EXPORTER_DOWN):  # nothing runs, it seems: the exporter's defect, judged once
+            return ctx.blocked(spec, cause, evidence)
         ctx.block(
             "exporter-no-plc1-requests",
-            "the exporter sent PLC-1 no request while it was graded: there is no load of its own to judge",
-            "匯出器於評分期間未向 PLC-1 發出任何請求：無可評量之負載",
+            f"your workstation sent PLC-1 no request in the {span:.0f} s judged: there is no load of its own to judge",
+            f"評量的 {span:.0f} 秒內工作站未向 PLC-1 發出任何請求：無可評量之負載",
             "",
         )
         return ctx.blocked(spec, "exporter-no-plc1-requests", evidence)
     rate = evidence["workstation_rps"]
+    judged_en = f"the {span:.0f} s judged (from the start of probing to its end)"
+    judged_zh = f"評量的 {span:.0f} 秒內（自探測開始至結束）"
     if peak[1] <= budget:
         return passed(
             spec["id"],
             spec["points"],
-            f"PLC-1's total load peaked at {peak[1]:.1f} req/s (budget {budget:.0f}) over {t1 - t0:.0f} s; your "
+            f"PLC-1's total load peaked at {peak[1]:.1f} req/s (budget {budget:.0f}) in {judged_en}; your "
             f"workstation sent {requests} requests ({rate} req/s)",
-            f"PLC-1 總負載於 {t1 - t0:.0f} 秒內峰值 {peak[1]:.1f} 請求/秒（預算 {budget:.0f}）；工作站共送出 "
-            f"{requests} 個請求（{rate} 請求/秒）",
+            f"{judged_zh}PLC-1 總負載峰值 {peak[1]:.1f} 請求/秒（預算 {budget:.0f}）；工作站共送出 {requests} 個請求"
+            f"（{rate} 請求/秒）",
             evidence,
         )
     return failed(
         spec["id"],
         spec["points"],
-        f"PLC-1's total load reached {peak[1]:.1f} req/s, over its budget of {budget:.0f}; your workstation sent "
-        f"{requests} requests in {t1 - t0:.0f} s ({rate} req/s)",
-        f"PLC-1 總負載達 {peak[1]:.1f} 請求/秒，超過預算 {budget:.0f}；工作站於 {t1 - t0:.0f} 秒內送出 {requests} 個請求"
+        f"PLC-1's total load reached {peak[1]:.1f} req/s, over its budget of {budget:.0f}, in {judged_en}; your "
+        f"workstation sent {requests} requests ({rate} req/s)",
+        f"{judged_zh}PLC-1 總負載達 {peak[1]:.1f} 請求/秒，超過預算 {budget:.0f}；工作站共送出 {requests} 個請求"
         f"（{rate} 請求/秒）",
         evidence,
     )
@@ -704,19 +858,30 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return grader_cannot(ctx, spec, GRADER_TIMEOUT, f"promtool did not finish ({exc})", f"promtool 未完成（{exc}）")
     if text is None:
         if "error" in evidence:
-            why_en, why_zh = f"cannot be read: {evidence['error']}", f"無法讀取：{evidence['error']}"
+            why_en, why_zh = file_problem(evidence)
         else:
             out = [ln.strip() for ln in evidence["promtool"]["output"].splitlines() if ln.strip()]
             said = " / ".join(out[-2:])[:300] or f"exit {evidence['promtool']['exit']}"
-            why_en, why_zh = f"is rejected by promtool check rules: {said}", f"遭 promtool check rules 拒絕：{said}"
-        ctx.block(RULES_REJECTED, f"the rule file {why_en}", f"規則檔{why_zh}", spec["id"])
-        return failed(spec["id"], spec["points"], f"The rule file {why_en}", f"規則檔{why_zh}", evidence)
+            rel = ctx.params["rules_file"]
+            why_en, why_zh = (
+                f"{rel} is rejected by promtool check rules: {said}",
+                f"{rel} 遭 promtool check rules 拒絕：{said}",
+            )
+        ctx.block(RULES_REJECTED, f"the rule file {why_en}", f"規則檔 {why_zh}", spec["id"])
+        return failed(spec["id"], spec["points"], f"The rule file {why_en}", f"規則檔 {why_zh}", evidence)
     rules = alert_rules(text)
     probes = []
     for a in ctx.lab.data["alerts"]:
         r = rules.get(a["name"])
         if r is None:
-            probes.append({"what": a["name"], "ok": False, "why": f"the rule file defines no alert {a['name']}"})
+            probes.append(
+                {
+                    "what": a["name"],
+                    "ok": False,
+                    "why": f"the rule file defines no alert {a['name']}",
+                    "why_zh": f"規則檔未定義告警 {a['name']}",
+                }
+            )
             note_missing(
                 ctx,
                 f"alert:{a['name']}",
@@ -728,12 +893,23 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             continue
         severity = (r.get("labels") or {}).get("severity")
         summary = (r.get("annotations") or {}).get("summary")
-        why = None
+        why = why_zh = None
         if severity != a["severity"]:
             why = f"{a['name']}: label severity={severity!r}, the brief documents {a['severity']!r}"
+            why_zh = f"{a['name']}：標籤 severity={severity!r}，題目規定為 {a['severity']!r}"
         elif not summary or not str(summary).strip():
             why = f"{a['name']}: no summary annotation (an operator reads it first)"
-        probes.append({"what": a["name"], "severity": severity, "summary": summary, "ok": why is None, "why": why})
+            why_zh = f"{a['name']}：缺少 summary 註解（值班人員最先閱讀）"
+        probes.append(
+            {
+                "what": a["name"],
+                "severity": severity,
+                "summary": summary,
+                "ok": why is None,
+                "why": why,
+                "why_zh": why_zh,
+            }
+        )
     for g in yaml.safe_load(text).get("groups") or []:
         if isinstance(g, dict) and "interval" in g:
             probes.append(
@@ -742,9 +918,10 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "ok": False,
                     "why": f"group {g.get('name')!r} sets interval: {g['interval']} (rules must run at the "
                     "evaluation interval)",
+                    "why_zh": f"群組 {g.get('name')!r} 設定了 interval: {g['interval']}（規則須依評估間隔執行）",
                 }
             )
-    return all_ok(
+    return all_right(
         spec,
         probes,
         "promtool accepts the rule file; the four alerts are defined with their severity and a summary",
@@ -1101,6 +1278,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "what": f"before the test, {name} is not active (plant normal)",
                 "ok": not on,
                 "why": f"{name} was already {state_of(baseline, name)} before the grader changed anything",
+                "why_zh": f"評分程式尚未改變任何狀況前，{name} 已處於 {state_of(baseline, name)} 狀態",
             }
         )
     quiet_at = time.time()
@@ -1232,10 +1410,14 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "ok": fired is not None and fired <= limit,
                 "fired_after_s": fired,
                 "why": f"TankLevelHigh never fired in {limit:.0f} s while the plant's level was above {threshold} m "
-                f"from {controls['level_above_threshold_from_s']} s (the exporter's level peaked at {fmt(seen_max)} m "
+                f"from {controls['level_above_threshold_from_s']} s (the exporter's level peaked at {num(seen_max)} m "
                 "on the grader's Prometheus)"
                 if fired is None
                 else f"TankLevelHigh fired {fired} s after the level was raised, later than {limit:.0f} s",
+                "why_zh": f"工廠液位自 {controls['level_above_threshold_from_s']} 秒起高於 {threshold} m，TankLevelHigh 於 "
+                f"{limit:.0f} 秒內始終未觸發（評分程式的 Prometheus 上匯出器液位最高為 {num(seen_max)} m）"
+                if fired is None
+                else f"TankLevelHigh 於液位提升後 {fired} 秒才觸發，晚於 {limit:.0f} 秒",
             }
         )
         if fired is not None:
@@ -1253,6 +1435,9 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "grader drained the tank"
                     if gone is None
                     else f"TankLevelHigh resolved {gone} s after the level fell, later than {resolve_within:.0f} s",
+                    "why_zh": f"評分程式排空儲槽 {round(t_end - times['level_cleared'], 1)} 秒後，TankLevelHigh 仍在作用中"
+                    if gone is None
+                    else f"TankLevelHigh 於液位下降後 {gone} 秒才恢復，晚於 {resolve_within:.0f} 秒",
                 }
             )
     if test_silent:
@@ -1268,6 +1453,9 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"{p['live_silence_s']} s"
                 if fired is None
                 else f"SensorSilent{{node={node}}} fired {fired} s after the node fell silent, later than {limit:.0f} s",
+                "why_zh": f"節點 {p['live_silence_s']} 秒未送出任何訊息，SensorSilent{{node={node}}} 始終未觸發"
+                if fired is None
+                else f"SensorSilent{{node={node}}} 於節點靜默後 {fired} 秒才觸發，晚於 {limit:.0f} 秒",
             }
         )
         if fired is not None:
@@ -1285,11 +1473,16 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     if after_back is None
                     else f"SensorSilent{{node={node}}} resolved {after_back} s after the node was back, later than "
                     f"{period + resolve_within:.0f} s",
+                    "why_zh": f"節點恢復 {round(t_end - node_back, 1)} 秒後，SensorSilent{{node={node}}} 仍在作用中"
+                    if after_back is None
+                    else f"SensorSilent{{node={node}}} 於節點恢復後 {after_back} 秒才恢復，晚於 "
+                    f"{period + resolve_within:.0f} 秒",
                 }
             )
     for pr in probes:
         if pr["ok"]:
             pr.pop("why", None)
+            pr.pop("why_zh", None)
     gaps = await grader_gaps(ctx, server, t0, t_end, own_before)
     gaps |= await fell_behind(ctx, monitor, t0, t_end)
     gaps["grader_fell_behind"] = gaps["grader_fell_behind"] or gaps["fell_behind"]
@@ -1335,7 +1528,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "；".join(parts_zh) + tail_zh,
             {"probes": probes, **evidence},
         )
-    return all_ok(spec, probes, "", "", **evidence)
+    return all_right(spec, probes, "", "", **evidence)
 
 
 async def end_high_level(ctx: Any) -> None:
@@ -1377,18 +1570,28 @@ def datasource_ok(ds: Any, uid: str) -> bool:
     return isinstance(ds, dict) and ds.get("uid") == uid and ds.get("type", "prometheus") == "prometheus"
 
 
-def load_dashboard(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], str | None]:
+def load_dashboard(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]:
+    """(model or None, evidence, why not as (en, zh-TW) naming the file)."""
     _, text, evidence = artefact(ctx, "dashboard_file")
+    rel = ctx.params["dashboard_file"]
     if text is None:
-        return None, evidence, f"cannot be read: {evidence.get('error')}"
+        return None, evidence, file_problem(evidence)
     try:
         model = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return None, evidence, f"is not usable JSON: {type(exc).__name__}: {str(exc)[:200]}"
+        said = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return None, evidence, (f"{rel} is not usable JSON: {said}", f"{rel} 不是可用的 JSON：{said}")
     if isinstance(model, dict) and isinstance(model.get("dashboard"), dict):
         model = model["dashboard"]  # the HTTP API's envelope {"dashboard": {...}}
     if not isinstance(model, dict) or not isinstance(model.get("panels"), list):
-        return None, evidence, "is not a Grafana dashboard JSON model (no 'panels' list)"
+        return (
+            None,
+            evidence,
+            (
+                f"{rel} is not a Grafana dashboard JSON model (no 'panels' list)",
+                f"{rel} 不是 Grafana 儀表板 JSON 模型（沒有 'panels' 清單）",
+            ),
+        )
     return model, evidence, None
 
 
@@ -1398,8 +1601,9 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     Owns the blockers 'dashboard-unusable' and 'oee-panels-missing' (dash.panel_queries and dash.oee need them)."""
     model, evidence, why = load_dashboard(ctx)
     if model is None:
-        ctx.block(DASHBOARD_UNUSABLE, f"the dashboard {why}", f"儀表板{why}", spec["id"])
-        return failed(spec["id"], spec["points"], f"The dashboard {why}", f"儀表板{why}", evidence)
+        en, zh = why or ("", "")
+        ctx.block(DASHBOARD_UNUSABLE, f"the dashboard {en}", f"儀表板 {zh}", spec["id"])
+        return failed(spec["id"], spec["points"], f"The dashboard {en}", f"儀表板 {zh}", evidence)
     panels = all_panels(model)
     uid = str(ctx.params["datasource_uid"])
     probes = []
@@ -1407,14 +1611,22 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     for req in ctx.lab.data["panels"]:
         panel = find_panel(panels, req["title"])
         if panel is None:
-            probes.append({"what": req["title"], "ok": False, "why": f"no panel titled {req['title']!r}"})
+            probes.append(
+                {
+                    "what": req["title"],
+                    "ok": False,
+                    "why": f"no panel titled {req['title']!r}",
+                    "why_zh": f"沒有標題為 {req['title']!r} 的面板",
+                }
+            )
             if req.get("oee"):
                 no_oee.append(req["title"])
             continue
         defaults = (panel.get("fieldConfig") or {}).get("defaults") or {}
-        problems = []
+        problems, problems_zh = [], []
         if not exprs(panel):
             problems.append("no query (targets[].expr)")
+            problems_zh.append("沒有查詢（targets[].expr）")
             if req.get("oee"):
                 no_oee.append(req["title"])
         bad_ds = [
@@ -1427,14 +1639,17 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         ]
         if bad_ds:
             problems.append(f"data source {bad_ds[0]!r} is not the provisioned uid {uid!r}")
+            problems_zh.append(f"資料來源 {bad_ds[0]!r} 不是佈建的 uid {uid!r}")
         if req.get("unit") and defaults.get("unit") != req["unit"]:
             problems.append(f"unit {defaults.get('unit')!r}, required {req['unit']!r}")
+            problems_zh.append(f"單位為 {defaults.get('unit')!r}，規定為 {req['unit']!r}")
         if req.get("threshold"):
             want = float(ctx.params[req["threshold"]])
             steps = ((defaults.get("thresholds") or {}).get("steps")) or []
             values = [s.get("value") for s in steps if isinstance(s, dict)]
             if not any(isinstance(v, int | float) and math.isclose(v, want, abs_tol=1e-9) for v in values):
                 problems.append(f"no threshold step at {want} (steps: {values})")
+                problems_zh.append(f"沒有 {want} 的門檻步階（步階：{values}）")
         probes.append(
             {
                 "what": req["title"],
@@ -1442,6 +1657,7 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "unit": defaults.get("unit"),
                 "ok": not problems,
                 "why": f"{req['title']!r}: " + "; ".join(problems) if problems else None,
+                "why_zh": f"{req['title']!r}：" + "；".join(problems_zh) if problems else None,
             }
         )
     if no_oee:
@@ -1451,7 +1667,7 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"儀表板缺少 {', '.join(no_oee)} 的查詢",
             spec["id"],
         )
-    return all_ok(
+    return all_right(
         spec,
         probes,
         f"All {len(probes)} required panels are present with a query, the data source, units and thresholds",
@@ -1478,10 +1694,10 @@ def grafana_substitute(expr: str, model: dict[str, Any]) -> str:
 MATCHER_RE = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 
 
-def alerts_selector_matches(expr: str, alerts: list[dict[str, str]]) -> tuple[bool, str]:
+def alerts_selector_matches(expr: str, alerts: list[dict[str, str]]) -> tuple[bool, str, str]:
     """Semantic check of an ALERTS query when no alert fired during grading: every ALERTS selector in it must
     select at least one documented alert while it fires (its label set: alertname, alertstate="firing", severity,
-    job, instance, node)."""
+    job, instance, node). (ok, why in English, why in zh-TW)."""
     selectors = re.findall(r"\bALERTS(?:_FOR_STATE)?\s*(\{[^}]*\})?", expr)
     for sel in selectors:
         matchers = MATCHER_RE.findall(sel or "")
@@ -1498,8 +1714,19 @@ def alerts_selector_matches(expr: str, alerts: list[dict[str, str]]) -> tuple[bo
             return True
 
         if not any(ok(a) for a in alerts):
-            return False, f"ALERTS{sel or ''} selects none of the documented alerts while they fire"
-    return True, ""
+            return (
+                False,
+                f"ALERTS{sel or ''} selects none of the documented alerts while they fire",
+                f"ALERTS{sel or ''} 選不到任何觸發中的規定告警",
+            )
+    return True, "", ""
+
+
+SEMANTIC = (
+    "semantic: no alert of yours fired during grading, so the query's ALERTS selectors were matched against the "
+    "documented alerts' labels"
+)
+EVALUATED = "evaluated while an alert fired and while none did"
 
 
 def result_key(result: list[dict[str, Any]]) -> list[tuple[tuple[tuple[str, str], ...], str]]:
@@ -1532,33 +1759,35 @@ async def alerts_probe(ctx: Any, server: PrometheusServer, panel: str, expr: str
             }
             for a in ctx.lab.data["alerts"]
         ]
-        ok, why = alerts_selector_matches(expr, documented)
-        row["method"] = (
-            "semantic: no alert of yours fired during grading, so the query's ALERTS selectors were "
-            "matched against the documented alerts' labels"
-        )
+        ok, why, why_zh = alerts_selector_matches(expr, documented)
+        row["method"] = SEMANTIC
         try:
             await server.query(expr)
         except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
-            ok, why = False, f"{expr}: {exc}"
-        row |= {"ok": ok, "why": f"{panel!r}: {why}" if why else None}
-        return row
-    row["method"] = "evaluated while an alert fired and while none did"
+            ok, why, why_zh = False, f"{expr}: {exc}", f"{expr}：{exc}"
+        return row | {
+            "ok": ok,
+            "why": f"{panel!r}: {why}" if why else None,
+            "why_zh": f"{panel!r}：{why_zh}" if why else None,
+        }
+    row["method"] = EVALUATED
     row["at"] = firing_at
     row["control_firing"] = sorted({r["metric"].get("alertname", "?") for r in control})
     try:
         at_fire = await server.query(expr, firing_at)
         at_quiet = await server.query(expr, quiet_at)
     except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
-        return row | {"ok": False, "why": f"{panel!r}: {expr}: {exc}"}
+        return row | {"ok": False, "why": f"{panel!r}: {expr}: {exc}", "why_zh": f"{panel!r}：{expr}：{exc}"}
     row["series"], row["series_when_quiet"] = len(at_fire), len(at_quiet)
+    fired = ", ".join(row["control_firing"])
+    why = why_zh = None
     if not at_fire:
-        why = f"{panel!r}: {expr} returns nothing while {', '.join(row['control_firing'])} fired"
+        why = f"{panel!r}: {expr} returns nothing while {fired} fired"
+        why_zh = f"{panel!r}：{fired} 觸發時，{expr} 未回傳任何資料"
     elif result_key(at_fire) == result_key(at_quiet):
-        why = f"{panel!r}: {expr} returns the same while {', '.join(row['control_firing'])} fired as when no alert did"
-    else:
-        why = None
-    return row | {"ok": why is None, "why": why}
+        why = f"{panel!r}: {expr} returns the same while {fired} fired as when no alert did"
+        why_zh = f"{panel!r}：{expr} 在 {fired} 觸發時與無告警時回傳相同結果"
+    return row | {"ok": why is None, "why": why, "why_zh": why_zh}
 
 
 @check("dash.panel_queries")
@@ -1568,7 +1797,7 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     nothing only because a documented metric it names is missing from the exporter is dash.metric_contract's."""
     if cause := blocking(ctx, DASHBOARD_UNUSABLE, EXPORTER_DOWN):
         return ctx.blocked(spec, cause)
-    model, evidence, why = load_dashboard(ctx)
+    model, evidence, _ = load_dashboard(ctx)
     if model is None:
         return ctx.blocked(spec, DASHBOARD_UNUSABLE, evidence)
     server = await prometheus_or_cannot(ctx, spec)
@@ -1582,6 +1811,7 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     panels = all_panels(model)
     probes: list[dict[str, Any]] = []
     skipped: list[str] = []
+    skipped_zh: list[str] = []
     causes: list[str] = []
     for panel in panels:
         title = str(panel.get("title"))
@@ -1594,17 +1824,27 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             try:
                 result = await server.query(expr)
             except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
-                probes.append(row | {"ok": False, "why": f"{title!r}: {expr}: {exc}"})
+                probes.append(
+                    row | {"ok": False, "why": f"{title!r}: {expr}: {exc}", "why_zh": f"{title!r}：{expr}：{exc}"}
+                )
                 continue
             row["series"] = len(result)
             names = {n for n in absent if re.search(r"\b" + re.escape(n) + r"\b", expr)}
             if not result and names:
                 skipped.append(f"{title!r} ({', '.join(sorted(names))} not exposed)")
+                skipped_zh.append(f"{title!r}（{', '.join(sorted(names))} 未公開）")
                 causes += [
                     c for m in ctx.lab.data["metrics"] if m["name"] in names and (c := defect(ctx, describe_metric(m)))
                 ]
                 continue
-            probes.append(row | {"ok": bool(result), "why": None if result else f"{title!r}: {expr} returns no data"})
+            probes.append(
+                row
+                | {
+                    "ok": bool(result),
+                    "why": None if result else f"{title!r}: {expr} returns no data",
+                    "why_zh": None if result else f"{title!r}：{expr} 未回傳資料",
+                }
+            )
     for req in ctx.lab.data["panels"]:
         panel = find_panel(panels, req["title"])
         if panel is not None and req.get("metric"):
@@ -1615,6 +1855,7 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "what": f"{req['title']!r} queries {req['metric']}",
                     "ok": uses,
                     "why": None if uses else f"{req['title']!r} does not query {req['metric']}",
+                    "why_zh": None if uses else f"{req['title']!r} 未查詢 {req['metric']}",
                 }
             )
     evidence["not_judged_here"] = skipped
@@ -1623,13 +1864,23 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             return ctx.blocked(spec, causes[0], evidence)
         return failed(spec["id"], spec["points"], "The dashboard has no query", "儀表板沒有任何查詢", evidence)
     left = f"; not judged here (see dash.metric_contract): {', '.join(skipped)}" if skipped else ""
-    alerts_rows = [p for p in probes if p.get("method")]
-    how = f"; ALERTS queries {alerts_rows[0]['method'].split(':')[0]}" if alerts_rows else ""
-    return all_ok(
+    left_zh = f"；未於此評量（見 dash.metric_contract）：{', '.join(skipped_zh)}" if skipped else ""
+    methods = {p["method"] for p in probes if p.get("method")}
+    how = how_zh = ""
+    if EVALUATED in methods:
+        how = "; the ALERTS queries returned your firing alerts during the live test and something else before it"
+        how_zh = "；ALERTS 查詢於即時測試中你的告警觸發時回傳之，且與測試前無告警時不同"
+    if SEMANTIC in methods:
+        how += (
+            "; no alert of yours fired during grading, so the ALERTS queries were judged by their selectors, "
+            "which select the documented alerts by their labels"
+        )
+        how_zh += "；評分期間你的告警皆未觸發，故 ALERTS 查詢改以其選擇器判定：依標籤可選到規定告警"
+    return all_right(
         spec,
         probes,
         f"Every panel query runs and returns data{how}{left}",
-        "每個面板查詢皆可執行並回傳資料" + (f"；未於此評量：{', '.join(skipped)}" if skipped else ""),
+        f"每個面板查詢皆可執行並回傳資料{how_zh}{left_zh}",
         **evidence,
     )
 
@@ -1642,7 +1893,7 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return ctx.blocked(spec, GRADER_OVERLOADED)
     if cause := blocking(ctx, DASHBOARD_UNUSABLE, OEE_PANELS_MISSING, EXPORTER_DOWN):
         return ctx.blocked(spec, cause)
-    model, evidence, why = load_dashboard(ctx)
+    model, evidence, _ = load_dashboard(ctx)
     if model is None:
         return ctx.blocked(spec, DASHBOARD_UNUSABLE, evidence)
     server = await prometheus_or_cannot(ctx, spec)
@@ -1655,6 +1906,7 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     lag = float(ctx.params["max_age_s"]) + float(ctx.params["scrape_interval_s"]) + 2.0
     probes: list[dict[str, Any]] = []
     skipped: list[str] = []
+    skipped_zh: list[str] = []
     causes: list[str] = []
     for req in [r for r in ctx.lab.data["panels"] if r.get("oee")]:
         panel = find_panel(all_panels(model), req["title"])
@@ -1666,14 +1918,24 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         try:
             result = await server.query(expr, at)
         except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
-            probes.append(row | {"ok": False, "why": f"{req['title']}: {expr}: {exc}"})
+            probes.append(
+                row | {"ok": False, "why": f"{req['title']}: {expr}: {exc}", "why_zh": f"{req['title']}：{expr}：{exc}"}
+            )
             continue
         if not result and gauge_defect.startswith("metric-missing") and re.search(rf"\b{gauge}\b", expr):
             skipped.append(f"{req['title']} ({gauge} not exposed)")
+            skipped_zh.append(f"{req['title']}（{gauge} 未公開）")
             causes.append(gauge_defect)
             continue
         if len(result) != 1:
-            probes.append(row | {"ok": False, "why": f"{req['title']}: {expr} returns {len(result)} series, not one"})
+            probes.append(
+                row
+                | {
+                    "ok": False,
+                    "why": f"{req['title']}: {expr} returns {len(result)} series, not one",
+                    "why_zh": f"{req['title']}：{expr} 回傳 {len(result)} 個序列，而非一個",
+                }
+            )
             continue
         value = float(result[0]["value"][1])
         times, truth = await asyncio.to_thread(oee_truth, ctx, at - lag - 5, at + 1)
@@ -1698,22 +1960,46 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         else:
             row["ok"] = False
         if not row["ok"]:
-            row["why"] = (
-                f"{req['title']} shows {value:.4f}; the truth in the {lag:.0f} s before was "
-                f"{[round(v, 4) for v in row['truth_range_in_window'] or []]} (latest {fmt(row['truth_latest_at_probe'])}, "
-                f"tol {tol})"
-            )
+            lo_hi = row["truth_range_in_window"]
+            latest = num(row["truth_latest_at_probe"], tol)
+            if lo_hi:
+                lo, hi, n = num(lo_hi[0], tol), num(lo_hi[1], tol), row["truth_samples_in_window"]
+                seen_en = (
+                    f"the {n} truth samples of the {lag:.0f} s before lay between {lo} and {hi}, the latest {latest}"
+                )
+                seen_zh = f"查詢前 {lag:.0f} 秒內的 {n} 個真值樣本介於 {lo} 與 {hi} 之間，最新為 {latest}"
+            else:
+                seen_en, seen_zh = f"no truth sample in the {lag:.0f} s before", f"查詢前 {lag:.0f} 秒內無真值樣本"
+            row["why"] = f"{req['title']} shows {num(value, tol)}, not within ±{tol} of any truth sample: {seen_en}"
+            row["why_zh"] = f"{req['title']} 顯示 {num(value, tol)}，與任何真值樣本相差皆超過 ±{tol}：{seen_zh}"
         probes.append(row)
     evidence["not_judged_here"] = skipped
     if not probes:
         return ctx.blocked(spec, causes[0], evidence)
-    shown = ", ".join(f"{p['what']} {p['value']:.4f}" for p in probes if "value" in p)
-    return all_ok(
+    agree = ", ".join(f"{p['what']} {p['value']:.4f}" for p in probes if "matched_truth_age_s" in p)
+    faithful = [p for p in probes if p.get("note")]
+    en = (
+        f"The OEE panels agree with ground truth within ±{tol} ({agree}; matched against truth of the last {lag:.0f} s)"
+    )
+    zh = f"OEE 各面板與真值相差不超過 ±{tol}（{agree}；比對最近 {lag:.0f} 秒內的真值）"
+    if faithful:
+        figure = {r["title"]: r["oee"] for r in ctx.lab.data["panels"] if r.get("oee")}
+        names = ", ".join(p["what"] for p in faithful)
+        gauges = ", ".join(f"plant_line_{figure[p['what']]}_ratio" for p in faithful)
+        shows = "shows" if len(faithful) == 1 else "show"
+        en = (
+            (f"{en}; " if agree else "")
+            + f"{names} {shows} your exporter's {gauges} unchanged: a gauge found wrong by dash.exporter_values, so "
+            "the panel counts as right here"
+        )
+        zh = (
+            f"{zh}；" if agree else ""
+        ) + f"{names} 原樣顯示匯出器的 {gauges}：該量規有誤，已由 dash.exporter_values 判定，故此面板於此視為正確"
+    return all_right(
         spec,
         probes,
-        f"The OEE panels agree with ground truth within ±{tol} ({shown}; matched against truth of the last "
-        f"{lag:.0f} s)" + (f"; not judged here: {', '.join(skipped)}" if skipped else ""),
-        f"OEE 各面板與真值相差不超過 ±{tol}（{shown}）" + (f"；未於此評量：{', '.join(skipped)}" if skipped else ""),
+        en + (f"; not judged here (see dash.metric_contract): {', '.join(skipped)}" if skipped else ""),
+        zh + (f"；未於此評量（見 dash.metric_contract）：{', '.join(skipped_zh)}" if skipped else ""),
         **evidence,
         truth_rule="a panel matches when it equals, within tol, OEE computed from a truth sample in the window before "
         "the query (the scrape and the exporter's own age); truth_latest_at_probe is shown for comparison",

@@ -48,6 +48,11 @@ class Scrape:
     error: str | None = None
     content_type: str = ""
     elapsed_s: float = 0.0
+    # what went wrong, for the checks to word in each language: "refused", "unreachable", "timeout", "too-large",
+    # "disconnected", "other" (None when a response came); error is the plain English account, error_detail the
+    # HTTP library's own text (evidence only: it speaks of "ssl:default" even for plain HTTP)
+    error_kind: str | None = None
+    error_detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,6 +63,7 @@ class Scrape:
             "url": self.url,
             "status": self.status,
             "error": self.error,
+            **({"error_detail": self.error_detail} if self.error_detail else {}),
             "bytes": len(self.text.encode()),
             "content_type": self.content_type,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -78,16 +84,34 @@ async def scrape(url: str, timeout: float = SCRAPE_TIMEOUT_S, max_bytes: int = M
                     async for chunk in resp.content.iter_chunked(65536):
                         body += chunk
                         if len(body) > max_bytes:
-                            out.error = f"response larger than {max_bytes} bytes"
+                            out.error, out.error_kind = f"response larger than {max_bytes} bytes", "too-large"
                             break
                     out.text = body[:max_bytes].decode("utf-8", "replace")
     except TimeoutError:
-        out.error = f"no complete response within {timeout:.0f} s"
+        out.error, out.error_kind = f"no complete response within {timeout:.0f} s", "timeout"
     except (aiohttp.ClientError, OSError) as exc:
-        out.error = f"{type(exc).__name__}: {exc}"
+        out.error, out.error_kind = connection_problem(exc)
+        out.error_detail = f"{type(exc).__name__}: {exc}"
     out.t = time.time()
     out.elapsed_s = out.t - t0
     return out
+
+
+def connection_problem(exc: BaseException) -> tuple[str, str]:
+    """(plain English account, kind) of a failed HTTP request, without the library's wording."""
+    os_error = getattr(exc, "os_error", None) if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(os_error, ConnectionRefusedError):
+        return "connection refused", "refused"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(os_error, OSError):
+        why = os.strerror(os_error.errno) if os_error.errno else str(os_error)
+        return f"cannot connect ({why})", "unreachable"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
+        return "the connection was closed before a complete response", "disconnected"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return f"malformed HTTP response ({type(exc).__name__}: {exc})", "other"
+    if isinstance(exc, OSError) and exc.errno:
+        return f"connection error ({os.strerror(exc.errno)})", "other"
+    return f"{type(exc).__name__}: {exc}", "other"
 
 
 @dataclass

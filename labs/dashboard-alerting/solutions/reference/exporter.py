@@ -25,7 +25,15 @@ from asyncua import Client as UaClient
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-FLAWS = ("counter-as-gauge", "wrong-unit", "oee-wrong", "own-metric-ms", "over-polling", "drop-silent-node")
+FLAWS = (
+    "counter-as-gauge",
+    "wrong-unit",
+    "oee-wrong",
+    "own-metric-ms",
+    "over-polling",
+    "drop-silent-node",
+    "bind-localhost",
+)
 SILENT_DROP_S = 20.0  # drop-silent-node: a node quiet this long disappears from the page (hides SensorSilent)
 MODBUS_DEVICES = ["plc1", "em1"]  # read as the acquisition lab's collector reads them (a superset of what is needed)
 UA_TAGS = [
@@ -116,7 +124,10 @@ async def run(args: argparse.Namespace) -> None:
     collector = PlantCollector(args.flaw)
     registry = CollectorRegistry()
     registry.register(collector)
-    start_http_server(int(params["exporter_port"]), addr=ws, registry=registry)
+    # the bind-localhost flaw: "keep it off the network" - the page is served on loopback, where no one scrapes it,
+    # while the devices are still polled from the workstation address
+    listen = "127.0.0.1" if args.flaw == "bind-localhost" else ws
+    start_http_server(int(params["exporter_port"]), addr=listen, registry=registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
