@@ -24,7 +24,7 @@ need_cmd mbpoll mbpoll
 need_cmd prometheus prometheus   # the dashboard lab grades alerts on a real Prometheus (Debian 12: 2.42)
 need_cmd promtool prometheus
 need_cmd python3 python3
-if [ "$job" = "test" ]; then
+if [ "$job" = "test" ] || [ "$job" = "setup" ]; then
   need_cmd node nodejs
   need_cmd npm npm
 fi
@@ -71,7 +71,12 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 
 case "$job" in
-  setup) say "ready: .venv/bin/aiotlab" ;;
+  setup)
+    # the exam portal's browser terminal: xterm.js and its fit addon, served from aiotlab/portal/static
+    say "installing xterm.js for the portal's browser terminal"
+    npm ci --prefix aiotlab/portal/static --no-audit --no-fund --loglevel=error >/dev/null
+    say "ready: .venv/bin/aiotlab"
+    ;;
   demo) exec aiotlab demo "$@" ;;
   test)
     if [ ! -d tests/interop/node_modules/node-opcua-client ]; then
