@@ -826,6 +826,38 @@ def exam_grade(
     raise typer.Exit(0 if complete else 1)
 
 
+@app.command("portal")
+def portal(
+    exam_file: ExamFile,
+    host: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8800,
+    concurrency: Annotated[int, typer.Option(help="Gradings at once.")] = 2,
+    reset_staff: Annotated[
+        bool, typer.Option("--reset-staff", help="Issue new instructor and assessor passwords (the old ones stop).")
+    ] = False,
+) -> None:
+    """Serve the exam's portal: candidates sit it in a browser (brief, datasheet, clock, terminal, submit),
+    instructors run it live, assessors read verified reports. Staff passwords are printed once, at the first start."""
+    import uvicorn
+
+    from aiotlab.portal.app import create_app
+
+    exam = _exam(exam_file)
+    if not exam.private_key.is_file():
+        _fail(f"the exam has no signing key at {exam.private_key}: run `aiotlab exam up {exam_file}` first")
+    app = create_app(exam, concurrency)
+    accounts = app.state.portal.accounts
+    issued = accounts.issue_staff(reset=reset_staff)
+    if exam.backend != "docker":
+        console.print(f"[yellow]{PRACTICE_WARNING}[/]", soft_wrap=True)
+        issued.update(accounts.issue_candidates())
+    for user, password in issued.items():
+        console.print(f"login issued (shown once): {user} / {password}", soft_wrap=True)
+    console.print(f"portal of {exam.id}: http://{host}:{port}/  (API: /docs, metrics: /metrics)", soft_wrap=True)
+    # the standard asyncio loop: the grader runs in this process and relies on it (uvloop refuses Popen's umask)
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20, loop="asyncio")
+
+
 @exam_app.command("down")
 def exam_down(exam_file: ExamFile) -> None:
     """Stop every candidate's plant; crashed plants' leftovers are cleaned too. Workspaces and reports stay."""

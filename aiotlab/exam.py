@@ -41,7 +41,7 @@ class Exam:
     id: str
     labs: list[str]
     backend: str
-    time_limit_min: int
+    time_limit_min: float  # whole minutes print as such (120); a fraction is for rehearsals and tests
     secret: dict[str, str]
     roster: list[dict[str, str]]
     out: Path
@@ -144,7 +144,7 @@ def load_exam(path: Path) -> Exam:
         id=str(data["exam"]),
         labs=[str(lab) for lab in labs],
         backend=backend,
-        time_limit_min=int(data.get("time_limit_min", 120)),
+        time_limit_min=_minutes(path, data.get("time_limit_min", 120)),
         secret={k: str(v) for k, v in secret.items()},
         roster=roster,
         out=(out if out.is_absolute() else path.resolve().parent / out),
@@ -153,6 +153,16 @@ def load_exam(path: Path) -> Exam:
 
 
 ROSTER_ENCODINGS = ("utf-8", "cp950")  # cp950: Big5 as Windows (and Excel's "CSV" on zh-TW Windows) writes it
+
+
+def _minutes(path: Path, value: Any) -> float:
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(path, f"time_limit_min {value!r} is not a number of minutes") from None
+    if not 0 < minutes <= 24 * 60:
+        raise ConfigError(path, f"time_limit_min {value!r}: more than 0 and at most 1440 minutes")
+    return int(minutes) if minutes.is_integer() else minutes
 
 
 def read_roster(path: Path, roster: Any) -> list[dict[str, str]]:
