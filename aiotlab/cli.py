@@ -855,7 +855,15 @@ def portal(
         console.print(f"login issued (shown once): {user} / {password}", soft_wrap=True)
     console.print(f"portal of {exam.id}: http://{host}:{port}/  (API: /docs, metrics: /metrics)", soft_wrap=True)
     # the standard asyncio loop: the grader runs in this process and relies on it (uvloop refuses Popen's umask)
-    uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20, loop="asyncio")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        ws_max_size=1 << 20,
+        loop="asyncio",
+        timeout_keep_alive=65,  # pages poll every 5 s: with the default 5 s a connection closed under every poll
+    )
 
 
 @exam_app.command("down")
