@@ -68,7 +68,6 @@ def plant_up(
     image: Annotated[str, typer.Option(help="Plant image for the docker backend.")] = "aiotlab-plant:latest",
 ) -> None:
     """Start the candidate's plant and print its endpoints."""
-    from aiotlab.simulators import daemonctl
 
     def show(state: dict[str, Any]) -> None:
         from rich.markup import escape
@@ -84,26 +83,21 @@ def plant_up(
             )
             console.print(f"datasheet: aiotlab plant datasheet --candidate {candidate}")
 
-    if backend == "docker":
-        from aiotlab.simulators.containers import ContainerError, DockerBackend
+    from aiotlab.simulators.backends import BackendError, backend_named
 
+    try:
+        chosen = backend_named(backend, image)
+    except BackendError as exc:
+        _fail(str(exc))
+    if chosen.isolated or detach:  # started in the background (a daemon, or containers)
         try:
-            state = DockerBackend(image).up(candidate, seed)
-        except (ContainerError, ValueError) as exc:
+            state = chosen.up(candidate, seed)
+        except (BackendError, ValueError) as exc:
             _fail(f"plant did not start: {exc}")
-        from aiotlab.simulators.control_client import ControlClient
+        if chosen.isolated:
+            from aiotlab.simulators.control_client import ControlClient
 
-        show({**state, "endpoints": ControlClient.for_candidate(candidate).get("/v1/info")["endpoints"]})
-        return
-    if backend != "process":
-        _fail(f"unknown backend {backend!r}: process or docker")
-    if detach:
-        try:
-            state = daemonctl.detach(candidate, seed)
-        except ValueError as exc:
-            _fail(str(exc))
-        if state.get("status") != "running":
-            _fail(f"plant did not start: {state.get('error')}")
+            state = {**state, "endpoints": ControlClient.for_candidate(candidate).get("/v1/info")["endpoints"]}
         show(state)
         return
 
@@ -177,27 +171,15 @@ def plant_down(
 ) -> None:
     """Stop the candidate's plant (or all), and clean leftovers of crashed ones."""
     from aiotlab.simulators import addressing as ad
-    from aiotlab.simulators.daemonctl import down
 
     names = [s["candidate"] for s in ad.all_states()] if all_plants else [candidate or "demo"]
+    from aiotlab.simulators.backends import BackendError, backend_of
+
     for name in names:
-        st = ad.read_state(name) or {}
-        if st.get("backend") == "docker":
-            from aiotlab.simulators.containers import ContainerError, DockerBackend
-
-            try:
-                console.print(f"{name}: {DockerBackend(st.get('image') or 'aiotlab-plant:latest').down(name)}")
-            except ContainerError as exc:
-                err.print(f"{name}: {exc}")
-        elif st.get("backend") == "compose":
-            from aiotlab.simulators.daemonctl import mark
-
-            mark(name, status="stopped")
-            console.print(
-                f"{name}: compose plant marked stopped; remove it with: docker-compose -p {st['project']} down"
-            )
-        else:
-            console.print(f"{name}: {down(name)}")
+        try:
+            console.print(f"{name}: {backend_of(ad.read_state(name)).down(name)}")
+        except BackendError as exc:
+            err.print(f"{name}: {exc}")
 
 
 @plant_app.command("compose-env")
@@ -655,7 +637,9 @@ def exam_up(
     from aiotlab.exam import up
 
     exam = _exam(exam_file)
-    if exam.backend == "process":
+    from aiotlab.exam import plant_backend
+
+    if not plant_backend(exam).isolated:
         if not practice:
             _fail(f"refused: {PRACTICE_WARNING} To run it anyway for practice: aiotlab exam up {exam_file} --practice")
         err_console.print(f"[yellow]warning: {PRACTICE_WARNING}[/]")
@@ -768,7 +752,7 @@ def exam_shell(
         _fail(f"{candidate} is not on the roster of {exam.id}")
     plant = exam.plant_of(candidate, lab or exam.labs[0])
     ws = (ad.read_state(plant) or {}).get("workstation")
-    if exam.backend != "docker" or not ws:
+    if not ws:
         _fail(f"{plant} has no workstation: exam mode (backend: docker) and `aiotlab exam up` first")
     docker = shutil.which("docker")
     if not docker:
@@ -848,7 +832,9 @@ def portal(
     app = create_app(exam, concurrency)
     accounts = app.state.portal.accounts
     issued = accounts.issue_staff(reset=reset_staff)
-    if exam.backend != "docker":
+    from aiotlab.exam import plant_backend
+
+    if not plant_backend(exam).isolated:
         console.print(f"[yellow]{PRACTICE_WARNING}[/]", soft_wrap=True)
         issued.update(accounts.issue_candidates())
     for user, password in issued.items():

@@ -280,22 +280,21 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     from aiotlab.grader.kit import write_kit
     from aiotlab.labs.loader import load_lab
     from aiotlab.simulators import addressing as ad
-    from aiotlab.simulators.daemonctl import detach
+    from aiotlab.simulators.backends import BackendError
     from aiotlab.simulators.datasheet import build
 
     t0 = time.monotonic()
+    backend = plant_backend(exam)
     for lab_id in exam.labs:
         plant = exam.plant_of(candidate, lab_id)
         st = ad.read_state(plant)
-        if exam.backend == "docker" and not (ad.is_running(st) and st.get("backend") == "docker"):
-            from aiotlab.simulators.containers import ContainerError
-
+        if not (ad.is_running(st) and st.get("backend") == backend.name):
             try:
-                st = docker_backend(exam).up(plant, workstation=workstation_of(exam, candidate, lab_id))
-            except (ContainerError, OSError) as exc:
+                st = backend.up(
+                    plant, workstation=workstation_of(exam, candidate, lab_id) if backend.isolated else None
+                )
+            except (BackendError, OSError) as exc:
                 st = {"status": "failed", "error": str(exc)}
-        elif not ad.is_running(st):
-            st = detach(plant, None)
         if st.get("status") != "running":
             return {
                 "candidate": candidate,
@@ -305,7 +304,7 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
             }
         lab = load_lab(lab_id)
         ws = exam.workspace(candidate, lab_id)
-        if exam.backend == "docker":
+        if backend.isolated:  # the candidate's home is theirs: the kit goes in without following what they put there
             install_kit(exam, candidate, lab, plant, build(plant))
             continue
         ws.mkdir(parents=True, exist_ok=True)
@@ -437,17 +436,24 @@ def issue_credentials(exam: Exam) -> list[dict[str, Any]]:
     return issued
 
 
-def docker_backend(exam: Exam) -> Any:
-    from aiotlab.simulators.containers import DockerBackend
+def plant_backend(exam: Exam) -> Any:
+    """The exam's PlantBackend (simulators/backends.py)."""
+    from aiotlab.simulators.backends import backend_named
 
-    return DockerBackend(str(exam.data.get("image", "aiotlab-plant:latest")))
+    return backend_named(exam.backend, exam.data.get("image"))
+
+
+def docker_backend(exam: Exam) -> Any:
+    """The exam's backend where its workstations are needed (exam mode only)."""
+    backend = plant_backend(exam)
+    if not backend.isolated:
+        raise ValueError(f"the {exam.backend} backend has no workstations")
+    return backend
 
 
 def remove_leftovers(exam: Exam) -> list[str]:
-    """Containers and networks of this registry's plants that no running plant owns (a crashed or killed run)."""
-    if exam.backend != "docker":
-        return []
-    backend = docker_backend(exam)
+    """Parts of this registry's plants that no running plant owns (a crashed or killed run), removed."""
+    backend = plant_backend(exam)
     gone = backend.leftovers()
     for c in gone:
         backend.down(c)
@@ -474,7 +480,7 @@ def up(exam: Exam) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         "leftovers_removed": cleaned,
         "candidates": {r["candidate"]: r for r in results},
     }
-    if exam.backend == "docker":
+    if plant_backend(exam).isolated:
         state["logins"] = issue_credentials(exam)
     exam.state_path.write_text(
         json.dumps(
@@ -519,11 +525,15 @@ def status(exam: Exam) -> list[dict[str, Any]]:
                 row["plant"] = f"running, control plane not answering: {exc}"
         elif st and st.get("status") == "running":
             row["plant"] = "crashed (leftover: `aiotlab exam down` cleans it)"
-        if st and st.get("backend") == "docker":
-            states = docker_backend(exam).status(plant)
-            row["containers"] = f"{sum(1 for v in states.values() if v == 'running')}/{len(states)} running"
-            if st.get("workstation"):
-                row["workstation"] = states.get("workstation", "absent")
+        if st:
+            from aiotlab.simulators.backends import backend_of
+
+            backend = backend_of(st)
+            if backend.isolated:
+                states = backend.status(plant)
+                row["containers"] = f"{sum(1 for v in states.values() if v == 'running')}/{len(states)} running"
+                if st.get("workstation"):
+                    row["workstation"] = states.get("workstation", "absent")
         labs = exam.labs if plant == c else [lab_id]
         row["kit"] = all((exam.workspace(c, lab) / ".aiotlab" / "datasheet.json").is_file() for lab in labs)
         rows.append(row)
@@ -533,13 +543,11 @@ def status(exam: Exam) -> list[dict[str, Any]]:
 def down(exam: Exam) -> list[dict[str, Any]]:
     """Stop every roster plant, crashed ones included (their leftover brokers too)."""
     from aiotlab.simulators import addressing as ad
-    from aiotlab.simulators.daemonctl import down as plant_down
+    from aiotlab.simulators.backends import backend_of
 
     def one(candidate: str) -> str:
-        st = ad.read_state(candidate) or {}
-        if exam.backend == "docker" or st.get("backend") == "docker":
-            return docker_backend(exam).down(candidate)
-        return plant_down(candidate)
+        st = ad.read_state(candidate)
+        return (backend_of(st) if st else plant_backend(exam)).down(candidate)
 
     plants = list(dict.fromkeys(exam.plants))
     with ThreadPoolExecutor(LAUNCH_WORKERS) as pool:

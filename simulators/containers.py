@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import addressing as ad
+from .backends import BackendError
 from .daemonctl import mark
 from .launch import load_spec
 from .yamlconf import ConfigError, load_yaml
@@ -38,7 +39,7 @@ READY_TIMEOUT_S = 90.0
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ContainerError(Exception):
+class ContainerError(BackendError):
     pass
 
 
@@ -315,7 +316,10 @@ def _ports(ports: list[str]) -> dict[int, list[tuple[str, int]]]:
 
 
 class DockerBackend:
-    """Candidates' plants as containers on a Docker engine, through the Docker SDK."""
+    """Candidates' plants as containers on a Docker engine, through the Docker SDK (a PlantBackend: backends.py)."""
+
+    name = "docker"
+    isolated = True  # exam mode: a workstation per candidate, fenced
 
     def __init__(self, image: str = DEFAULT_IMAGE, compose: Path | None = None, client: Any = None) -> None:
         try:

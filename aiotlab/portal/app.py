@@ -73,6 +73,9 @@ class Portal:
 
 def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
     portal = Portal(exam, concurrency)
+    from aiotlab.exam import plant_backend
+
+    isolated = plant_backend(exam).isolated  # exam mode: candidates have workstations (and a browser terminal)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -258,7 +261,7 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
             released=portal.store.data["released"],
             reports={k: v[0] for k, v in reports.items() if v},
             may_work=portal.store.may_work(s.user),
-            terminal=exam.backend == "docker",
+            terminal=isolated,
         )
 
     @app.get("/api/me/clock", tags=["candidate"])
@@ -358,7 +361,7 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
         if s is None or s.role != auth.CANDIDATE or lab not in exam.labs or (origin and origin.split("//")[-1] != host):
             await websocket.close(code=1008)
             return
-        if exam.backend != "docker" or not portal.store.may_work(s.user):
+        if not isolated or not portal.store.may_work(s.user):
             await websocket.close(code=1008)
             return
         from aiotlab.simulators import addressing as ad

@@ -74,12 +74,12 @@ class Jobs:
         self.on_change()
 
     def _lock_workstation(self, cid: str, lock: bool) -> str:
-        if self.exam.backend != "docker":
-            return "practice mode: no workstation to lock"
-        from aiotlab.exam import docker_backend
-        from aiotlab.simulators.containers import ContainerError
+        from aiotlab.exam import plant_backend
+        from aiotlab.simulators.backends import BackendError as ContainerError
 
-        backend = docker_backend(self.exam)
+        backend = plant_backend(self.exam)
+        if not backend.isolated:
+            return "practice mode: no workstation to lock"
         done = []
         for plant in dict.fromkeys(self.exam.plant_of(cid, lab) for lab in self.exam.labs):
             try:

@@ -40,6 +40,7 @@ LOOKBACK_S = 3.0  # a polled value may be up to this old when it is received
 SENSOR_LOOKBACK_S = 15.0  # a forwarded sensor reading may be this old (a sensor reports every 2-10 s)
 PUBLISH_LATENCY_S = 0.5  # read -> publish -> grader, allowed on top of the timestamp tolerance
 SENSOR_MARGIN_S = 2.0  # a sensor message emitted this close to the window's end may still be in flight
+NO_NUMERIC = "no-numeric-readings"  # readings came, none with a number in `value` (owned by daq.schema)
 NO_READINGS = "no-readings"
 TS_FORMAT_CAUSE = "ts-format"
 NO_DATABASE = "no-database"
@@ -389,7 +390,8 @@ def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         judged = _values_of_stream(ctx, s, recs)
         matched = sum(1 for j in judged if j["ok"])
         frac = matched / len(judged) if judged else 0.0
-        items[k] = bool(judged) and frac >= min_fraction
+        if judged:  # a stream never published is daq.coverage's defect, a non-number daq.schema's: not judged here
+            items[k] = frac >= min_fraction
         lookbacks = [j for j in judged if j["ok"] and j["truth_t"] is not None and j["age_s"] > 0.5]
         bad = [j for j in judged if not j["ok"]]
         per[k] = {
@@ -407,29 +409,43 @@ def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         }
         series[k] = [[round(j["rx"], 3), j["value"], j["truth_value"], j["truth_t"]] for j in judged[:400]]
     wrong = [k for k, v in items.items() if not v]
-    ev = {"min_fraction_per_stream": min_fraction, "streams": per, "series": series}
+    unjudged = [k for k, v in per.items() if not v["n"]]
+    ev = {"min_fraction_per_stream": min_fraction, "streams": per, "series": series, "not_judged": unjudged}
     n_readings = sum(v["n"] for v in per.values())
+    if not items:
+        ctx.block(
+            NO_NUMERIC,
+            "no reading of any stream carried a numeric value",
+            "沒有任何資料流的讀值帶有數值",
+            "daq.schema",
+        )
+        return ctx.blocked(spec, NO_NUMERIC, ev)
+    note_en = (
+        f" ({len(unjudged)} not judged here: no numeric readings, see daq.coverage / daq.schema)" if unjudged else ""
+    )
+    note_zh = f"（{len(unjudged)} 個資料流沒有數值讀值，此處不判定，見 daq.coverage / daq.schema）" if unjudged else ""
     if not wrong:
         return _items_result(
             spec,
             items,
-            f"All {n_readings} readings of the {len(items)} streams equal ground truth within tolerance",
-            f"{len(items)} 個資料流共 {n_readings} 筆讀值皆在容許誤差內與真值一致",
+            f"All {n_readings} readings of the {len(items)} streams judged equal ground truth within tolerance{note_en}",
+            f"判定的 {len(items)} 個資料流共 {n_readings} 筆讀值皆在容許誤差內與真值一致{note_zh}",
             ev,
         )
     details = []
     for k in wrong[:3]:
         p = per[k]
-        if p["not_published"] or not p["n"]:
-            details.append(f"{k}: no numeric readings")
-            continue
         w = p["mismatches"][0]
         details.append(
             f"{k}: {p['n'] - p['matched']} of {p['n']} off, e.g. {w['value']} where truth was {w['truth_value']}"
             + (f" at {iso(w['truth_t'])}" if w["truth_t"] else "")
         )
-    en = f"Values differ from ground truth in {len(wrong)} of {len(items)} streams: " + "; ".join(details)
-    zh = f"{len(items)} 個資料流中 {len(wrong)} 個與真值不符：" + "；".join(details)
+    en = (
+        f"Values differ from ground truth in {len(wrong)} of {len(items)} streams judged: "
+        + "; ".join(details)
+        + note_en
+    )
+    zh = f"判定的 {len(items)} 個資料流中 {len(wrong)} 個與真值不符：" + "；".join(details) + note_zh
     return _items_result(spec, items, en, zh, ev)
 
 
@@ -1096,7 +1112,8 @@ async def commit(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return blocked
     p = spec.get("params", {})
     deadline = float(p.get("deadline_s", 1.5))
-    probe_s = float(ctx.params["period_s"]) + deadline + float(p.get("extra_s", 1.0))
+    span = max(float(p.get("min_polls", 1)) * float(ctx.params["period_s"]), float(p.get("min_probe_s", 0.0)))
+    probe_s = span + deadline + float(p.get("extra_s", 1.0))
     path = ctx.db_path
     sampler = DbSampler(path, float(p.get("sample_every_s", 0.1)))
     sampler.start()
@@ -1164,8 +1181,11 @@ async def commit(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return passed(
             spec["id"],
             spec["points"],
-            f"All {len(judged)} readings published during the probe were visible in the database within {deadline} s",
-            f"探測期間發布的 {len(judged)} 筆讀值皆在 {deadline} 秒內出現在資料庫中",
+            f"All {len(judged)} readings judged were visible in the database within {deadline} s ({len(seen)} "
+            f"published during the {probe_s:.1f} s probe; a reading is judged when the database was read from "
+            f"before it to {deadline} s after it)",
+            f"判定的 {len(judged)} 筆讀值皆在 {deadline} 秒內出現在資料庫中（{probe_s:.1f} 秒探測期間共發布 {len(seen)} 筆；"
+            f"資料庫在讀值發布前至其後 {deadline} 秒皆有讀取者，該讀值才列入判定）",
             ev,
         )
     return failed(

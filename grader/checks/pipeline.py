@@ -505,10 +505,13 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             found == len(published),
             f"the read tool {ctx.params['read_tool']} could not be run: {run['stderr']} (is it there and executable?)"
             if run["order"] == "did not start"
-            else f"the read tool returned {found} of {len(published)} published readings",
+            else f"the read tool printed {len(rows)} rows holding {found} of the {len(published)} published readings "
+            f"(ts and value exactly as published; e.g. missing {missing[0] if missing else '-'}, first row printed "
+            f"{json.dumps(rows[0])[:160] if rows else 'none'})",
             f"無法執行讀取工具 {ctx.params['read_tool']}：{run['stderr']}（檔案是否存在且可執行？）"
             if run["order"] == "did not start"
-            else f"讀取工具只回傳已發布 {len(published)} 筆讀值中的 {found} 筆",
+            else f"讀取工具輸出 {len(rows)} 列，只含已發布 {len(published)} 筆讀值中的 {found} 筆（ts 與數值須與發布時完全相同；"
+            f"例如缺少 {missing[0] if missing else '-'}，第一列為 {json.dumps(rows[0], ensure_ascii=False)[:160] if rows else '無'}）",
         )
     ]
     records = _records(ws, audit_rel, reader)

@@ -27,7 +27,7 @@ from . import check
 from .common import control_get, hosts, mqtt_account, tls_context
 from .probing import LoopLag, block, judge, overloaded_or, probe
 
-MAX_WAIT_S = 25.0
+MAX_WAIT_S = 125.0  # a node's next message is awaited up to 1.5 of its reporting periods, at most this
 
 
 def last_connections(lines: list[str], source: str) -> dict[str, dict[str, Any]]:
@@ -95,7 +95,7 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     t0 = time.time()
     status = (await control_get(ctx, "/v1/status")).get("sensors") or {}
     periods = [float(s.get("report_period_s") or 10.0) for s in status.values()] or [10.0]
-    wait = min(MAX_WAIT_S, 2 * max(periods) + 3)
+    wait = min(MAX_WAIT_S, 1.5 * max(periods) + 3)
     lines = (await control_get(ctx, "/v1/logs/broker?lines=20000"))["lines"]
     marks = [i for i, ln in enumerate(lines) if START_MARK in ln]
     lines = lines[marks[-1] :] if marks else lines  # the running broker's lines only, not an earlier process's
@@ -137,7 +137,23 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     expected=expected,
                 )
             )
+        elif broker_closed and feed["error"] and not feed["received"]:
+            # the grader could not subscribe (its cause is named below): how the node connects stays unknown
+            probes.append(
+                probe(
+                    what,
+                    "no connection line for this node since the broker started, and the grader could not subscribe "
+                    "to see its data",
+                    None,
+                    expected=expected,
+                    cause="mqtt-grader-tls-refused",
+                    unsure=f"the broker log does not show how {node} connects since the broker started, and the "
+                    f"grader's own TLS subscription failed ({feed['error']})",
+                    unsure_zh=f"代理伺服器啟動後的日誌未顯示 {node} 的連線方式，且評分程式自己的 TLS 訂閱失敗（{feed['error']}）",
+                )
+            )
         else:
+            open_broker = not broker_closed
             probes.append(
                 probe(
                     what,
@@ -145,9 +161,12 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     None,
                     expected=expected,
                     cause="sensors-link-unknown",
-                    unsure=f"the broker log does not show how {node} connects, and the broker still accepts plaintext "
-                    "or anonymous clients",
-                    unsure_zh=f"代理伺服器日誌未顯示 {node} 的連線方式，且代理伺服器仍接受明文或匿名用戶端",
+                    unsure=f"the broker log does not show how {node} connects"
+                    + (", and the broker still accepts plaintext or anonymous clients" if open_broker else "")
+                    + f"; no data message from it arrived within {wait:.0f} s",
+                    unsure_zh=f"代理伺服器日誌未顯示 {node} 的連線方式"
+                    + ("，且代理伺服器仍接受明文或匿名用戶端" if open_broker else "")
+                    + f"；{wait:.0f} 秒內未收到其資料訊息",
                 )
             )
     if feed["error"] and not feed["received"]:
@@ -168,6 +187,20 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     else:
         for node in nodes:
             got = feed["received"].get(node)
+            period = float((status.get(node) or {}).get("report_period_s") or 0.0)
+            if got is None and period > wait - 3:  # it need not have reported while the grader waited
+                probes.append(
+                    probe(
+                        f"{node}: a data message reaches the grader's TLS subscription (collector account)",
+                        {"received": None, "report_period_s": period, "waited_s": round(wait, 1)},
+                        None,
+                        cause="sensor-period-beyond-wait",
+                        unsure=f"{node} reports every {period:g} s, longer than the grader waits ({wait:.0f} s): "
+                        "its data could not be awaited",
+                        unsure_zh=f"{node} 每 {period:g} 秒回報一次，超過評分程式的等待時間（{wait:.0f} 秒）：無法等到其資料",
+                    )
+                )
+                continue
             probes.append(
                 probe(
                     f"{node}: a data message reaches the grader's TLS subscription (collector account)",
