@@ -35,6 +35,11 @@ if [ "$job" = "test-docker" ]; then
   need_cmd iptables iptables     # exam mode fences each workstation with host rules
   need_cmd nsenter util-linux
   need_cmd ip iproute2
+  need_cmd chromium chromium     # the portal's browser tests: Playwright drives Debian's Chromium
+  need_cmd node nodejs           # npm ci of xterm.js for the portal's browser terminal
+  need_cmd npm npm
+  # the portal's pages are zh-TW: its screenshots (docs/screenshots) need a CJK font
+  dpkg -s fonts-noto-cjk >/dev/null 2>&1 || apt_packages+=(fonts-noto-cjk)
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -105,6 +110,10 @@ case "$job" in
     infra/docker/build-image.sh aiotlab-plant:latest aiotlab-base:bookworm
     say "workstation image (exam mode: tools, unprivileged user, sshd; no lab material)"
     infra/docker/build-workstation-image.sh aiotlab-workstation:latest aiotlab-ws-base:bookworm
+    if [ aiotlab/portal/static/package-lock.json -nt aiotlab/portal/static/node_modules/.package-lock.json ]; then
+      say "installing xterm.js for the portal's browser terminal"
+      npm ci --prefix aiotlab/portal/static --no-audit --no-fund --loglevel=error >/dev/null
+    fi
     say "pytest -m docker"
     exec python -m pytest -m docker tests/docker "$@"
     ;;
