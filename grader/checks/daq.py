@@ -743,7 +743,7 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             shown.append(f"{k}: not published")
         else:
             shown.append(
-                f"{k}: {len(p['problems'])} of {p['judged']}, e.g. ts {p['problems'][0]['ts']}: "
+                f"{k}: {p['judged'] - p['accurate']} of {p['judged']} wrong, e.g. ts {p['problems'][0]['ts']}: "
                 f"{p['problems'][0]['problem']}"
             )
     return _items_result(
