@@ -694,7 +694,10 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         unjudged += excluded
         judged = [(m, b, t) for m, b, t in judged if t is not None]
         k = name_of(s)
-        if recs and not judged:
+        if not recs:  # never published: daq.coverage's defect, not judged here
+            per[k] = {"n": 0, "judged": 0, "not_published": True}
+            continue
+        if not judged:
             per[k] = {"n": len(recs), "judged": 0, "not_in_required_format": excluded}
             continue  # every ts of this stream is malformed: the schema check's, not judged here
         problems = []
@@ -706,7 +709,7 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             last = t if last is None else max(last, t)
             if why:
                 problems.append({"ts": b.get("ts"), "rx": round(m.rx, 3), "received_at": iso(m.rx), **why})
-        items[k] = bool(judged) and not problems
+        items[k] = not problems
         per[k] = {
             "n": len(recs),
             "judged": len(judged),

@@ -7,6 +7,9 @@
     aiotlab plant logs NAME [--lines N]  broker, fw1, plc2-audit, hmi
     aiotlab plant config NAME            the config a device runs with, as the plant has it
     aiotlab plant devices                the devices, their config files and your config folder
+    aiotlab plant datasheet [--lang en|zh-TW] [--json]
+                                         your plant's datasheet, from the kit of the lab folder you are in
+                                         (or your only lab): the same as ~/<lab>/.aiotlab/datasheet.json
 
 --candidate ID is accepted and ignored (your workstation knows its plant). A refused config changes nothing:
 the device keeps its last good config; the reason is printed and the exit status is 1.
@@ -55,9 +58,67 @@ def call(method: str, path: str, body: dict | None = None) -> int:
     return 0
 
 
+def kit_datasheet() -> str | None:
+    """The datasheet of the lab folder the candidate is in (any depth), else of their only lab folder."""
+    here = os.path.abspath(os.getcwd())
+    while True:
+        path = os.path.join(here, ".aiotlab", "datasheet.json")
+        if os.path.isfile(path):
+            return path
+        if here in ("/", os.path.expanduser("~")):
+            break
+        here = os.path.dirname(here)
+    home = os.path.expanduser("~")
+    found = sorted(
+        os.path.join(home, d, ".aiotlab", "datasheet.json")
+        for d in os.listdir(home)
+        if os.path.isfile(os.path.join(home, d, ".aiotlab", "datasheet.json"))
+    )
+    return found[0] if len(found) == 1 else None
+
+
+def show(value: object, lang: str, indent: int = 0) -> None:
+    """The datasheet as indented text, each bilingual string in the chosen language."""
+    pad = "  " * indent
+    if isinstance(value, dict) and set(value) <= {"en", "zh-TW"} and value:
+        print(f"{pad}{value.get(lang) or value.get('en')}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                print(f"{pad}{k}:")
+                show(v, lang, indent + 1)
+            else:
+                print(f"{pad}{k}: {v.get(lang) if isinstance(v, dict) and v else v}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                print(f"{pad}-")
+                show(item, lang, indent + 1)
+            else:
+                print(f"{pad}- {item}")
+    else:
+        print(f"{pad}{value}")
+
+
+def datasheet(lang: str, as_json: bool) -> int:
+    path = kit_datasheet()
+    if path is None:
+        print("aiotlab: no datasheet found: run this in one of your lab folders (~/<lab>)", file=sys.stderr)
+        return 2
+    with open(path, encoding="utf-8") as f:
+        sheet = json.load(f)
+    if as_json:
+        print(json.dumps(sheet, indent=2, ensure_ascii=False))
+    else:
+        print(f"# {path}")
+        show(sheet, lang)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args, i = [], 0
     lines = "200"
+    lang, as_json = "zh-TW", False
     while i < len(argv):
         if argv[i] == "--candidate":
             i += 2
@@ -65,6 +126,14 @@ def main(argv: list[str]) -> int:
         if argv[i] == "--lines":
             lines = argv[i + 1]
             i += 2
+            continue
+        if argv[i] == "--lang":
+            lang = argv[i + 1] if i + 1 < len(argv) else lang
+            i += 2
+            continue
+        if argv[i] == "--json":
+            as_json = True
+            i += 1
             continue
         args.append(argv[i])
         i += 1
@@ -84,6 +153,8 @@ def main(argv: list[str]) -> int:
         return call("GET", f"/v1/config/{rest[0]}")
     if cmd == "devices" and not rest:
         return call("GET", "/v1/devices")
+    if cmd == "datasheet" and not rest:
+        return datasheet(lang, as_json)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -221,6 +221,25 @@ def test_a_grade_with_another_secret_is_refused(exam: Any) -> None:
     assert proc.returncode != 0 and "another exam secret" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
+def test_datasheet_command_in_the_workstation(exam: Any, aiot_home: Path) -> None:
+    """The briefs' `aiotlab plant datasheet` works in a workstation: the kit's datasheet of the lab folder."""
+    ws = state(aiot_home, "em-a")["workstation"]["container"]
+    out = subprocess.run(
+        ["docker", "exec", "-u", "candidate", "-w", "/home/candidate/data-acquisition", ws,
+         "aiotlab", "plant", "datasheet", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    sheet = json.loads(out.stdout)
+    assert sheet["candidate"] == state(aiot_home, "em-a")["candidate"] and sheet["plc1"]["host"].startswith("10.")
+    text = subprocess.run(
+        ["docker", "exec", "-u", "candidate", "-w", "/home/candidate/data-acquisition/.aiotlab", ws,
+         "aiotlab", "plant", "datasheet", "--lang", "en"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert text.returncode == 0 and sheet["plc1"]["endpoint"] in text.stdout, text.stdout + text.stderr
+
+
 def test_workstation_holds_no_secret_and_no_hidden_material(exam: Any, aiot_home: Path) -> None:
     ws = state(aiot_home, "em-a")["workstation"]["container"]
     script = f"""
