@@ -632,8 +632,8 @@ async def exporter_values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 older = sorted(t for t in confirmed_at.get(node, []) if t <= s.t - max_age)
                 lo = older[-1] if older else s.t - periods.get(node, 10.0) - max_age
                 recent = [(t, body) for t, body in sent if lo <= t <= hi]
-                if m["sensor"] == "ts":
-                    cands = [(t, t) for t, _ in recent]
+                if m["sensor"] == "ts":  # the `ts` the node sent (millisecond resolution), not when it sent it
+                    cands = [(t, sent_ts) for t, b in recent if (sent_ts := _epoch(b.get("ts"))) is not None]
                 else:
                     cands = [(t, float(b[m["sensor"]]) * scale) for t, b in recent if m["sensor"] in b]
                 matched = latest_match(value, [c[0] for c in cands], [c[1] for c in cands], lo, hi, row["tol"])
@@ -2004,3 +2004,14 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         truth_rule="a panel matches when it equals, within tol, OEE computed from a truth sample in the window before "
         "the query (the scrape and the exporter's own age); truth_latest_at_probe is shown for comparison",
     )
+
+
+def _epoch(ts: Any) -> float | None:
+    """An RFC 3339 `ts` as Unix seconds (None when it is not one)."""
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.timestamp() if t.tzinfo else None
