@@ -1515,10 +1515,17 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"{round(times['silent_resolved'] - node_back, 1)} 秒恢復"
             )
         left = [n for n in ("TankLevelHigh", "SensorSilent") if n not in names]
-        why = {n: f"{evidence['not_tested'][n]}, judged by {evidence['not_tested_judged_by'][n]}" for n in left}
-        tail_en = "".join(f"; {n} not tested here ({why[n]})" for n in left)
+
+        def cause_words(n: str, lang: str) -> str:  # the cause in words, not its id
+            cause = evidence["not_tested"][n]
+            return str((ctx.blockers.get(cause) or {}).get(lang) or cause)
+
+        tail_en = "".join(
+            f"; {n} not tested here ({cause_words(n, 'en')}, judged by {evidence['not_tested_judged_by'][n]})"
+            for n in left
+        )
         tail_zh = "".join(
-            f"；{n} 未於此測試（{evidence['not_tested'][n]}，由 {evidence['not_tested_judged_by'][n]} 評量）"
+            f"；{n} 未於此測試（{cause_words(n, 'zh-TW')}，由 {evidence['not_tested_judged_by'][n]} 評量）"
             for n in left
         )
         return passed(
