@@ -280,7 +280,7 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     from aiotlab.grader.kit import write_kit
     from aiotlab.labs.loader import load_lab
     from aiotlab.simulators import addressing as ad
-    from aiotlab.simulators.backends import BackendError
+    from aiotlab.simulators.backends import BackendError, backend_of
     from aiotlab.simulators.datasheet import build
 
     t0 = time.monotonic()
@@ -288,7 +288,7 @@ def launch_one(exam: Exam, candidate: str) -> dict[str, Any]:
     for lab_id in exam.labs:
         plant = exam.plant_of(candidate, lab_id)
         st = ad.read_state(plant)
-        if not (ad.is_running(st) and st.get("backend") == backend.name):
+        if not (ad.is_running(st) and backend_of(st).name == backend.name):  # a running plant of its own is kept
             try:
                 st = backend.up(
                     plant, workstation=workstation_of(exam, candidate, lab_id) if backend.isolated else None

@@ -46,7 +46,7 @@ def wait_until(what: str, cond: Any, timeout: float) -> Any:
 def portal(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     d = tmp_path_factory.mktemp("portal-exam")
     (d / "exam.secret").write_text("portal-exam-secret\n")
-    (d / "roster.csv").write_text("id,name\nalice,王小明\nbob,李小華\n", encoding="utf-8")
+    (d / "roster.csv").write_text("id,name\npt-alice,王小明\npt-bob,李小華\n", encoding="utf-8")
     exam = d / "exam.yaml"
     # 0.25 min: long enough to log in and look around, short enough to see the deadline act
     exam.write_text(
@@ -75,7 +75,7 @@ def portal(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 break
             lines.append(line)
         logins = dict(re.findall(r"login issued \(shown once\): (\S+) / (\S+)", "".join(lines)))
-        assert {"instructor", "assessor", "alice", "bob"} <= set(logins), lines
+        assert {"instructor", "assessor", "pt-alice", "pt-bob"} <= set(logins), lines
         wait_until("the portal answers", lambda: _answers(base), 30)
         yield {"base": base, "logins": logins, "out": d / "out", "exam": exam, "proc": proc}
     finally:
@@ -106,10 +106,10 @@ def csrf_of(c: httpx.Client, path: str) -> str:
 
 def test_login_cookie_flags_and_wrong_passwords(portal: dict[str, Any]) -> None:
     c = httpx.Client(base_url=portal["base"], timeout=30, follow_redirects=False)
-    r = c.post("/login", data={"user": "alice", "password": portal["logins"]["alice"]})
+    r = c.post("/login", data={"user": "pt-alice", "password": portal["logins"]["pt-alice"]})
     cookie = r.headers["set-cookie"].lower()
     assert r.status_code == 303 and "httponly" in cookie and "samesite=strict" in cookie
-    bad = httpx.post(portal["base"] + "/login", data={"user": "alice", "password": "wrong"}, timeout=30)
+    bad = httpx.post(portal["base"] + "/login", data={"user": "pt-alice", "password": "wrong"}, timeout=30)
     assert bad.status_code == 401 and "帳號或密碼錯誤" in bad.text
     unknown = httpx.post(portal["base"] + "/login", data={"user": "mallory", "password": "x"}, timeout=30)
     assert unknown.status_code == 401
@@ -117,18 +117,18 @@ def test_login_cookie_flags_and_wrong_passwords(portal: dict[str, Any]) -> None:
 
 
 def test_roles_are_enforced_route_by_route(portal: dict[str, Any]) -> None:
-    alice = client(portal, "alice")
+    alice = client(portal, "pt-alice")
     assessor = client(portal, "assessor")
     for path in (
         "/instructor",
         "/api/instructor/cohort",
-        "/instructor/candidate/bob",
+        "/instructor/candidate/pt-bob",
         "/instructor/audit",
         "/instructor/export/cohort.csv",
         "/instructor/export/results.json",
         "/instructor/export/reports.zip",
         "/assessor",
-        "/assessor/report/bob/" + LAB,
+        "/assessor/report/pt-bob/" + LAB,
     ):
         assert alice.get(path).status_code == 403, path
     for path in ("/instructor", "/api/instructor/cohort", "/instructor/export/reports.zip"):
@@ -137,7 +137,7 @@ def test_roles_are_enforced_route_by_route(portal: dict[str, Any]) -> None:
     assert alice.post("/api/instructor/action", json={"action": "start"}).status_code == 403
     # a candidate's own pages name only themselves; there is no URL that takes another candidate's id
     me = alice.get("/me").text
-    assert "alice" in me and "bob" not in me and "李小華" not in me
+    assert "pt-alice" in me and "pt-bob" not in me and "李小華" not in me
 
 
 def test_csrf_required_on_every_form_and_api_action(portal: dict[str, Any]) -> None:
@@ -145,26 +145,26 @@ def test_csrf_required_on_every_form_and_api_action(portal: dict[str, Any]) -> N
     assert inst.post("/instructor/action", data={"action": "pause"}).status_code == 403
     assert inst.post("/instructor/action", data={"action": "pause", "csrf": "forged"}).status_code == 403
     assert inst.post("/api/instructor/action", json={"action": "pause"}).status_code == 403
-    alice = client(portal, "alice")
+    alice = client(portal, "pt-alice")
     assert alice.post("/me/submit", data={"command-" + LAB: "true"}).status_code == 403
     assert alice.post(f"/api/me/self-check/{LAB}").status_code == 403
 
 
 def test_candidate_reads_brief_datasheet_and_self_check(portal: dict[str, Any]) -> None:
-    alice = client(portal, "alice")
+    alice = client(portal, "pt-alice")
     brief = alice.get(f"/me/brief/{LAB}")
     assert brief.status_code == 200 and "<table>" in brief.text and "<script" not in brief.text.split("<main>")[1]
     en = alice.get(f"/me/brief/{LAB}?lang=en")
     assert "Requirements" in en.text
     sheet = alice.get(f"/me/datasheet/{LAB}")
-    kit = json.loads((portal["out"] / "alice" / "workspace" / LAB / ".aiotlab" / "datasheet.json").read_text())
+    kit = json.loads((portal["out"] / "pt-alice" / "workspace" / LAB / ".aiotlab" / "datasheet.json").read_text())
     assert sheet.status_code == 200 and kit["plc1"]["host"] in sheet.text
     assert alice.get("/me/brief/no-such-lab").status_code == 404
     token = csrf_of(alice, "/me")
     r = alice.post(f"/api/me/self-check/{LAB}", headers={"X-CSRF-Token": token})
     checks = r.json()["checks"]
     assert r.status_code == 200 and any(c["what"].startswith("data/telemetry.db") and c["ok"] is False for c in checks)
-    db = portal["out"] / "alice" / "workspace" / LAB / "data" / "telemetry.db"
+    db = portal["out"] / "pt-alice" / "workspace" / LAB / "data" / "telemetry.db"
     db.parent.mkdir(exist_ok=True)
     db.write_bytes(b"")
     checks = alice.post(f"/api/me/self-check/{LAB}", headers={"X-CSRF-Token": token}).json()["checks"]
@@ -175,19 +175,19 @@ def test_candidate_reads_brief_datasheet_and_self_check(portal: dict[str, Any]) 
 def test_exam_runs_from_start_to_released_results(portal: dict[str, Any]) -> None:
     inst = client(portal, "instructor")
     token = csrf_of(inst, "/instructor")
-    clock = client(portal, "alice").get("/api/me/clock").json()
+    clock = client(portal, "pt-alice").get("/api/me/clock").json()
     assert clock["status"] == "not_started" and clock["deadline"] is None
     r = inst.post("/api/instructor/action", json={"action": "start"}, headers={"X-CSRF-Token": token})
     assert r.status_code == 200 and r.json()["status"] == "running"
     # alice submits with the lab's reference collector as her command; bob runs out of time
-    alice = client(portal, "alice")
+    alice = client(portal, "pt-alice")
     left = alice.get("/api/me/clock").json()["seconds_left"]
     assert 0 < left <= 15
     r = alice.post("/me/submit", data={"csrf": csrf_of(alice, "/me"), "command-" + LAB: "reference"})
     assert r.status_code == 303 and alice.get("/api/me/clock").json()["frozen"]
     assert alice.post("/me/submit", data={"csrf": csrf_of(alice, "/me")}).status_code == 409
     # bob's deadline passes: frozen by the clock within 2 s of it
-    bob = client(portal, "bob")
+    bob = client(portal, "pt-bob")
     deadline = bob.get("/api/me/clock").json()["deadline"]
     frozen_at = wait_until(
         "bob frozen by the clock",
@@ -196,20 +196,20 @@ def test_exam_runs_from_start_to_released_results(portal: dict[str, Any]) -> Non
     )
     assert frozen_at - deadline <= 2.0, frozen_at - deadline
     state = json.loads((portal["out"] / "portal" / "state.json").read_text())
-    assert state["candidates"]["bob"]["frozen"]["reason"] == "deadline"
-    snap = state["candidates"]["alice"]["frozen"]["snapshot"]
+    assert state["candidates"]["pt-bob"]["frozen"]["reason"] == "deadline"
+    snap = state["candidates"]["pt-alice"]["frozen"]["snapshot"]
     assert (portal["out"] / "portal" / "snapshots" / snap["file"]).stat().st_size == snap["bytes"]
     # the extension after the deadline gives bob his workstation back; the audit log names who did it
     r = inst.post(
         "/api/instructor/action",
-        json={"action": "extend", "candidate": "bob", "minutes": 5},
+        json={"action": "extend", "candidate": "pt-bob", "minutes": 5},
         headers={"X-CSRF-Token": token},
     )
     assert r.status_code == 200 and not r.json()["candidates"][1]["frozen"]
     assert (
         inst.post(
             "/api/instructor/action",
-            json={"action": "extend", "candidate": "alice", "minutes": 5},
+            json={"action": "extend", "candidate": "pt-alice", "minutes": 5},
             headers={"X-CSRF-Token": token},
         ).status_code
         == 409
@@ -238,15 +238,15 @@ def test_exam_runs_from_start_to_released_results(portal: dict[str, Any]) -> Non
     raw = inst.get("/instructor/export/cohort.csv").content
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
-    assert rows[0]["candidate"] == "alice" and rows[0]["name"] == "王小明" and float(rows[0]["points"]) == 100
-    assert inst.get("/instructor/export/results.json").json()["reports"][0]["candidate"] == "alice"
+    assert rows[0]["candidate"] == "pt-alice" and rows[0]["name"] == "王小明" and float(rows[0]["points"]) == 100
+    assert inst.get("/instructor/export/results.json").json()["reports"][0]["candidate"] == "pt-alice"
     z = zipfile.ZipFile(io.BytesIO(inst.get("/instructor/export/reports.zip").content))
-    assert f"alice/{LAB}/report.json" in z.namelist() and "exam-public-key.pem" in z.namelist()
+    assert f"pt-alice/{LAB}/report.json" in z.namelist() and "exam-public-key.pem" in z.namelist()
     actions = [(a["who"], a["action"]) for a in inst.get("/instructor/audit").json()]
-    for want in [("instructor", "start"), ("alice", "freeze"), ("clock", "freeze"), ("instructor", "extend"),
+    for want in [("instructor", "start"), ("pt-alice", "freeze"), ("clock", "freeze"), ("instructor", "extend"),
                  ("instructor", "release"), ("instructor", "export")]:  # fmt: skip
         assert want in actions, (want, actions)
-    history = inst.get("/instructor/candidate/alice").json()
+    history = inst.get("/instructor/candidate/pt-alice").json()
     assert history["attempts"][LAB][0]["score"]["points"] == 100
 
 
@@ -260,10 +260,12 @@ def test_metrics_and_openapi(portal: dict[str, Any]) -> None:
 
 def test_login_rate_limited_per_user(portal: dict[str, Any]) -> None:  # last: bob stays throttled a minute
     codes = [
-        httpx.post(portal["base"] + "/login", data={"user": "bob", "password": f"guess{i}"}, timeout=30).status_code
+        httpx.post(portal["base"] + "/login", data={"user": "pt-bob", "password": f"guess{i}"}, timeout=30).status_code
         for i in range(7)
     ]
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429], codes
     # the right password is refused too while throttled: guessing gains nothing
-    r = httpx.post(portal["base"] + "/login", data={"user": "bob", "password": portal["logins"]["bob"]}, timeout=30)
+    r = httpx.post(
+        portal["base"] + "/login", data={"user": "pt-bob", "password": portal["logins"]["pt-bob"]}, timeout=30
+    )
     assert r.status_code == 429
