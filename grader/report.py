@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
 import json
@@ -324,33 +323,17 @@ def cohort(
     missing: list[str] | None = None,
     lang: str = "zh-TW",
 ) -> Path:
-    """One CSV row per candidate (score, every check's points, every indicator's verdict), and cohort.html beside
-    it for an assessor: pass rates per check and indicator, one row per candidate linking their report."""
+    """One CSV row per candidate (cohort.write_cohort_csv: score, each check's points, each indicator's verdict), and
+    cohort.html beside it for an assessor: pass rates per check and indicator, one row per candidate linking their report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "cohort.csv"
     if not docs:
         path.write_text("")
         return path
     cohort_html(docs, out_dir, reports_dir or out_dir, missing or [], lang)
-    check_ids = [c["id"] for c in docs[0]["checks"]]
-    ind_ids = [i["id"] for i in docs[0]["indicators"]]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["candidate", "lab", "points", "max_points", "percent", *check_ids, *ind_ids])
-        for d in docs:
-            pts = {c["id"]: c["points"] for c in d["checks"]}
-            ach = {i["id"]: "achieved" if i["achieved"] else "not achieved" for i in d["indicators"]}
-            w.writerow(
-                [
-                    d["candidate"],
-                    d["lab"]["id"],
-                    d["score"]["points"],
-                    d["score"]["max_points"],
-                    d["score"]["percent"],
-                    *(pts.get(c) for c in check_ids),
-                    *(ach.get(i) for i in ind_ids),
-                ]
-            )
+    from .cohort import write_cohort_csv  # the one writer of cohort.csv (names column, UTF-8 with BOM)
+
+    write_cohort_csv(docs, path, {})
     return path
 
 
