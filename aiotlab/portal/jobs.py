@@ -75,7 +75,7 @@ class Jobs:
 
     def _lock_workstation(self, cid: str, lock: bool) -> str:
         from aiotlab.exam import plant_backend
-        from aiotlab.simulators.backends import BackendError as ContainerError
+        from aiotlab.simulators.backends import BackendError
 
         backend = plant_backend(self.exam)
         if not backend.isolated:
@@ -89,7 +89,7 @@ class Jobs:
                 else:
                     backend.workstation_exec(plant, ["passwd", "-u", "candidate"], user="root")
                 done.append(plant)
-            except (ContainerError, OSError) as exc:
+            except (BackendError, OSError) as exc:
                 return f"{plant}: {exc}"
         return ("locked: " if lock else "unlocked: ") + ", ".join(done)
 
