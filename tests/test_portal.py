@@ -81,6 +81,8 @@ def portal(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        if proc.stdout is not None:  # the server's log, tracebacks included, for a failing test to point at
+            (d / "portal.log").write_text("".join(lines) + proc.stdout.read(), encoding="utf-8")
         subprocess.run([*AIOTLAB, "exam", "down", str(exam)], capture_output=True, env=env, timeout=120)
 
 
@@ -123,6 +125,8 @@ def test_roles_are_enforced_route_by_route(portal: dict[str, Any]) -> None:
         "/instructor",
         "/api/instructor/cohort",
         "/instructor/candidate/pt-bob",
+        "/api/instructor/candidate/pt-bob",
+        f"/assessor/report/pt-bob/{LAB}/attempt-1",
         "/instructor/audit",
         "/instructor/export/cohort.csv",
         "/instructor/export/results.json",
@@ -246,8 +250,16 @@ def test_exam_runs_from_start_to_released_results(portal: dict[str, Any]) -> Non
     for want in [("instructor", "start"), ("pt-alice", "freeze"), ("clock", "freeze"), ("instructor", "extend"),
                  ("instructor", "release"), ("instructor", "export")]:  # fmt: skip
         assert want in actions, (want, actions)
-    history = inst.get("/instructor/candidate/pt-alice").json()
-    assert history["attempts"][LAB][0]["score"]["points"] == 100
+    history = inst.get("/api/instructor/candidate/pt-alice").json()
+    first = history["attempts"][LAB][0]
+    assert first["score"]["points"] == 100 and first["verified"] and first["failed"] == []
+    # the same history as a page, each attempt linking to its own report; per-check pass rates for assessors
+    html = inst.get("/instructor/candidate/pt-alice").text
+    assert f'data-attempt="{first["attempt"]}"' in html and "已驗證" in html
+    one = inst.get(f"/assessor/report/pt-alice/{LAB}/{first['attempt']}")
+    assert one.status_code == 200 and "pt-alice" in one.text
+    assert inst.get(f"/assessor/report/pt-alice/{LAB}/..%2F..%2Fexam.secret").status_code == 404
+    assert 'data-check="daq.values"' in page and "各檢查通過率" in page
 
 
 def test_metrics_and_openapi(portal: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import socket
 import time
 import zipfile
@@ -477,20 +478,60 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
         else:
             raise ValueError(f"unknown action {what!r}")
 
-    @app.get("/instructor/candidate/{cid}", tags=["instructor"])
-    def candidate_detail(cid: str, s: Instructor) -> dict[str, Any]:
+    def attempts_of(cid: str) -> dict[str, list[dict[str, Any]]]:
+        """Every grading of the candidate, per lab, oldest first: when, the command, the score, the signature."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for lab in exam.labs:
+            found = [d for d in (exam.reports / cid / lab).glob("attempt-*") if d.name[8:].isdigit()]
+            for d in sorted(found, key=lambda d: int(d.name[8:])):
+                row: dict[str, Any] = {"attempt": d.name, "score": None}
+                try:
+                    doc = json.loads((d / "report.json").read_text(encoding="utf-8"))
+                    ok, findings = verified(d / "report.json")
+                    row.update(
+                        score=doc["score"],
+                        graded_at=(doc.get("graded") or {}).get("finished"),
+                        command=" ".join((doc.get("solution") or {}).get("command") or []) or None,
+                        verified=ok,
+                        findings=findings[-2:],
+                        failed=[c["id"] for c in doc.get("checks", []) if c.get("status") != "pass"],
+                    )
+                except (OSError, ValueError, KeyError, TypeError):
+                    row["error"] = "no readable report.json"
+                out.setdefault(lab, []).append(row)
+        return out
+
+    @app.get("/api/instructor/candidate/{cid}", tags=["instructor"])
+    def candidate_json(cid: str, s: Instructor) -> dict[str, Any]:
         """A candidate's attempts per lab (every grading is kept) and their portal state."""
         if cid not in exam.candidates:
             raise HTTPException(404, "no such candidate")
-        attempts: dict[str, list[dict[str, Any]]] = {}
-        for lab in exam.labs:
-            for d in sorted((exam.reports / cid / lab).glob("attempt-*")):
-                try:
-                    doc = json.loads((d / "report.json").read_text(encoding="utf-8"))
-                    attempts.setdefault(lab, []).append({"attempt": d.name, "score": doc["score"]})
-                except (OSError, ValueError, KeyError):
-                    attempts.setdefault(lab, []).append({"attempt": d.name, "score": None})
-        return {"candidate": cid, "state": portal.store.candidate(cid), "attempts": attempts}
+        return {"candidate": cid, "state": portal.store.candidate(cid), "attempts": attempts_of(cid)}
+
+    @app.get("/instructor/candidate/{cid}", response_class=HTMLResponse, tags=["instructor"])
+    def candidate_page(request: Request, cid: str, s: Instructor) -> HTMLResponse:
+        """The same as a page: the attempt history an instructor reads before grading again or releasing."""
+        if cid not in exam.candidates:
+            raise HTTPException(404, "no such candidate")
+        return page(
+            request,
+            "candidate_detail.html.j2",
+            s,
+            cid=cid,
+            cand_name=portal.names.get(cid, ""),
+            row=cohort_row(cid),
+            attempts=attempts_of(cid),
+        )
+
+    @app.get("/assessor/report/{cid}/{lab}/{attempt}", tags=["assessor"])
+    def assessor_attempt(cid: str, lab: str, attempt: str, s: Staff) -> Response:
+        """One earlier attempt's report (the history links here)."""
+        if cid not in exam.candidates or lab not in exam.labs or not re.fullmatch(r"attempt-\d{1,6}", attempt):
+            raise HTTPException(404, "no report")
+        path = exam.reports / cid / lab / attempt / "report.html"
+        if not path.is_file():
+            raise HTTPException(404, "no report")
+        return FileResponse(path, media_type="text/html")
 
     @app.get("/instructor/audit", tags=["instructor"])
     def audit(s: Instructor) -> list[dict[str, Any]]:
@@ -541,6 +582,7 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
     @app.get("/assessor", response_class=HTMLResponse, tags=["assessor"])
     def assessor(request: Request, s: Staff) -> HTMLResponse:
         rows, rates = [], {}
+        checks: dict[str, dict[str, dict[str, Any]]] = {}  # lab -> check -> passed / not assessable / of
         for doc, folder in latest_docs():
             ok, findings = verified(folder / "report.json")
             rows.append({"doc": doc, "verified": ok, "findings": findings[-3:]})
@@ -548,7 +590,13 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
                 r = rates.setdefault(ind["id"], {"achieved": 0, "of": 0, "text": ind.get("text", {})})
                 r["of"] += 1
                 r["achieved"] += 1 if ind["achieved"] else 0
-        return page(request, "assessor.html.j2", s, rows=rows, rates=rates)
+            for c in doc.get("checks", []):
+                lab_checks = checks.setdefault(doc["lab"]["id"], {})
+                r = lab_checks.setdefault(c["id"], {"passed": 0, "na": 0, "of": 0, "title": c.get("title", {})})
+                r["of"] += 1
+                r["passed"] += 1 if c.get("status") == "pass" else 0
+                r["na"] += 1 if c.get("status") == "not_assessable" else 0
+        return page(request, "assessor.html.j2", s, rows=rows, rates=rates, checks=checks)
 
     @app.get("/assessor/report/{cid}/{lab}", tags=["assessor"])
     def assessor_report(cid: str, lab: str, s: Staff) -> Response:

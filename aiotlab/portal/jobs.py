@@ -85,13 +85,29 @@ class Jobs:
             try:
                 if lock:  # no new login, and nothing of theirs goes on running
                     backend.workstation_exec(plant, ["passwd", "-l", "candidate"], user="root")
-                    backend.workstation_exec(plant, ["pkill", "-KILL", "-u", "candidate"], user="root")
+                    survivors = self._end_processes(backend, plant)
+                    if survivors:
+                        return f"{plant}: processes of the candidate still running after the freeze: {survivors}"
                 else:
                     backend.workstation_exec(plant, ["passwd", "-u", "candidate"], user="root")
                 done.append(plant)
             except (BackendError, OSError) as exc:
                 return f"{plant}: {exc}"
         return ("locked: " if lock else "unlocked: ") + ", ".join(done)
+
+    @staticmethod
+    def _end_processes(backend: Any, plant: str, within_s: float = 5.0) -> str:
+        """SIGKILL every process of the candidate until none is left: one pkill reads the process table once, so
+        a process forked meanwhile (a loop in the background) would outlive it. Returns what survived, if any."""
+        end = time.monotonic() + within_s
+        while True:
+            backend.workstation_exec(plant, ["pkill", "-KILL", "-u", "candidate"], user="root")
+            left = backend.workstation_exec(plant, ["pgrep", "-a", "-u", "candidate"], user="root")
+            if left.returncode == 1:  # pgrep: no process matched
+                return ""
+            if time.monotonic() > end:
+                return left.stdout.decode(errors="replace").strip()[:300]
+            time.sleep(0.05)
 
     def _snapshot(self, cid: str) -> dict[str, Any]:
         """tar.gz of the candidate's home as it was at the freeze (links kept as links, never followed)."""

@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,6 +300,12 @@ def test_terminal_closes_at_the_deadline(exam: dict[str, Any]) -> None:
     wait_terminal_connected(bob)
     run_in_terminal(bob, 'echo "user=$(id -un)"', "user=candidate")
     run_in_terminal(bob, "sleep 4242 & echo started-$!", "started-")
+    # a loop that keeps writing into his lab folder, each line forked anew: it must not outlive the freeze
+    run_in_terminal(
+        bob,
+        f"(while :; do date +%s.%N >> ~/{LAB}/late.txt; sleep 0.1; done) >/dev/null 2>&1 & echo writer-$((6*7))",
+        "writer-42",
+    )
     container = workstation(exam["home"], B)
     assert login_status(container) == "P"
     deadline = exam["deadline_b"]
@@ -323,7 +330,20 @@ def test_terminal_closes_at_the_deadline(exam: dict[str, Any]) -> None:
     # nothing of his goes on running
     assert "sleep 4242" not in in_workstation(container, "ps", "-u", "candidate", "-o", "args=")
     state = json.loads((exam["out"] / "portal" / "state.json").read_text())
-    assert state["candidates"][B]["frozen"]["reason"] == "deadline"
+    frozen = state["candidates"][B]["frozen"]
+    assert frozen["reason"] == "deadline" and frozen["workstation"].startswith("locked:"), frozen
+    # work after the deadline is not graded: the writer stopped within 2 s of it, nothing is added later, and the
+    # snapshot taken at the freeze holds what the workspace holds
+    late = f"/home/candidate/{LAB}/late.txt"
+    lines = in_workstation(container, "cat", late).split()
+    time.sleep(1.5)
+    assert in_workstation(container, "cat", late).split() == lines, "the workspace changed after the freeze"
+    last = float(lines[-1])
+    print(f"last write in the workspace {last - deadline:+.2f} s after the deadline")
+    assert last - deadline <= 2.0, last - deadline
+    with tarfile.open(exam["out"] / "portal" / "snapshots" / frozen["snapshot"]["file"]) as tar:
+        member = tar.extractfile(f"{B}/{LAB}/late.txt")
+        assert member is not None and member.read().decode().split() == lines
     # the page follows: no terminal, his work frozen
     bob.wait_for_selector("#frozen", timeout=15_000)
     assert bob.locator("#terminal").count() == 0
