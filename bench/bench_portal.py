@@ -45,20 +45,25 @@ async def candidate(
             errors.append(f"{cid} login {r.status_code}")
             return
         await start.wait()  # polling starts once everyone is logged in: the steady state, not the login rush
-        await asyncio.sleep(random.uniform(0, 5))
-        while time.monotonic() < until[0]:
-            t0 = time.monotonic()
-            for path in ("/me", "/api/me/clock"):
-                s = time.perf_counter()
-                try:
-                    r = await c.get(path)
-                except httpx.HTTPError as exc:
-                    errors.append(f"{cid} {path} {type(exc).__name__}")
-                    continue
-                lat.append(time.perf_counter() - s)
-                if r.status_code != 200:
-                    errors.append(f"{cid} {path} {r.status_code}")
-            await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
+        await poll(c, until, lat, errors, cid)
+
+
+async def poll(c: httpx.AsyncClient, until: list[float], lat: list[float], errors: list[str], who: str) -> None:
+    """A candidate's open page: GET /me and GET /api/me/clock every 5 s until until[0] (first after 0-5 s)."""
+    await asyncio.sleep(random.uniform(0, 5))
+    while time.monotonic() < until[0]:
+        t0 = time.monotonic()
+        for path in ("/me", "/api/me/clock"):
+            s = time.perf_counter()
+            try:
+                r = await c.get(path)
+            except httpx.HTTPError as exc:
+                errors.append(f"{who} {path} {type(exc).__name__}")
+                continue
+            lat.append(time.perf_counter() - s)
+            if r.status_code != 200:
+                errors.append(f"{who} {path} {r.status_code}")
+        await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import psutil
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_portal import quantile  # noqa: E402
+from bench_portal import poll, quantile  # noqa: E402
 from common import AIOTLAB, accepting, pss_kib, save  # noqa: E402
 
 LAB = "data-acquisition"
@@ -48,23 +47,6 @@ async def login(base: str, user: str, password: str) -> httpx.AsyncClient:
     if r.status_code not in (200, 303):
         raise RuntimeError(f"{user} login {r.status_code}")
     return c
-
-
-async def poller(c: httpx.AsyncClient, until: float, lat: list[float], errors: list[str]) -> None:
-    await asyncio.sleep(random.uniform(0, 5))
-    while time.monotonic() < until:
-        t0 = time.monotonic()
-        for path in ("/me", "/api/me/clock"):
-            s = time.perf_counter()
-            try:
-                r = await c.get(path)
-            except httpx.HTTPError as exc:
-                errors.append(f"{path} {type(exc).__name__}")
-                continue
-            lat.append(time.perf_counter() - s)
-            if r.status_code != 200:
-                errors.append(f"{path} {r.status_code}")
-        await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
 
 
 async def terminal(
@@ -179,7 +161,7 @@ def main() -> None:
                 term_cookies.append("; ".join(f"{n}={v}" for n, v in c.cookies.items()))
                 await c.aclose()
             until = time.monotonic() + duration
-            tasks = [poller(c, until, lat, errors) for c in clients]
+            tasks = [poll(c, [until], lat, errors, f"tab {i}") for i, c in enumerate(clients)]
             tasks += [terminal(base, term_cookies[k], k, until, rtt, errors, opened) for k in range(terminals)]
             await asyncio.gather(*tasks)
             for c in [inst, *clients]:
