@@ -76,7 +76,8 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
     portal = Portal(exam, concurrency)
     from aiotlab.exam import plant_backend
 
-    isolated = plant_backend(exam).isolated  # exam mode: candidates have workstations (and a browser terminal)
+    backend = plant_backend(exam)
+    isolated = backend.isolated  # exam mode: candidates have workstations (and a browser terminal)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -162,7 +163,8 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
     health_cache: dict[str, tuple[float, dict[str, str]]] = {}
 
     def plant_health(cid: str) -> dict[str, str]:
-        """Each of the candidate's plants: running / down (cached 5 s: a page view costs no probe storm)."""
+        """Each of the candidate's plants: running / down, and in exam mode what the engine says of its containers
+        (one stopped device is named) and of the workstation (cached 5 s: a page view costs no probe storm)."""
         hit = health_cache.get(cid)
         if hit and time.monotonic() - hit[0] < 5.0:
             return hit[1]
@@ -174,6 +176,17 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
             st = ad.read_state(plant)
             up = ad.is_running(st)
             out[plant] = "running" if up else ("not launched" if not st else str(st.get("status")))
+            if up and isolated:
+                try:
+                    states = backend.status(plant)
+                except Exception as exc:  # noqa: BLE001 - a health column never breaks the page
+                    states = {"engine": f"unreachable ({type(exc).__name__})"}
+                ws = states.pop("workstation", "missing")
+                bad = sorted(f"{svc} {state}" for svc, state in states.items() if state != "running")
+                if bad or not states:
+                    up = False
+                    out[plant] = ("not running: " + ", ".join(bad[:3])) if bad else "no containers"
+                out[f"{plant}::workstation"] = ws  # the page shows it as "<plant> 工作站"
             portal.m_plant.labels(plant).set(1 if up else 0)
         health_cache[cid] = (time.monotonic(), out)
         return out

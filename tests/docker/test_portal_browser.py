@@ -286,6 +286,9 @@ def test_instructor_extends_grades_and_releases(exam: dict[str, Any]) -> None:
     after = cohort(inst)
     assert after[B]["deadline"] == pytest.approx(before + 60 * EXTEND_MIN, abs=0.01)
     assert after[A]["submitted_at"] and after[B]["extension_min"] == EXTEND_MIN
+    # health as the engine reports it: every device container running, and the workstation
+    assert after[B]["health"] == {B: "running", f"{B}::workstation": "running"}, after[B]["health"]
+    assert inst.locator(f"tr[data-candidate='{B}'] div", has_text="工作站: running").count() == 1
     exam["deadline_b"] = after[B]["deadline"]
     exam["original_deadline_b"] = before
     # A's submission was queued for grading; the instructor grades her again (a new attempt), from her row
