@@ -643,6 +643,8 @@ def exam_up(
         if not practice:
             _fail(f"refused: {PRACTICE_WARNING} To run it anyway for practice: aiotlab exam up {exam_file} --practice")
         err_console.print(f"[yellow]warning: {PRACTICE_WARNING}[/]")
+    else:
+        _warn_uid_taken()
     t0 = time.monotonic()
     from aiotlab.simulators.containers import ContainerError
 
@@ -656,7 +658,7 @@ def exam_up(
     names = _names(exam)
     table = Table(title=f"exam {exam.id}: {', '.join(exam.labs)} (kits in <workspace>/<lab>/.aiotlab/)")
     lead = candidate_columns(table, names, [r["candidate"] for r in results])
-    for col in ("plant", "workspace", "s"):
+    for col in ("plant", "workspace", "ready in"):
         table.add_column(col)
     for r in results:
         ok = r["status"] == "running"
@@ -664,7 +666,7 @@ def exam_up(
             *lead(r["candidate"]),
             "[green]running[/]" if ok else f"[red]failed: {escape(str(r.get('error')))}[/]",
             escape(r.get("workspace", "")),
-            f"{r['seconds']:.1f}",
+            f"{r['seconds']:.1f} s",
         )
     console.print(fit_table(table, console))
     bad = [r for r in results if r["status"] != "running"]
@@ -672,6 +674,25 @@ def exam_up(
     if logins:
         _print_logins(logins, names)
     raise typer.Exit(1 if bad or any(r.get("error") for r in logins) else 0)
+
+
+WORKSTATION_UID = 1000  # the workstation image's `candidate` user (infra/docker/Dockerfile.workstation)
+
+
+def _warn_uid_taken() -> None:
+    """Exam mode: the candidates' homes on this host belong to uid 1000; a real account with that uid would own
+    them too (README, exam mode). Said at every `exam up`, since the instructor may not know."""
+    import pwd
+
+    try:
+        account = pwd.getpwuid(WORKSTATION_UID).pw_name
+    except KeyError:
+        return
+    err_console.print(
+        f"[yellow]warning: this host's account {escape(account)!r} has uid {WORKSTATION_UID}, the workstations' "
+        "candidate user: on this host it owns the candidates' homes (exam-out/<id>/workspace) and can read and "
+        f"change their work. Keep uid {WORKSTATION_UID} free of real accounts on an exam host (README, Exam mode).[/]"
+    )
 
 
 def _names(exam: Any) -> dict[str, str]:

@@ -501,6 +501,7 @@ def ensure_keys(exam: Exam) -> None:
     if not exam.private_key.is_file():
         make_pair(exam.keys)
     shutil.copyfile(exam.keys / PUBLIC_NAME, exam.public_key)
+    exam.public_key.chmod(0o644)  # public: assessors verify reports with it (the private key stays 0600)
 
 
 def status(exam: Exam) -> list[dict[str, Any]]:

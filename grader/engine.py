@@ -352,6 +352,9 @@ async def run_checks(lab: Lab, ctx: GradeContext) -> list[CheckResult]:
     ]
 
 
+RECORDED_FACTS = ("collector_tried",)
+
+
 def save_recording(ctx: GradeContext, path: Path) -> None:
     """Everything the checks consumed, so the same verdicts can be recomputed later (`aiotlab grade --replay`)."""
     import base64
@@ -398,6 +401,8 @@ def save_recording(ctx: GradeContext, path: Path) -> None:
         "blockers": ctx.blockers,
         "health": ctx.health,
         "solution_run": ctx.solution_run,
+        # facts passive checks read from the live plant (the broker log), so that a replay judges as the run did
+        "facts": {k: ctx.cache[k] for k in RECORDED_FACTS if k in ctx.cache},
     }
     db = ctx.db_path if "db_path" in ctx.params else None
     if db is not None and db.is_file() and db.stat().st_size <= RECORD_DB_MAX_BYTES:
@@ -448,6 +453,7 @@ def load_recording(lab: Lab, path: Path) -> GradeContext:
     ctx._emissions = rec["emissions"]
     ctx.probe_results = {k: CheckResult(**v) for k, v in rec.get("probe_results", {}).items()}
     ctx.blockers = rec.get("blockers", {})
+    ctx.cache.update({k: v for k, v in rec.get("facts", {}).items() if k in RECORDED_FACTS})
     ctx.health = rec.get("health", {})
     ctx.solution_run = rec.get("solution_run", {})
     ctx.db_override = path.parent / rec["db_copy"] if rec.get("db_copy") else path.parent / "no-database-was-recorded"
@@ -820,6 +826,9 @@ async def _grade_once(
                 await asyncio.sleep(float(params.get("warmup_s", 5)))
                 if proc is not None and proc.returncode is not None:
                     sol_info["early_exit"] = proc.returncode
+                if proc is not None and proc.returncode == 0 and lab.data.get("solution_kind") == "configures":
+                    sol_info["configured"] = True  # a lab's configuring command did its work and ended, as it should
+                elif proc is not None and proc.returncode is not None:
                     ctx.block(
                         SOLUTION_EXITED,
                         f"your command exited with status {proc.returncode} within the "

@@ -119,6 +119,7 @@ def not_assessable_causes(run: GradeRun, checks: list[dict[str, Any]]) -> list[d
     """Each cause that kept checks from being assessed, named once with the checks it blocked (report's top)."""
     from .results import GRADER_OVERLOADED
 
+    status = {c["id"]: c["status"] for c in checks}
     out = [  # first what happened to the candidate's command itself (it could not start, or it ended at once)
         {"cause": cause, "text": {"en": b["en"], "zh-TW": b["zh-TW"]}, "failed_check": None, "blocked_checks": []}
         for cause, b in run.blockers.items()
@@ -140,14 +141,18 @@ def not_assessable_causes(run: GradeRun, checks: list[dict[str, Any]]) -> list[d
                 "zh-TW": f"探測結果無法判定（{cause}）：既非考生缺失亦非主機延遲所致；請重新評分並查看證據",
             }
             text, owner = {"en": b["en"], "zh-TW": b["zh-TW"]}, b.get("check")
-        out.append(
-            {
-                "cause": cause,
-                "text": text,
-                "failed_check": owner,
-                "blocked_checks": [c["id"] for c in checks if c.get("blocked_by") == cause],
-            }
-        )
+        entry = {
+            "cause": cause,
+            "text": text,
+            "failed_check": owner,
+            "blocked_checks": [c["id"] for c in checks if c.get("blocked_by") == cause],
+        }
+        owner_status = status.get(owner or "")
+        if owner_status is not None and owner_status not in ("fail", "partial"):
+            # the check that met the defect could not judge it either (another cause blocked it): say so, do not
+            # call it failed
+            entry.update(failed_check=None, owner_check=owner, owner_status=owner_status)
+        out.append(entry)
     return out
 
 

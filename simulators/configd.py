@@ -109,10 +109,12 @@ def list_home_dir(path: str) -> list[str]:
         os.close(fd)
 
 
-def gather(device: str, text: str) -> dict[str, tuple[bytes, int]]:
+def gather(device: str, text: str) -> tuple[dict[str, tuple[bytes, int]], list[str]]:
     """The files a device's config needs besides itself: every file the config names in the candidate's home
     (a folder named, e.g. PLC-2's trust list, brings its files), and the non-config files of ~/plant-config
-    (password and ACL files, certificates). Other devices' configs are never copied unvalidated."""
+    (password and ACL files, certificates). Other devices' configs are never copied unvalidated. Also returns the
+    folders the config names (other than ~/plant-config): their copies must hold exactly these files, so that a
+    certificate the candidate removed from a trust list is no longer trusted."""
     wanted = set(_HOME_PATH.findall(text))
     for name in list_home_dir(CONFIG_FOLDER) if _is_dir(CONFIG_FOLDER) else []:
         wanted.add(name)
@@ -134,7 +136,8 @@ def gather(device: str, text: str) -> dict[str, tuple[bytes, int]]:
     total = sum(len(b) for b, _ in files.values())
     if total > MAX_TOTAL_BYTES:
         raise Refused(f"{total} bytes of files named by the {device} config; at most {MAX_TOTAL_BYTES}")
-    return files
+    folders = sorted(p.rstrip("/") for p in wanted if p.rstrip("/") != CONFIG_FOLDER and _is_dir(p))
+    return files, folders
 
 
 def _is_dir(path: str) -> bool:
@@ -177,6 +180,23 @@ class Installer:
         if self.owner is not None:
             os.chown(tmp, *self.owner)
         os.replace(tmp, dest)
+
+    def prune(self, folder: str, keep: set[str]) -> list[str]:
+        """Remove from the devices' copy of `folder` the regular files that are not in `keep` (paths as in the
+        candidate's home): the copy mirrors the folder as it is now. Undone by rollback like a put."""
+        target = self.target(folder)
+        kept = {self.target(k) for k in keep}  # compared as installed paths: "a//b" and "a/./b" are one file
+        removed: list[str] = []
+        if not target.is_dir() or target.is_symlink():
+            return removed
+        for entry in sorted(target.iterdir()):
+            rel = f"{folder}/{entry.name}"
+            if entry in kept or entry.name.startswith(".") or entry.is_symlink() or not entry.is_file():
+                continue
+            self.undo.append((entry, entry.read_bytes(), stat.S_IMODE(entry.stat().st_mode)))
+            entry.unlink()
+            removed.append(rel)
+        return removed
 
     def rollback(self) -> None:
         for dest, old, mode in reversed(self.undo):
@@ -237,12 +257,15 @@ class ConfigService:
         main, mode = read_home(main_path)
         text = main.decode("utf-8", "replace")
         validate(device, {CONFIG_FILES[device]: main}, config_dir=HOME, own_hosts=self.own_hosts.get(device, []))
-        files = gather(device, text)
+        files, folders = gather(device, text)
         async with self.lock:
             inst = Installer(self.devhome, reader_ids())
+            removed: list[str] = []
             try:
                 for path, (data, fmode) in files.items():
                     inst.put(path, data, fmode)
+                for folder in folders:
+                    removed += inst.prune(folder, set(files))
                 if save:
                     inst.put(f"{CONFIG_FOLDER}/{CONFIG_FILES[device]}", main, mode)
                     status, body = await self._control("POST", f"/v1/reload/{device}")
@@ -256,7 +279,10 @@ class ConfigService:
                 reason = str(body.get("error", body) if isinstance(body, dict) else body)
                 raise Refused(f"{device} refused the config, kept its last good one: {_clip(reason)}")
         log.info("%s %s from %s (%d files)", "saved" if save else "applied", device, main_path, len(files))
-        return {**body, "device": device, "saved": save, "files": sorted(files)}
+        out = {**body, "device": device, "saved": save, "files": sorted(files)}
+        if removed:
+            out["removed"] = removed  # no longer in the candidate's folder, so no longer in the device's copy
+        return out
 
     async def reload(self, request: Request) -> Response:
         device = self._device(request, CONFIG_FILES)
@@ -286,8 +312,12 @@ class ConfigService:
     async def config(self, request: Request) -> Response:
         """The config a device runs with (saved): what the plant has, after validation."""
         name = request.match_info["name"]
+        name = CONFIG_FILES.get(name, name)  # a device's name stands for its config file
         if name not in CONFIG_FILES.values():
-            raise Refused(f"unknown config {name!r}; yours: {', '.join(CONFIG_FILES.values())}", 404)
+            raise Refused(
+                f"unknown config {name!r}; yours: " + ", ".join(f"{d} ({f})" for d, f in CONFIG_FILES.items()),
+                404,
+            )
         status, body = await self._control("GET", f"/v1/config/{name}")
         return json_response(body, status=status)
 

@@ -113,17 +113,20 @@ def explain(doc: dict[str, Any]) -> str:
     return "\n".join(f"{c['id']}: {c['status']} - {c['summary']['en']}" for c in doc["checks"])
 
 
-@pytest.mark.parametrize("lab_id", LABS)
-def test_reference_scores_full_marks(graded: dict, lab_id: str) -> None:
-    doc = graded[(lab_id, "reference")]["doc"]
+@pytest.mark.parametrize(
+    "lab_id,solution", [(lab, sol) for lab in LABS for sol in load_lab(lab).solutions if sol.startswith("reference")]
+)
+def test_reference_scores_full_marks(graded: dict, lab_id: str, solution: str) -> None:
+    doc = graded[(lab_id, solution)]["doc"]
     assert doc["score"]["percent"] == 100.0, explain(doc)
+    assert doc["not_assessable"] == [], doc["not_assessable"]  # a configuring command that ended is not a defect
     assert all(i["achieved"] for i in doc["indicators"])
     assert doc["iec62443_sr_summary"] and all(s["met"] for s in doc["iec62443_sr_summary"])
 
 
 @pytest.mark.parametrize(
     "lab_id,solution",
-    [(lab, sol) for lab in LABS for sol in load_lab(lab).solutions if sol != "reference"],
+    [(lab, sol) for lab in LABS for sol in load_lab(lab).solutions if not sol.startswith("reference")],
 )
 def test_flawed_solution_fails_exactly_its_targets(graded: dict, lab_id: str, solution: str) -> None:
     expected = set(load_lab(lab_id).solutions[solution].expect_fail)

@@ -233,12 +233,21 @@ async def plaintext_closed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
         for x in listeners
     ]
-    controls = [x for x in listeners if x["tls_mqtt"]]
+    # the control: the broker is up. An MQTT CONNECT over TLS answered shows it best; a completed TLS handshake
+    # (a listener that then asks for a client certificate the grader has not got) shows it too
+    controls = [x for x in listeners if x["tls_mqtt"]] or [x for x in listeners if x["tls"]]
     scanned = f"{hosts(ctx)['broker']}:1-65535"
     if not any(x["plaintext_mqtt"] for x in listeners) and not controls:
         return await no_listener_verdict(ctx, spec, listeners)
     probes += [
-        probe(f"control: port {x['port']} answers an MQTT CONNECT over TLS", x["tls_connect"], True) for x in controls
+        probe(
+            f"control: port {x['port']} answers an MQTT CONNECT over TLS"
+            if x["tls_mqtt"]
+            else f"control: port {x['port']} completes a TLS handshake (the broker is up)",
+            x["tls_connect"] if x["tls_mqtt"] else f"TLS {x['tls_best']}; MQTT: {x['tls_connect']}",
+            True,
+        )
+        for x in controls
     ]
     return all_ok(
         spec,
@@ -355,12 +364,28 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             )
         )
     if port not in {x["port"] for x in broker_tls}:
+        # the lab's TLS port must serve MQTT over TLS to the issued accounts: a handshake alone (a port that then
+        # demands a client certificate, or speaks something else) is not the listener the brief asks for
+        seen = next((x for x in listeners if x["port"] == port), None)
+        if seen is None:
+            why = f"nothing answers on port {port}, the brief's TLS listener"
+            why_zh = f"連接埠 {port}（題目指定的 TLS listener）沒有任何服務回應"
+        elif seen["tls"]:
+            why = f"port {port} completes TLS but answers no MQTT CONNECT over it ({seen['tls_connect']})"
+            why_zh = f"連接埠 {port} 可完成 TLS 交握，但不回應其上的 MQTT CONNECT（{seen['tls_connect']}）"
+        else:
+            why = f"port {port} does not speak TLS ({seen['plaintext']})"
+            why_zh = f"連接埠 {port} 不使用 TLS（{seen['plaintext']}）"
+        if not trust["ok"]:
+            why += f"; besides, the certificate could not be verified: {trust['observed']}"
+            why_zh += f"；此外憑證無法驗證：{trust['observed']}"
         probes.append(
             probe(
-                f"port {port}: TLS with the certificate verified against {trust['ca_file']} for the address {host}",
-                trust["observed"],
-                trust["ok"],
-                f"port {port} does not answer MQTT over TLS ({trust['observed']})",
+                f"port {port}: MQTT over TLS, the certificate verified against {trust['ca_file']} for {host}",
+                {"listener": seen, "certificate": trust["observed"]},
+                False,
+                why,
+                why_zh,
             )
         )
     return all_ok(

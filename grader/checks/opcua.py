@@ -123,7 +123,7 @@ def cause_probe(ctx: Any, spec: dict[str, Any], cause: str, what: str, observed:
     owner = owner_of(ctx, preferred, candidates, spec["id"])
     block(ctx, spec, cause, en, zh, owner)
     if owner == spec["id"]:
-        return probe(what, observed, False, why=f"{en}: {observed}")
+        return probe(what, observed, False, why=f"{en}: {observed}", why_zh=f"{zh}：{observed}")
     return probe(what, observed, None, cause=cause, unsure=en, unsure_zh=zh)
 
 
@@ -179,11 +179,20 @@ def inconclusive_cause(got: up.Outcome) -> str:
     return GRADER_OVERLOADED if got.kind in up.TRANSIENT else "plc2-no-answer"
 
 
-def negative(what: str, got: up.Outcome, codes: set[str], expected: str, violation: str) -> dict[str, Any]:
+def negative(
+    what: str, got: up.Outcome, codes: set[str], expected: str, violation: str, violation_zh: str | None = None
+) -> dict[str, Any]:
     """A probe that must be refused: a violation when it got through, as required only when the server refused
     with one of `codes`, otherwise inconclusive."""
     if got.accepted:
-        return probe(what, got.describe(), False, expected=expected, why=f"{violation} ({got.describe()})")
+        return probe(
+            what,
+            got.describe(),
+            False,
+            expected=expected,
+            why=f"{violation} ({got.describe()})",
+            why_zh=f"{violation_zh} ({got.describe()})" if violation_zh else None,
+        )
     if got.refused_with(codes):
         return probe(what, got.describe(), True, expected=expected)
     return probe(
@@ -213,6 +222,7 @@ async def strong_endpoints(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             e["policy"] in up.STRONG_POLICIES and e["mode"] in modes,
             expected=f"policy one of {sorted(up.STRONG_POLICIES)}, mode one of {modes}",
             why=f"weak endpoint offered: {e['policy']}/{e['mode']}",
+            why_zh=f"提供了弱端點：{e['policy']}/{e['mode']}",
         )
         for e in sv.endpoints
     ]
@@ -253,6 +263,7 @@ async def no_none_session(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 CHANNEL_REFUSED,
                 f"refused by the server ({', '.join(sorted(CHANNEL_REFUSED))})",
                 f"a session over SecurityPolicy#None as {who or 'anonymous'} could read",
+                f"以 {who or '匿名'} 身分經 SecurityPolicy#None 建立的工作階段可以讀取",
             )
         )
     return judge(ctx, spec, probes, "No session can be opened over a None channel", "無法透過 None 通道建立工作階段")
@@ -271,6 +282,7 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 not offered,
                 expected="none",
                 why=f"the Anonymous token is offered on {offered}",
+                why_zh=f"{offered} 提供匿名（Anonymous）登入",
             )
         )
     ep = sv.session_endpoint
@@ -283,6 +295,7 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 IDENTITY_REFUSED,
                 "refused by the server",
                 "an anonymous session was accepted",
+                "匿名工作階段被接受",
             )
         )
     return judge(ctx, spec, probes, "Anonymous access is refused", "匿名存取被拒")
@@ -306,7 +319,15 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             probes.append(probe(what, got.describe(), True, expected="a session"))
         elif got.refused_with(IDENTITY_REFUSED):
             block(ctx, spec, "ua-grader-account-refused", *CAUSES["ua-grader-account-refused"][1:], spec["id"])
-            probes.append(probe(what, got.describe(), False, why=f"issued account {name} refused ({got.describe()})"))
+            probes.append(
+                probe(
+                    what,
+                    got.describe(),
+                    False,
+                    why=f"issued account {name} refused ({got.describe()})",
+                    why_zh=f"核發的帳號 {name} 遭拒（{got.describe()}）",
+                )
+            )
         else:
             probes.append(negative(what, got, set(), "a session", ""))
     attempts = [
@@ -321,11 +342,26 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     for name, pw, what in attempts:
         got = await open_session(ctx, ep, name, pw)
         probes.append(
-            negative(f"{what}: {name}", got, IDENTITY_REFUSED, "refused by the server", f"{what} {name} accepted")
+            negative(
+                f"{what}: {name}",
+                got,
+                IDENTITY_REFUSED,
+                "refused by the server",
+                f"{what} {name} accepted",
+                f"{WHAT_ZH.get(what, what)} {name} 被接受",
+            )
         )
     return judge(
         ctx, spec, probes, "Passwords are checked; factory defaults no longer work", "密碼確實檢查；出廠預設帳密已失效"
     )
+
+
+WHAT_ZH = {
+    "issued account with a wrong password": "核發帳號搭配錯誤密碼",
+    "admin/admin": "admin/admin",
+    "unknown user": "不存在的使用者",
+    "factory default credentials": "出廠預設帳密",
+}
 
 
 @check("ua.trust_list")
@@ -346,6 +382,7 @@ async def trust_list(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 CERTIFICATE_REFUSED,
                 "refused by the server",
                 "a client with an untrusted certificate got a session",
+                "使用不受信任憑證的用戶端取得了工作階段",
             )
         )
     return judge(ctx, spec, probes, "Only trusted client certificates are accepted", "僅接受受信任的用戶端憑證")
@@ -406,10 +443,26 @@ async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name:
     if "write" in perms:
         ok = wrote.accepted and abs(after - value) < 1e-6
         out.append(
-            probe(what, observed, ok, expected="write lands", why=f"the {role}'s write did not land: {observed}")
+            probe(
+                what,
+                observed,
+                ok,
+                expected="write lands",
+                why=f"the {role}'s write did not land: {observed}",
+                why_zh=f"角色 {role} 的寫入未生效：{observed}",
+            )
         )
     elif wrote.accepted or after != before:
-        out.append(probe(what, observed, False, expected="refused, truth unchanged", why=f"{name} wrote: {observed}"))
+        out.append(
+            probe(
+                what,
+                observed,
+                False,
+                expected="refused, truth unchanged",
+                why=f"{name} wrote: {observed}",
+                why_zh=f"{name} 寫入成功（應被拒絕）：{observed}",
+            )
+        )
     else:
         out.append(negative(what, wrote, WRITE_REFUSED, "refused, truth unchanged", ""))
     if after != before:
@@ -426,6 +479,7 @@ async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name:
                     called.accepted,
                     expected="executed",
                     why=f"the {role}'s call was refused ({called.describe()})",
+                    why_zh=f"角色 {role} 的方法呼叫遭拒（{called.describe()}）",
                 )
             )
         else:

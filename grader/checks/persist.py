@@ -52,6 +52,11 @@ async def wait_ready(ctx: Any, devices: list[str]) -> dict[str, Any]:
     return {"ready_after_s": ready, "not_ready": sorted(waiting)}
 
 
+def status_of(ctx: Any, check_id: str) -> str:
+    r = ctx.probe_results.get(check_id)
+    return {"fail": "fails", "not_assessable": "not assessable"}.get(r.status, r.status) if r else "not run"
+
+
 @check("hardening.persists")
 async def persists(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     params = spec.get("params", {})
@@ -59,7 +64,7 @@ async def persists(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     if not held:
         en = "no rechecked control held before the restart: there was nothing that could persist"
         zh = "重新啟動前沒有任何受複查的控制成立：沒有可以持續有效的強化"
-        block(ctx, spec, "nothing-hardened", en, zh, ", ".join(params["recheck"]))
+        block(ctx, spec, "nothing-hardened", en, zh, "")  # no check's defect: there was nothing to recheck
         return ctx.blocked(spec, "nothing-hardened", {"recheck": params["recheck"]})
     restarted = []
     for device in params["restart"]:
@@ -82,6 +87,7 @@ async def persists(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     r["error"],
                     False,
                     why=f"{r['device']} did not come back with its saved config: {r['error']}",
+                    why_zh=f"{r['device']} 未能以其已儲存的設定重新啟動：{r['error']}",
                 )
             )
     for check_id in params["recheck"]:
@@ -117,6 +123,7 @@ async def persists(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     False,
                     expected="still holds",
                     why=f"{check_id} held before the restart and not after: {again.summary.get('en')}",
+                    why_zh=f"{check_id} 於重新啟動前成立、重新啟動後不成立：{again.summary.get('zh-TW') or again.summary.get('en')}",
                 )
             )
     return judge(
@@ -128,6 +135,8 @@ async def persists(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         restarted=restarted,
         readiness=readiness,
         not_rechecked={
-            c: "did not hold before the restart (its own check fails)" for c in params["recheck"] if c not in held
+            c: f"did not pass before the restart (its own check: {status_of(ctx, c)}), so it was not rechecked"
+            for c in params["recheck"]
+            if c not in held
         },
     )

@@ -38,10 +38,32 @@ def pipeline_blocker(ctx: Any) -> str | None:
     return next((c for c in PIPELINE_CAUSES if c in ctx.blockers), None)
 
 
+BROKER_LOG_SILENT = "broker-log-silent"  # the broker logs no connection at all, not even the grader's (mq.audit_log)
+
+
+def collector_tried(ctx: Any) -> bool | None:
+    """Did anything from the workstation open a connection to the broker since grading started (its log)? A broker
+    defect explains missing telemetry only for a collector that tried; None when the log could not be read."""
+    if "collector_tried" not in ctx.cache:
+        ws = re.escape(hosts(ctx)["workstation"])
+        try:
+            lines = parse_log(ctx.control.get("/v1/logs/broker?lines=20000")["lines"])
+        except Exception:  # noqa: BLE001 - unknown: keep the broker defect as the explanation
+            ctx.cache["collector_tried"] = None
+        else:
+            since = ctx.started - 5
+            ctx.cache["collector_tried"] = any(
+                re.search(rf"New connection from {ws}:\d+", ln) and _local_log_time_ok(t, since) for t, ln in lines
+            ) or not any("New connection from" in ln for _, ln in lines)  # a silent log proves nothing
+    return ctx.cache["collector_tried"]
+
+
 def starved(ctx: Any, spec: dict[str, Any], **evidence: Any) -> CheckResult:
-    """The verdict of a check that had no telemetry to judge: blocked by the broker defect that caused it, or by
-    the collector publishing nothing (daq.coverage's failure)."""
+    """The verdict of a check that had no telemetry to judge: blocked by the broker defect that caused it (when the
+    collector did try the broker), or by the collector publishing nothing (daq.coverage's failure)."""
     cause = pipeline_blocker(ctx)
+    if cause is not None and collector_tried(ctx) is False:
+        cause = None  # nothing from the workstation ever reached the broker: no collector ran
     if cause is None:
         cause = NOTHING_PUBLISHED
         if not spec.get("fresh"):
@@ -61,7 +83,7 @@ def observed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """A telemetry check (spec.params.judge, e.g. daq.coverage) judged only when there was telemetry to observe
     or nothing explains its absence: with no message observed while a broker defect kept the grader's verified
     subscription (or the collector) from the broker, the check is not assessable naming that defect."""
-    if not ctx.observation.messages and pipeline_blocker(ctx):
+    if not ctx.observation.messages and pipeline_blocker(ctx) and collector_tried(ctx) is not False:
         return starved(ctx, spec, messages=0)
     return registry()[spec["params"]["judge"]](ctx, spec)
 
@@ -117,6 +139,17 @@ async def secure_channels(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     ]
     if not mqtt_sessions and pipeline_blocker(ctx):  # the collector could not reach the broker: not its defect
         return starved(ctx, spec, probes=probes)
+    if not mqtt_sessions and not any("New client connected" in ln for t, ln in lines if _local_log_time_ok(t, since)):
+        # the log names no client at all, not even the grader's own: it cannot show the collector's sessions
+        if not spec.get("fresh"):
+            ctx.block(
+                BROKER_LOG_SILENT,
+                "the broker's log (log_dest stderr) names no client connection since grading started, not even the "
+                "grader's: the collector's sessions cannot be read from it",
+                "代理伺服器日誌（log_dest stderr）自評分開始未記錄任何用戶端連線，連評分程式自己的連線也沒有：無法從中得知擷取程式的連線",
+                "mq.audit_log",
+            )
+        return ctx.blocked(spec, BROKER_LOG_SILENT, {"probes": probes})
     return all_ok(
         spec,
         probes,
@@ -302,6 +335,14 @@ def _records(ws: Path, audit_rel: str, reader: str) -> list[dict[str, Any]]:
     return out
 
 
+def _last_lines(ws: Path, audit_rel: str, n: int) -> list[str]:
+    """The audit log's last lines (each cut to 200 characters): what the tool did write, when not the record asked."""
+    try:
+        return [ln[:200] for ln in wsr.read_text(ws, audit_rel).splitlines()[-n:]]
+    except wsr.WorkspaceError:
+        return []
+
+
 def _blocked_writing(sid: int, pipe_ino: int) -> bool:
     """Is a process of the tool's session blocked writing into the grader's (full) output pipe?"""
     link = f"pipe:[{pipe_ino}]"
@@ -468,11 +509,19 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     tool, audit_rel = ws / ctx.params["read_tool"], str(ctx.params["audit_log"])
     device, tag = ctx.params["audit_probe"]["device"], ctx.params["audit_probe"]["tag"]
     reader = f"assessor-{os.urandom(3).hex()}"
-    since_t = ctx.observation.window[0]
-    since = dt.datetime.fromtimestamp(since_t, dt.UTC).isoformat().replace("+00:00", "Z")
-    published = [(ts, v) for ts, v in _published(ctx, device, tag) if _ts_ge(ts, since_t)]
-    if not published:
+    # --since is the instant of a reading the collector published (a third into the window): that reading itself
+    # (ts = --since) must be returned, every later one too, and nothing older than it
+    timed = sorted(
+        ((t, ts, v) for ts, v in _published(ctx, device, tag) if (t := _parse_ts(ts)) is not None),
+        key=lambda x: x[0],
+    )
+    timed = [x for x in timed if x[0].timestamp() >= ctx.observation.window[0]]
+    if not timed:
+        since = rfc3339_exact(dt.datetime.fromtimestamp(ctx.observation.window[0], dt.UTC))
         return starved(ctx, spec, stream=f"{device}/{tag}", since=since)
+    since_dt, boundary, _ = timed[len(timed) // 3]
+    since = rfc3339_exact(since_dt)
+    published = [(ts, v) for t, ts, v in timed if t >= since_dt]
     argv = [str(tool), "--user", reader, "--device", device, "--tag", tag, "--since", since]
     env = tool_env(ctx)
     if ctx.workstation is not None:  # exam mode: the candidate's tool runs in their workstation, as them
@@ -490,15 +539,19 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     got = {(str(r.get("ts")), r.get("value")) for r in rows if isinstance(r, dict)}
     found = sum(1 for p in published if p in got)
     missing = [p for p in published if p not in got][:5]
+    older = [r for r in rows if isinstance(r, dict) and (t := _parse_ts(str(r.get("ts")))) is not None and t < since_dt]
     probes = [
         probe(
             f"read-telemetry --user {reader} --device {device} --tag {tag} --since {since} returns every reading "
-            "of that stream the collector published since then",
+            f"of that stream the collector published since then (from the reading stamped {boundary}, whose time "
+            "is --since, on)",
             {
                 "exit": run["exit"],
                 "rows": len(rows),
                 "published_since": len(published),
                 "returned_of_published": found,
+                "boundary_reading": boundary,
+                "boundary_returned": any(p[0] == boundary for p in published if p in got),
                 "missing_examples": missing,
                 "stderr": run["stderr"][-300:],
             },
@@ -514,6 +567,18 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"例如缺少 {missing[0] if missing else '-'}，第一列為 {json.dumps(rows[0], ensure_ascii=False)[:160] if rows else '無'}）",
         )
     ]
+    if rows:
+        probes.append(
+            probe(
+                f"no reading older than --since {since} is printed",
+                {"older_rows": len(older), "examples": older[:3]},
+                not older,
+                f"the read tool printed {len(older)} reading(s) older than --since {since}, e.g. "
+                f"{json.dumps(older[0])[:160] if older else ''}",
+                f"讀取工具輸出了 {len(older)} 筆早於 --since {since} 的讀值，例如 "
+                f"{json.dumps(older[0], ensure_ascii=False)[:160] if older else ''}",
+            )
+        )
     records = _records(ws, audit_rel, reader)
     try:
         audit_st: os.stat_result | None = wsr.lstat(ws, audit_rel)
@@ -529,7 +594,12 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         probe(
             f"the audit log {ctx.params['audit_log']} records that {reader} read {device}/{tag} "
             "(action read, RFC 3339 time with offset, within 5 s of the call)",
-            records[:3] or ("no record of this reader" if audit_st else f"{audit_rel} missing or unreadable"),
+            records[:3]
+            or (
+                f"no record with user {reader}; the log's last lines: {_last_lines(ws, audit_rel, 2)}"
+                if audit_st
+                else f"{audit_rel} missing or unreadable"
+            ),
             any(timely(r) for r in good),
             "no audit record of the grader's read with user, action read, device, tag and an RFC 3339 time"
             if not good
@@ -558,6 +628,9 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     )
 
 
-def _ts_ge(ts: str, since_t: float) -> bool:
-    t = _parse_ts(ts)
-    return t is not None and t.timestamp() >= since_t
+def rfc3339_exact(t: dt.datetime) -> str:
+    """UTC with a Z and as many fractional digits as the instant needs (milliseconds when they suffice), so that
+    a reading's own instant is --since exactly (from the parsed time, not a float that would round it)."""
+    d = t.astimezone(dt.UTC)
+    spec = "milliseconds" if d.microsecond % 1000 == 0 else "microseconds"
+    return d.isoformat(timespec=spec).replace("+00:00", "Z")

@@ -22,6 +22,13 @@ class ProbeReply:
     def ok(self) -> bool:
         return self.outcome == "ok"
 
+    @property
+    def said(self) -> str:
+        """What came back, in words: "ok 0402...", "exception 01" (the detail already names it), "refused ..."."""
+        if self.detail.startswith(self.outcome):
+            return self.detail
+        return f"{self.outcome} {self.detail}".strip()
+
 
 def read_pdu(fc: int, address: int, count: int = 1) -> bytes:
     return struct.pack(">BHH", fc, address, count)

@@ -3,9 +3,11 @@
 
     aiotlab plant reload DEVICE          hand DEVICE its config from your config folder (validated, then saved)
     aiotlab plant apply DEVICE FILE      run DEVICE with FILE without saving it (a restart loses it)
-    aiotlab plant restart DEVICE         power-cycle DEVICE (it comes back with its saved config)
+    aiotlab plant restart DEVICE         power-cycle DEVICE (it comes back with its saved config): broker,
+                                         fw1, plc2 or sensors
     aiotlab plant logs NAME [--lines N]  broker, fw1, plc2-audit, hmi
-    aiotlab plant config NAME            the config a device runs with, as the plant has it
+    aiotlab plant config DEVICE          the config a device runs with, as the plant has it (DEVICE: broker,
+                                         fw1, plc2, sensors, or its file name, e.g. mosquitto.conf)
     aiotlab plant devices                the devices, their config files and your config folder
     aiotlab plant datasheet [--lang en|zh-TW] [--json]
                                          your plant's datasheet, from the kit of the lab folder you are in
@@ -137,9 +139,12 @@ def main(argv: list[str]) -> int:
             continue
         args.append(argv[i])
         i += 1
-    if len(args) < 2 or args[0] != "plant" or args[1] in ("-h", "--help"):
+    if "-h" in args or "--help" in args:  # anywhere: `plant restart --help` asks for help, not a device
         print(__doc__)
-        return 0 if "--help" in argv or "-h" in argv else 2
+        return 0
+    if len(args) < 2 or args[0] != "plant":
+        print(__doc__)
+        return 2
     cmd, rest = args[1], args[2:]
     if cmd == "reload" and len(rest) == 1:
         return call("POST", f"/v1/reload/{rest[0]}")

@@ -388,6 +388,42 @@ def test_planted_links_are_moved_aside_never_followed(exam: Any, aiot_home: Path
     assert not Path("/etc/datasheet.json").exists() and not Path("/etc/brief.en.md").exists()
 
 
+TRUST_LIST_STEPS = r"""
+set -e
+cd /home/candidate/plant-config
+aiotlab plant config plc2.yaml > plc2.yaml
+grep -v '^trust_list:' plc2.yaml > plc2.new && mv plc2.new plc2.yaml && echo 'trust_list: ua-trust' >> plc2.yaml
+mkdir -p ua-trust
+for n in one two; do
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout /tmp/$n.key -out ua-trust/$n.pem -subj /CN=$n -days 2 2>/dev/null
+done
+aiotlab plant reload plc2 > /tmp/first.json
+rm ua-trust/two.pem
+aiotlab plant reload plc2
+"""
+
+
+def test_a_certificate_removed_from_the_trust_list_is_no_longer_trusted(exam: Any, aiot_home: Path) -> None:
+    """The devices run with a validated copy of the candidate's home: a certificate the candidate deletes from
+    PLC-2's trust-list folder leaves the copy at the next reload (it once stayed trusted for good)."""
+    st = state(aiot_home, "em-c")
+    out = subprocess.run(
+        ["docker", "exec", "-i", "-u", "candidate", st["workstation"]["container"], "sh", "-"],
+        input=TRUST_LIST_STEPS, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    second = json.loads(out.stdout)
+    assert second["removed"] == ["/home/candidate/plant-config/ua-trust/two.pem"], second
+    copy = aiot_home / "plants" / "em-c.data-acquisition" / "devhome" / "plant-config" / "ua-trust"
+    assert sorted(f.name for f in copy.iterdir()) == ["one.pem"]
+    # and the device reads what it was given: PLC-2 trusts one certificate now
+    config = subprocess.run(
+        ["docker", "exec", "-u", "candidate", st["workstation"]["container"], "aiotlab", "plant", "config", "plc2"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert config.returncode == 0 and "trust_list: ua-trust" in config.stdout, config.stdout + config.stderr
+
+
 def test_exam_down_removes_workstations_and_their_fences(exam: Any, aiot_home: Path) -> None:
     d, _ = exam
     st = cli("exam", "status", str(d / "exam.yaml"), timeout=60).stdout
