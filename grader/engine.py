@@ -497,6 +497,8 @@ async def observe_telemetry(ctx: GradeContext, obs_spec: dict[str, Any]) -> None
 
 SOLUTION_LOG_MAX_BYTES = 4 * 1024 * 1024  # a solution printing without end fills no disk: the rest is counted
 SOLUTION_NOT_STARTED = "solution-not-started"  # causes named at the report's top: the command never ran
+SOLUTION_UNFINISHED = "solution-unfinished"  # a configuring command still running at its time limit
+CONFIGURE_TIMEOUT_S = 240.0  # a configuring command's time to finish (certificates, every device reloaded)
 SOLUTION_EXITED = "solution-exited-early"  # ... or ended before observation began
 # A solution starts with the umask a login shell gives (as a workstation's `docker exec` does), not the CLI's own
 # 077: keeping data private is the candidate's job the brief grades, which an inherited 077 would do for them.
@@ -823,11 +825,36 @@ async def _grade_once(
                         f"無法啟動你的指令：{exc}（指令不經 shell 執行：需要變數、管線或 `&&` 時，請用 `sh -c '...'` 或腳本）",
                         None,
                     )
-                await asyncio.sleep(float(params.get("warmup_s", 5)))
+                configures = lab.data.get("solution_kind") == "configures"
+                if configures and proc is not None:  # a configuring command: probing starts when it has finished
+                    limit = float(params.get("configure_timeout_s", CONFIGURE_TIMEOUT_S))
+                    say(candidate, f"waiting for the command to configure the plant (at most {limit:g} s)")
+                    try:
+                        await asyncio.wait_for(proc.wait(), limit)
+                    except TimeoutError:
+                        sol_info["still_running_after_s"] = limit
+                        sol_info.update(await (ws.stop(proc) if ws else stop_process(proc)))
+                        ctx.block(
+                            SOLUTION_UNFINISHED,
+                            f"your command was still running {limit:g} s after it started: a configuring command "
+                            "must finish before the plant is probed (it was stopped, and the plant probed as it left it)",
+                            f"你的指令啟動 {limit:g} 秒後仍在執行：設定用的指令須在探測工廠前結束（已將其停止，並依其留下的工廠狀態探測）",
+                            None,
+                        )
+                else:
+                    await asyncio.sleep(float(params.get("warmup_s", 5)))
                 if proc is not None and proc.returncode is not None:
                     sol_info["early_exit"] = proc.returncode
-                if proc is not None and proc.returncode == 0 and lab.data.get("solution_kind") == "configures":
+                if proc is not None and proc.returncode == 0 and configures:
                     sol_info["configured"] = True  # a lab's configuring command did its work and ended, as it should
+                elif configures and proc is not None and proc.returncode is not None:
+                    ctx.block(
+                        SOLUTION_EXITED,
+                        f"your command ended with status {proc.returncode} (see solution.log): the plant was probed as "
+                        "it left it",
+                        f"你的指令以結束碼 {proc.returncode} 結束（見 solution.log）：依其留下的工廠狀態探測",
+                        None,
+                    )
                 elif proc is not None and proc.returncode is not None:
                     ctx.block(
                         SOLUTION_EXITED,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from aiotlab.grader import report
 from aiotlab.grader.checks.daq import parse_ts
@@ -106,9 +107,12 @@ def test_reference_scores_full_marks(batch: dict[str, dict[str, Any]], run: str)
 
 @pytest.mark.parametrize("solution", FLAWED)
 def test_flawed_solution_fails_exactly_its_targets(batch: dict[str, dict[str, Any]], solution: str) -> None:
-    expected = set(LAB.solutions[solution].expect_fail)
+    meta = yaml.safe_load((LAB.solutions[solution].path / "solution.yaml").read_text())
+    blocked = set(meta.get("expect_not_assessable", []))  # declared apart: not failed, not assessable
+    expected = set(LAB.solutions[solution].expect_fail) | blocked
     doc = batch[solution]["doc"]
     assert failed_checks(doc) == expected, explain(doc)
+    assert blocked <= {c["id"] for c in doc["checks"] if c["status"] == "not_assessable"}, explain(doc)
     assert doc["score"]["points"] < doc["score"]["max_points"]
     # one defect fails one check; a check it keeps from running is not assessable, naming that check's cause
     failing = [c["id"] for c in doc["checks"] if c["status"] in ("fail", "partial")]

@@ -515,6 +515,8 @@ def mismatch(key: str, first: dict[str, Any], tol: float, max_age: float, sensor
     """(en, zh-TW) of a value that matched no truth sample: the value and the truth samples it was held against,
     printed finely enough to show the difference."""
     value = num(first["value"], tol)
+    if value == "0" and first["value"]:  # tiny, not zero: -4.64e-27 printed as 0 reads as "exported nothing"
+        value += f" ({first['value']:.3g})"
     head_en = f"{key} = {value}, but no truth sample of the {max_age:.0f} s before that scrape is within ±{tol:g} of it"
     head_zh = f"{key} = {value}，但抓取前 {max_age:.0f} 秒內沒有任何真值樣本與之相差在 ±{tol:g} 以內"
     n, lo_hi = first.get("truth_samples_in_window", 0), first.get("truth_range_in_window")
@@ -749,9 +751,7 @@ async def plc1_budget(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "工廠於評分期間未記錄 PLC-1 負載",
             evidence,
         )
-    if requests <= 0:
-        if cause := blocking(ctx, EXPORTER_DOWN):  # nothing runs, it seems: the exporter's defect, judged once
-            return ctx.blocked(spec, cause, evidence)
+    if requests <= 0:  # the brief's one reason for "not assessable" here, whatever else is wrong
         ctx.block(
             "exporter-no-plc1-requests",
             f"your workstation sent PLC-1 no request in the {span:.0f} s judged: there is no load of its own to judge",
@@ -1520,14 +1520,14 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             cause = evidence["not_tested"][n]
             return str((ctx.blockers.get(cause) or {}).get(lang) or cause)
 
-        tail_en = "".join(
-            f"; {n} not tested here ({cause_words(n, 'en')}, judged by {evidence['not_tested_judged_by'][n]})"
-            for n in left
-        )
-        tail_zh = "".join(
-            f"；{n} 未於此測試（{cause_words(n, 'zh-TW')}，由 {evidence['not_tested_judged_by'][n]} 評量）"
-            for n in left
-        )
+        def judged_by(n: str, lang: str) -> str:  # said once: the cause's words may name the check already
+            owner = evidence["not_tested_judged_by"][n]
+            if owner in cause_words(n, lang):
+                return ""
+            return f", judged by {owner}" if lang == "en" else f"，由 {owner} 評量"
+
+        tail_en = "".join(f"; {n} not tested here ({cause_words(n, 'en')}{judged_by(n, 'en')})" for n in left)
+        tail_zh = "".join(f"；{n} 未於此測試（{cause_words(n, 'zh-TW')}{judged_by(n, 'zh-TW')}）" for n in left)
         return passed(
             spec["id"],
             spec["points"],

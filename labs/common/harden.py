@@ -40,6 +40,8 @@ FLAWS = (
     "key-glob",  # the broker's key saved as pki/plant-broker.key, readable by every local user (0644)
     "sign-endpoint",  # PLC-2 also offers Basic256Sha256 with Sign only
     "audit-after",  # the read tool prints the data, then writes the audit line
+    "since-exclusive",  # the read tool returns readings with ts > --since, not >=
+    "mtls-required",  # the TLS listener demands a client certificate: the issued accounts cannot connect with one
     "csv-store",  # the read tool serves a CSV store (written by the csv-store solution's collector wrapper)
     "anonymous-ua",  # None endpoint removed, anonymous identity still accepted
     "none-channel",  # compatibility mode left on: sessions over a None channel still work
@@ -179,6 +181,7 @@ cafile {ws / "pki/ca.crt"}
 certfile {ws / "pki/broker.crt"}
 keyfile {broker_key}
 tls_version tlsv1.2
+{"require_certificate true" if flaw == "mtls-required" else ""}
 {extra_listener}
 set_tcp_nodelay true
 max_queued_messages 1000
@@ -254,7 +257,11 @@ def main() -> None:
         bin_dir.mkdir(exist_ok=True)
         tool = bin_dir / "read-telemetry"
         here = Path(__file__).resolve().parent
-        extra = {"audit-after": " --audit-after", "csv-store": " --store csv"}.get(args.flaw or "", "")
+        extra = {
+            "audit-after": " --audit-after",
+            "csv-store": " --store csv",
+            "since-exclusive": " --since-exclusive",
+        }.get(args.flaw or "", "")
         tool.write_text(
             f'#!/bin/sh\nexport AIOTLAB_WORKSPACE="{ws}"\n'
             f'exec "{sys.executable}" "{here / "read_telemetry.py"}"{extra} "$@"\n'

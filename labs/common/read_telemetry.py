@@ -43,11 +43,16 @@ def main() -> int:
     p.add_argument("--since", default="1970-01-01T00:00:00Z")
     p.add_argument("--store", choices=("sqlite", "csv"), default="sqlite")
     p.add_argument("--audit-after", action="store_true", help="flaw: print the data first, audit afterwards")
+    p.add_argument("--since-exclusive", action="store_true", help="flaw: ts > --since (the brief says ts >= --since)")
     args = p.parse_args()
     os.umask(0o077)
     data = Path(os.environ.get("AIOTLAB_WORKSPACE", Path(__file__).resolve().parent.parent)) / "data"
     since = parse(args.since)
-    rows = [(ts, v) for ts, v in stored(data, args.store, args.device, args.tag) if parse(ts) >= since]
+    rows = [
+        (ts, v)
+        for ts, v in stored(data, args.store, args.device, args.tag)
+        if (parse(ts) > since if args.since_exclusive else parse(ts) >= since)
+    ]
     record = {
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "user": args.user,

@@ -62,6 +62,7 @@ FLAWS = (
     "unit-symbol",
     "storage-ts",
     "locked-db",
+    "repr-payload",
 )
 NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
 
@@ -115,7 +116,9 @@ class Sink:
         reading = {"device": device, "tag": tag, "value": value, "unit": unit, "quality": "good", "ts": ts}
         reading["source"] = source
         retain = self.flaw == "retained"  # a new subscriber would get a stale reading as if it were current
-        await self.mqtt.publish(self.topic(device, tag), json.dumps(reading).encode(), qos=1, retain=retain)
+        # flaw "repr-payload": Python's repr of the dict ({'device': ...}), which is not JSON
+        payload = repr(reading) if self.flaw == "repr-payload" else json.dumps(reading)
+        await self.mqtt.publish(self.topic(device, tag), payload.encode(), qos=1, retain=retain)
         stored_ts: str | float = ts
         if self.flaw == "storage-ts":  # "epoch seconds sort better": no longer the published string
             stored_ts = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
