@@ -822,7 +822,7 @@ async def _grade_once(
                         SOLUTION_NOT_STARTED,
                         f"your command could not be started: {exc} (it is run without a shell: for variables, "
                         "pipes or `&&`, give `sh -c '...'` or a script)",
-                        f"無法啟動你的指令：{exc}（指令不經 shell 執行：需要變數、管線或 `&&` 時，請用 `sh -c '...'` 或腳本）",
+                        f"無法啟動您的指令：{exc}（指令不經 shell 執行：需要變數、管線或 `&&` 時，請用 `sh -c '...'` 或腳本）",
                         None,
                     )
                 configures = lab.data.get("solution_kind") == "configures"
@@ -838,7 +838,7 @@ async def _grade_once(
                             SOLUTION_UNFINISHED,
                             f"your command was still running {limit:g} s after it started: a configuring command "
                             "must finish before the plant is probed (it was stopped, and the plant probed as it left it)",
-                            f"你的指令啟動 {limit:g} 秒後仍在執行：設定用的指令須在探測工廠前結束（已將其停止，並依其留下的工廠狀態探測）",
+                            f"您的指令啟動 {limit:g} 秒後仍在執行：設定用的指令須在探測工廠前結束（已將其停止，並依其留下的工廠狀態探測）",
                             None,
                         )
                 else:
@@ -852,7 +852,7 @@ async def _grade_once(
                         SOLUTION_EXITED,
                         f"your command ended with status {proc.returncode} (see solution.log): the plant was probed as "
                         "it left it",
-                        f"你的指令以結束碼 {proc.returncode} 結束（見 solution.log）：依其留下的工廠狀態探測",
+                        f"您的指令以結束碼 {proc.returncode} 結束（見 solution.log）：依其留下的工廠狀態探測",
                         None,
                     )
                 elif proc is not None and proc.returncode is not None:
@@ -860,7 +860,7 @@ async def _grade_once(
                         SOLUTION_EXITED,
                         f"your command exited with status {proc.returncode} within the "
                         f"{float(params.get('warmup_s', 5)):g} s warm-up, before observation began (see solution.log)",
-                        f"你的指令在 {float(params.get('warmup_s', 5)):g} 秒暖機期間即結束（結束碼 {proc.returncode}），"
+                        f"您的指令在 {float(params.get('warmup_s', 5)):g} 秒暖機期間即結束（結束碼 {proc.returncode}），"
                         "觀測尚未開始（見 solution.log）",
                         None,
                     )

@@ -209,7 +209,7 @@ def test_evidence_names_the_fault(graded: dict) -> None:
     assert "原樣顯示匯出器的 plant_line_oee_ratio" in summary["zh-TW"], summary
     summary = next(c for c in graded["reference"]["doc"]["checks"] if c["id"] == "dash.panel_queries")["summary"]
     assert "; the ALERTS queries returned your firing alerts during the live test" in summary["en"], summary
-    assert "ALERTS 查詢於即時測試中你的告警觸發時回傳之" in summary["zh-TW"], summary
+    assert "ALERTS 查詢於即時測試中您的警示觸發時回傳之" in summary["zh-TW"], summary
     rules = evidence(graded["flawed-severity"], "dash.rules_valid")
     assert [p["what"] for p in rules["probes"] if not p["ok"]] == ["HeaterOverTemperature"]
     timing = evidence(graded["flawed-no-for"], "dash.rules_timing")
@@ -706,7 +706,7 @@ def test_a_missing_rule_file_is_named_with_what_is_there_instead(aiot_home: Path
     )
     assert (
         r.summary["zh-TW"]
-        == "規則檔 monitoring/alerts.yml 不在你的工作目錄中（monitoring/ 內有 alerts.yaml、dashboard.json）"
+        == "規則檔 monitoring/alerts.yml 不在您的工作目錄中（monitoring/ 內有 alerts.yaml、dashboard.json）"
     )
     ctx = fake_ctx(tmp_path / "none")
     r = asyncio.run(dash.rules_valid(ctx, spec))
@@ -743,4 +743,4 @@ def test_panel_queries_summary_says_how_alerts_queries_were_judged(aiot_home: Pa
         "Every panel query runs and returns data; no alert of yours fired during grading, so the ALERTS queries were "
         "judged by their selectors, which select the documented alerts by their labels ("
     ), r.summary
-    assert "評分期間你的告警皆未觸發，故 ALERTS 查詢改以其選擇器判定" in r.summary["zh-TW"], r.summary
+    assert "評分期間您的警示皆未觸發，故 ALERTS 查詢改以其選擇器判定" in r.summary["zh-TW"], r.summary

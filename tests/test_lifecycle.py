@@ -162,7 +162,7 @@ def test_cli_rejects_bad_candidate_ids() -> None:
     assert proc.returncode != 0 and "candidate id" in proc.stderr + proc.stdout
 
 
-@pytest.mark.parametrize("lang, marker", [("zh-TW", "工廠資料表"), ("en", "Plant datasheet")])
+@pytest.mark.parametrize("lang, marker", [("zh-TW", "工廠規格書"), ("en", "Plant datasheet")])
 def test_datasheet_formats(plant: PlantHandle, lang: str, marker: str) -> None:
     md = cli("plant", "datasheet", "-c", plant.candidate, "--lang", lang).stdout
     html = cli("plant", "datasheet", "-c", plant.candidate, "--lang", lang, "--format", "html").stdout

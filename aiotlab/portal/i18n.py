@@ -21,7 +21,7 @@ WORDS: dict[str, dict[str, str]] = {
         "paused": "暫停中",
         "ended": "已結束",
         "brief": "題目說明",
-        "datasheet": "工廠資料表",
+        "datasheet": "工廠規格書",
         "terminal": "終端機",
         "self_check": "自我檢查",
         "self_check_note": "只檢查基本項目（不透露評分內容）",

@@ -157,7 +157,7 @@ async def broker_trust(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
                 "cause": CA_FILE,
                 "en": f"the CA certificate {ca} in the workspace is missing or not a PEM certificate, so the grader "
                 "cannot verify the broker",
-                "zh-TW": f"工作目錄中的 CA 憑證 {ca} 不存在或不是 PEM 憑證，評分程式無法驗證代理伺服器",
+                "zh-TW": f"工作目錄中的 CA 憑證 {ca} 不存在或不是 PEM 憑證，評分程式無法驗證 MQTT Broker",
             }
         else:
             for _ in range(2):  # once more when nothing answered (a loaded host, a broker still starting)
@@ -171,7 +171,7 @@ async def broker_trust(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
                     en=f"the broker certificate on {where} does not verify against {ca} for the address {host} "
                     f"({out['observed']}), so the grader's verifying TLS clients cannot connect",
                     **{
-                        "zh-TW": f"{where} 的代理伺服器憑證無法以 {ca} 針對位址 {host} 驗證（{out['observed']}），"
+                        "zh-TW": f"{where} 的 MQTT Broker 憑證無法以 {ca} 針對位址 {host} 驗證（{out['observed']}），"
                         "評分程式的驗證式 TLS 用戶端無法連線"
                     },
                 )
@@ -253,7 +253,7 @@ async def plaintext_closed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         spec,
         probes,
         "No port of the broker answers MQTT in plaintext",
-        "代理伺服器沒有任何連接埠以明文回應 MQTT",
+        "MQTT Broker 沒有任何連接埠以明文回應 MQTT",
         scanned=scanned,
         open_ports=[x["port"] for x in listeners],
     )
@@ -313,7 +313,7 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         spec,
         ACCOUNT_REFUSED,
         f"the broker refuses the issued account grader with its issued password ({refused[0]['observed']})",
-        f"代理伺服器拒絕核發帳號 grader 與其核發密碼（{refused[0]['observed']}）",
+        f"MQTT Broker 拒絕核發帳號 grader 與其核發密碼（{refused[0]['observed']}）",
         "mq.accounts",
     )
     return ctx.blocked(spec, ACCOUNT_REFUSED, {"probes": probes, "unjudged": unjudged})
@@ -392,7 +392,7 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         spec,
         probes,
         "TLS 1.2+ only on every TLS listener, with a certificate valid for the broker address",
-        "所有 TLS listener 僅允許 TLS 1.2 以上，且憑證對代理伺服器位址有效",
+        "所有 TLS listener 僅允許 TLS 1.2 以上，且憑證對 MQTT Broker 位址有效",
         tls_port=port,
         broker_tls_listeners=[x["port"] for x in broker_tls],
         other_tls_ports_not_mqtt=[x["port"] for x in listeners if x["tls"] and not x["tls_mqtt"]],
@@ -505,7 +505,7 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             spec,
             ACCOUNT_REFUSED,
             f"the broker refuses the issued account(s) {', '.join(pipeline)} with the issued password",
-            f"代理伺服器以核發密碼仍拒絕核發帳號 {', '.join(pipeline)}",
+            f"MQTT Broker 以核發密碼仍拒絕核發帳號 {', '.join(pipeline)}",
             spec["id"],
         )
     if unjudged and all(p["ok"] for p in probes):
@@ -763,7 +763,7 @@ async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             spec,
             "mqtt-refuses-nothing",
             "the broker refused none of the grader's connections (anonymous, wrong password, unknown account)",
-            "代理伺服器未拒絕評分程式的任何連線（匿名、錯誤密碼、未核發帳號）",
+            "MQTT Broker 未拒絕評分程式的任何連線（匿名、錯誤密碼、未核發帳號）",
             "mq.anonymous_refused",
         )
         return ctx.blocked(spec, "mqtt-refuses-nothing", {"not_refused": not_refused})

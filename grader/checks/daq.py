@@ -1104,7 +1104,7 @@ async def delivery(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             spec["points"],
             "observer-without-mqtt5",
             "the broker did not accept the grader's MQTT 5 subscription, so retain flags could not be observed",
-            "代理伺服器不接受評分程式的 MQTT 5 訂閱，無法觀察保留旗標",
+            "MQTT Broker 不接受評分程式的 MQTT 5 訂閱，無法觀察保留旗標",
             ev,
         )
     wrong_qos = len(msgs) - qos.get("1", 0)

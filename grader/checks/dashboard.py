@@ -186,7 +186,7 @@ def file_problem(evidence: dict[str, Any]) -> tuple[str, str]:
     if not evidence.get("missing"):
         return f"{rel} cannot be read: {evidence['error']}", f"{rel} 無法讀取：{evidence['error']}"
     folder = str(Path(rel).parent)
-    en, zh = f"{rel} is missing from your workspace", f"{rel} 不在你的工作目錄中"
+    en, zh = f"{rel} is missing from your workspace", f"{rel} 不在您的工作目錄中"
     holds = evidence.get("folder_holds")
     if folder in ("", "."):
         return en, zh
@@ -879,7 +879,7 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "what": a["name"],
                     "ok": False,
                     "why": f"the rule file defines no alert {a['name']}",
-                    "why_zh": f"規則檔未定義告警 {a['name']}",
+                    "why_zh": f"規則檔未定義警示 {a['name']}",
                 }
             )
             note_missing(
@@ -887,7 +887,7 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"alert:{a['name']}",
                 f"alert-missing:{a['name']}",
                 f"the rule file defines no alert {a['name']}",
-                f"規則檔未定義告警 {a['name']}",
+                f"規則檔未定義警示 {a['name']}",
                 spec["id"],
             )
             continue
@@ -925,7 +925,7 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         spec,
         probes,
         "promtool accepts the rule file; the four alerts are defined with their severity and a summary",
-        "promtool 接受規則檔；四個告警皆已定義並具 severity 與 summary",
+        "promtool 接受規則檔；四個警示皆已定義並具 severity 與 summary",
         **evidence,
     )
 
@@ -1724,7 +1724,7 @@ def alerts_selector_matches(expr: str, alerts: list[dict[str, str]]) -> tuple[bo
             return (
                 False,
                 f"ALERTS{sel or ''} selects none of the documented alerts while they fire",
-                f"ALERTS{sel or ''} 選不到任何觸發中的規定告警",
+                f"ALERTS{sel or ''} 選不到任何觸發中的規定警示",
             )
     return True, "", ""
 
@@ -1793,7 +1793,7 @@ async def alerts_probe(ctx: Any, server: PrometheusServer, panel: str, expr: str
         why_zh = f"{panel!r}：{fired} 觸發時，{expr} 未回傳任何資料"
     elif result_key(at_fire) == result_key(at_quiet):
         why = f"{panel!r}: {expr} returns the same while {fired} fired as when no alert did"
-        why_zh = f"{panel!r}：{expr} 在 {fired} 觸發時與無告警時回傳相同結果"
+        why_zh = f"{panel!r}：{expr} 在 {fired} 觸發時與無警示時回傳相同結果"
     return row | {"ok": why is None, "why": why, "why_zh": why_zh}
 
 
@@ -1876,13 +1876,13 @@ async def panel_queries(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     how = how_zh = ""
     if EVALUATED in methods:
         how = "; the ALERTS queries returned your firing alerts during the live test and something else before it"
-        how_zh = "；ALERTS 查詢於即時測試中你的告警觸發時回傳之，且與測試前無告警時不同"
+        how_zh = "；ALERTS 查詢於即時測試中您的警示觸發時回傳之，且與測試前無警示時不同"
     if SEMANTIC in methods:
         how += (
             "; no alert of yours fired during grading, so the ALERTS queries were judged by their selectors, "
             "which select the documented alerts by their labels"
         )
-        how_zh += "；評分期間你的告警皆未觸發，故 ALERTS 查詢改以其選擇器判定：依標籤可選到規定告警"
+        how_zh += "；評分期間您的警示皆未觸發，故 ALERTS 查詢改以其選擇器判定：依標籤可選到規定警示"
     return all_right(
         spec,
         probes,
@@ -2001,7 +2001,7 @@ async def oee(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
         zh = (
             f"{zh}；" if agree else ""
-        ) + f"{names} 原樣顯示匯出器的 {gauges}：該量規有誤，已由 dash.exporter_values 判定，故此面板於此視為正確"
+        ) + f"{names} 原樣顯示匯出器的 {gauges}：該 gauge 有誤，已由 dash.exporter_values 判定，故此面板於此視為正確"
     return all_right(
         spec,
         probes,

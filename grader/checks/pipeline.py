@@ -146,7 +146,7 @@ async def secure_channels(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 BROKER_LOG_SILENT,
                 "the broker's log (log_dest stderr) names no client connection since grading started, not even the "
                 "grader's: the collector's sessions cannot be read from it",
-                "代理伺服器日誌（log_dest stderr）自評分開始未記錄任何用戶端連線，連評分程式自己的連線也沒有：無法從中得知擷取程式的連線",
+                "MQTT Broker 日誌（log_dest stderr）自評分開始未記錄任何用戶端連線，連評分程式自己的連線也沒有：無法從中得知擷取程式的連線",
                 "mq.audit_log",
             )
         return ctx.blocked(spec, BROKER_LOG_SILENT, {"probes": probes})

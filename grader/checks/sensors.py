@@ -149,7 +149,7 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     cause="mqtt-grader-tls-refused",
                     unsure=f"the broker log does not show how {node} connects since the broker started, and the "
                     f"grader's own TLS subscription failed ({feed['error']})",
-                    unsure_zh=f"代理伺服器啟動後的日誌未顯示 {node} 的連線方式，且評分程式自己的 TLS 訂閱失敗（{feed['error']}）",
+                    unsure_zh=f"MQTT Broker 啟動後的日誌未顯示 {node} 的連線方式，且評分程式自己的 TLS 訂閱失敗（{feed['error']}）",
                 )
             )
         else:
@@ -164,8 +164,8 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     unsure=f"the broker log does not show how {node} connects"
                     + (", and the broker still accepts plaintext or anonymous clients" if open_broker else "")
                     + f"; no data message from it arrived within {wait:.0f} s",
-                    unsure_zh=f"代理伺服器日誌未顯示 {node} 的連線方式"
-                    + ("，且代理伺服器仍接受明文或匿名用戶端" if open_broker else "")
+                    unsure_zh=f"MQTT Broker 日誌未顯示 {node} 的連線方式"
+                    + ("，且 MQTT Broker 仍接受明文或匿名用戶端" if open_broker else "")
                     + f"；{wait:.0f} 秒內未收到其資料訊息",
                 )
             )
