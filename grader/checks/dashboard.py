@@ -321,6 +321,11 @@ def joined(values: list[str], zh: bool = False) -> str:
     return "、".join(values) if zh else ", ".join(values[:-1]) + " and " + values[-1]
 
 
+def clip(text: str, limit: int = 160) -> str:
+    """A cause's words are repeated by every check it blocks: the page itself stays in the owning check's evidence."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @check("dash.metric_contract")
 async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """The exporter answers, and each documented metric is there under its name with its type and exactly its
@@ -330,8 +335,8 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         en, zh = scrape_failure(s)
         ctx.block(
             EXPORTER_DOWN,
-            f"the exporter gave no usable page ({en})",
-            f"匯出器未提供可用頁面（{zh}）",
+            f"the exporter gave no usable page ({clip(en)})",
+            f"匯出器未提供可用頁面（{clip(zh)}）",
             spec["id"],
         )
         return failed(
@@ -347,8 +352,8 @@ async def metric_contract(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     except ValueError as exc:
         ctx.block(
             EXPORTER_DOWN,
-            f"the exporter's page is not Prometheus text format ({exc})",
-            f"匯出器頁面不是 Prometheus 文字格式（{exc}）",
+            f"the exporter's page is not Prometheus text format ({clip(str(exc))})",  # said once per blocked check
+            f"匯出器頁面不是 Prometheus 文字格式（{clip(str(exc))}）",
             spec["id"],
         )
         return failed(
