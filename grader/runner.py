@@ -101,6 +101,17 @@ class WorkstationRunner:
         rel = Path(host_path).resolve().relative_to(self.host_home.resolve())
         return str(Path(self.home) / rel)
 
+    def host_path(self, ws_path: str) -> Path | None:
+        """Where a path the candidate wrote (in their workstation, e.g. a broker keyfile) is on this host: None when
+        it is not in their home, or climbs out of it (no link is followed here)."""
+        prefix = self.home.rstrip("/") + "/"
+        if not ws_path.startswith(prefix):
+            return None
+        parts = [x for x in ws_path[len(prefix) :].split("/") if x not in ("", ".")]
+        if not parts or ".." in parts:
+            return None
+        return self.host_home.joinpath(*parts)
+
     def base_env(self) -> dict[str, str]:
         return {"HOME": self.home, "PATH": WS_PATH, "LANG": "C.UTF-8", "USER": self.user, "LOGNAME": self.user}
 

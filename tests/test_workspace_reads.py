@@ -58,3 +58,19 @@ def test_private_copy_takes_the_wal_along(tmp_path: Path) -> None:
         assert copy.parent != ws / "data"
     finally:
         shutil.rmtree(copy.parent)
+
+
+def test_a_workstation_path_is_found_on_this_host(tmp_path: Path) -> None:
+    """Exam mode: a path the candidate wrote in their workstation (a broker keyfile outside pki/) is judged where it
+    is on the host; a path outside their home, or climbing out of it, is not translated."""
+    from aiotlab.grader.runner import WorkstationRunner
+
+    home = tmp_path / "exam-out" / "c1" / "workspace"
+    (home / "secure-pipeline" / "broker-tls").mkdir(parents=True)
+    wr = WorkstationRunner("ws-c1", home)
+    got = wr.host_path("/home/candidate/secure-pipeline/broker-tls/server.key")
+    assert got == home / "secure-pipeline" / "broker-tls" / "server.key"
+    assert wr.host_path("/home/candidate/./secure-pipeline//x.key") == home / "secure-pipeline" / "x.key"
+    assert wr.host_path("/etc/mosquitto/server.key") is None
+    assert wr.host_path("/home/candidate/../root/.ssh/id_rsa") is None
+    assert wr.host_path("/home/candidatex/k.key") is None
