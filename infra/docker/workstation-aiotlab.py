@@ -13,6 +13,7 @@
                                          your plant's datasheet, from the kit of the lab folder you are in
                                          (or your only lab): the same as ~/<lab>/.aiotlab/datasheet.json
 
+`aiotlab lab kit LAB` says where your kit already is; `aiotlab grade` says how an exam is graded.
 --candidate ID is accepted and ignored (your workstation knows its plant). A refused config changes nothing:
 the device keeps its last good config; the reason is printed and the exit status is 1.
 """
@@ -142,6 +143,21 @@ def main(argv: list[str]) -> int:
     if "-h" in args or "--help" in args:  # anywhere: `plant restart --help` asks for help, not a device
         print(__doc__)
         return 0
+    if args[:2] == ["lab", "kit"]:  # the briefs say to run it once; in an exam it was run for you
+        lab = args[2] if len(args) > 2 else "<lab>"
+        print(
+            f"In an exam your kit is already in ~/{lab}/.aiotlab/ (datasheet, parameters, schemas, briefs): nothing "
+            f"to do.\n考試中工具包已在 ~/{lab}/.aiotlab/（規格書、參數、Schema、題目說明），不需執行。"
+        )
+        return 0
+    if args[:1] == ["grade"] or args[:2] == ["lab", "grade"]:
+        print(
+            "In an exam you do not grade yourself: submit in the exam portal (name the command to run, if any), or "
+            "the instructor grades with `aiotlab exam grade`.\n考試中不自行評分：請於考試入口網站交卷（如需要，填寫評分時"
+            "啟動的指令），或由監考老師以 `aiotlab exam grade` 評分。",
+            file=sys.stderr,
+        )
+        return 2
     if len(args) < 2 or args[0] != "plant":
         print(__doc__)
         return 2

@@ -238,6 +238,12 @@ def test_datasheet_command_in_the_workstation(exam: Any, aiot_home: Path) -> Non
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert text.returncode == 0 and sheet["plc1"]["endpoint"] in text.stdout, text.stdout + text.stderr
+    # the briefs' `aiotlab lab kit` says where the kit already is (an exam ran it for the candidate)
+    kit = subprocess.run(
+        ["docker", "exec", "-u", "candidate", ws, "aiotlab", "lab", "kit", "data-acquisition", "--candidate", "x"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert kit.returncode == 0 and "~/data-acquisition/.aiotlab/" in kit.stdout, kit.stdout + kit.stderr
 
 
 def test_workstation_holds_no_secret_and_no_hidden_material(exam: Any, aiot_home: Path) -> None:
