@@ -386,8 +386,12 @@ def coverage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             parts_en.append(f"not published: {_names(missing)}")
             parts_zh.append(f"未發布：{_names(missing)}")
         if misplaced:
-            parts_en.append(f"on a wrong topic: {_names(misplaced)}")
-            parts_zh.append(f"主題錯誤：{_names(misplaced)}")
+            used = "; ".join(f"{k} on {per[k]['wrong_topics'][0]}, not {per[k]['topic']}" for k in misplaced[:3])
+            parts_en.append(f"on a wrong topic: {used}")
+            used_zh = "；".join(
+                f"{k} 發布於 {per[k]['wrong_topics'][0]}，應為 {per[k]['topic']}" for k in misplaced[:3]
+            )
+            parts_zh.append(f"主題錯誤：{used_zh}")
         en = f"{ok} of {n} streams published on their topics; " + "; ".join(parts_en)
         zh = f"{n} 個資料流中 {ok} 個於其主題發布；" + "；".join(parts_zh)
     return _items_result(spec, items, en, zh, ev)
@@ -452,7 +456,7 @@ def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"判定的 {len(items)} 個資料流共 {n_readings} 筆讀值皆在容許誤差內與真值一致{note_zh}",
             ev,
         )
-    details = []
+    details, details_zh = [], []
     for k in wrong[:3]:
         p = per[k]
         w = p["mismatches"][0]
@@ -460,12 +464,16 @@ def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"{k}: {p['n'] - p['matched']} of {p['n']} off, e.g. {w['value']} where truth was {w['truth_value']}"
             + (f" at {iso(w['truth_t'])}" if w["truth_t"] else "")
         )
+        details_zh.append(
+            f"{k}：{p['n']} 筆中 {p['n'] - p['matched']} 筆不符，例如 {w['value']}，真值為 {w['truth_value']}"
+            + (f"（{iso(w['truth_t'])}）" if w["truth_t"] else "")
+        )
     en = (
         f"Values differ from ground truth in {len(wrong)} of {len(items)} streams judged: "
         + "; ".join(details)
         + note_en
     )
-    zh = f"判定的 {len(items)} 個資料流中 {len(wrong)} 個與真值不符：" + "；".join(details) + note_zh
+    zh = f"判定的 {len(items)} 個資料流中 {len(wrong)} 個與真值不符：" + "；".join(details_zh) + note_zh
     return _items_result(spec, items, en, zh, ev)
 
 
@@ -1005,6 +1013,7 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "workstation_requests_to_plc1": after - before,
         "workstation_rps": round((after - before) / max(w1 - w0, 1e-9), 2),
         "plc1_readings_published": plc1_readings,
+        # every 10th sample (the peak is in `peak` and `max_total_load_rps`)
         "load_series": [[round(t, 1), v] for t, v in zip(t_load[::10], load[::10], strict=False)],
         "judged_from": round(since, 3),
         "peak_at": round(peak[0], 3) if peak else None,
@@ -1064,15 +1073,23 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "無法評量：解答啟動後工廠未記錄 PLC-1 負載（評分端問題）",
             ev,
         )
-    at = peak[0] - w0 if peak else 0.0
-    when = f"{at:+.0f} s from the window's start" if peak else "?"
+    ref = float(started) if started else w0
+    at = peak[0] - ref if peak else 0.0
+    when = (
+        (f"{at:.0f} s after your command started" if started else f"{at:+.0f} s from the window's start")
+        if peak
+        else "?"
+    )
+    when_zh = (f"您的指令啟動後 {at:.0f} 秒" if started else f"觀測開始後 {at:+.0f} 秒") if peak else "?"
+    ev["peak"] = {"t": round(peak[0], 3), "rps": max_load} if peak else None
+    rate = ev["workstation_rps"]
     return failed(
         spec["id"],
         spec["points"],
-        f"PLC-1 load peaked at {max_load:.1f} req/s ({when}; budget {budget:.0f}); scan time up to {max_scan:.1f} ms "
-        f"(base {base:.1f}, limit {base * 1.25:.1f})",
-        f"PLC-1 負載峰值 {max_load:.1f} 請求/秒（觀測開始後 {at:+.0f} 秒；預算 {budget:.0f}）；掃描時間最高 {max_scan:.1f} 毫秒"
-        f"（基準 {base:.1f}，上限 {base * 1.25:.1f}）",
+        f"PLC-1 load peaked at {max_load:.1f} req/s ({when}; budget {budget:.0f}; your workstation sent {rate} "
+        f"req/s on average); scan time up to {max_scan:.1f} ms (base {base:.1f}, limit {base * 1.25:.1f})",
+        f"PLC-1 負載峰值 {max_load:.1f} 請求/秒（{when_zh}；預算 {budget:.0f}；您的工作站平均每秒 {rate} 個請求）；"
+        f"掃描時間最高 {max_scan:.1f} 毫秒（基準 {base:.1f}，上限 {base * 1.25:.1f}）",
         ev,
     )
 
