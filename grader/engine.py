@@ -834,6 +834,7 @@ async def _grade_once(
                     except TimeoutError:
                         sol_info["still_running_after_s"] = limit
                         sol_info.update(await (ws.stop(proc) if ws else stop_process(proc)))
+                        sol_info["stopped_by"] = f"the grader, at the {limit:g} s limit ({sol_info.get('stopped_by')})"
                         ctx.block(
                             SOLUTION_UNFINISHED,
                             f"your command was still running {limit:g} s after it started: a configuring command "
@@ -847,6 +848,8 @@ async def _grade_once(
                     sol_info["early_exit"] = proc.returncode
                 if proc is not None and proc.returncode == 0 and configures:
                     sol_info["configured"] = True  # a lab's configuring command did its work and ended, as it should
+                elif configures and "still_running_after_s" in sol_info:
+                    pass  # stopped by the grader at its limit: said above, not as the command's own exit status
                 elif configures and proc is not None and proc.returncode is not None:
                     ctx.block(
                         SOLUTION_EXITED,
@@ -891,7 +894,10 @@ async def _grade_once(
             await asyncio.to_thread(release_sources, sources_prefix)
         if proc is not None:
             say(candidate, "stopping solution")
-            sol_info.update(await (ws.stop(proc) if ws else stop_process(proc)))
+            stopped = await (ws.stop(proc) if ws else stop_process(proc))
+            if "still_running_after_s" in sol_info:  # the grader stopped it already, at its limit: keep saying so
+                stopped.pop("stopped_by", None)
+            sol_info.update(stopped)
         if solution:
             sol_info["strays_ended"] = await (ws.reap() if ws else asyncio.to_thread(reap_marked, grading_id))
             if ws is not None:

@@ -230,6 +230,7 @@ async def plaintext_closed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             x["plaintext"],
             not x["plaintext_mqtt"],
             f"port {x['port']} answered a plaintext MQTT CONNECT ({x['plaintext']})",
+            f"連接埠 {x['port']} 以明文回應 MQTT CONNECT（{x['plaintext']}）",
         )
         for x in listeners
     ]
@@ -277,6 +278,7 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                         anon.describe(),
                         False,
                         f"anonymous CONNECT accepted ({anon.describe()})",
+                        f"匿名 CONNECT 被接受（{anon.describe()}）",
                     )
                 )
                 continue

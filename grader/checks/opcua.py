@@ -115,10 +115,22 @@ async def survey(ctx: Any) -> Survey:
     return out
 
 
-def cause_probe(ctx: Any, spec: dict[str, Any], cause: str, what: str, observed: Any) -> dict[str, Any]:
+def cause_words(cause: str, account: str | None = None) -> tuple[str, str]:
+    """(en, zh-TW) of a cause, naming the account it is about when there is one."""
+    _, en, zh = CAUSES[cause]
+    if account:
+        en = en.replace("an issued account", f"the issued account {account}")
+        zh = zh.replace("之核發帳號", f"之核發帳號 {account}")
+    return en, zh
+
+
+def cause_probe(
+    ctx: Any, spec: dict[str, Any], cause: str, what: str, observed: Any, account: str | None = None
+) -> dict[str, Any]:
     """A probe the grader could not get past because of a candidate defect: a violation in the check that owns the
     defect, "not assessable" (naming it) everywhere else."""
-    preferred, en, zh = CAUSES[cause]
+    preferred = CAUSES[cause][0]
+    en, zh = cause_words(cause, account)
     candidates = (preferred,) if preferred == "ua.strong_endpoints" else CONTROL_USERS
     owner = owner_of(ctx, preferred, candidates, spec["id"])
     block(ctx, spec, cause, en, zh, owner)
@@ -162,7 +174,7 @@ async def control(ctx: Any, spec: dict[str, Any], sv: Survey | None = None) -> d
     if got.refused_with(CERTIFICATE_REFUSED):
         return cause_probe(ctx, spec, "ua-grader-certificate-refused", what, got.describe())
     if got.refused_with(IDENTITY_REFUSED):
-        return cause_probe(ctx, spec, "ua-grader-account-refused", what, got.describe())
+        return cause_probe(ctx, spec, "ua-grader-account-refused", what, got.describe(), account=user)
     return probe(
         what,
         got.describe(),
@@ -318,7 +330,7 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         if got.accepted:
             probes.append(probe(what, got.describe(), True, expected="a session"))
         elif got.refused_with(IDENTITY_REFUSED):
-            block(ctx, spec, "ua-grader-account-refused", *CAUSES["ua-grader-account-refused"][1:], spec["id"])
+            block(ctx, spec, "ua-grader-account-refused", *cause_words("ua-grader-account-refused", name), spec["id"])
             probes.append(
                 probe(
                     what,
@@ -431,7 +443,7 @@ async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name:
     what_login = f"{name} ({role}: {', '.join(sorted(perms))}) gets a session"
     if not opened.accepted and "write" not in results:
         if opened.refused_with(IDENTITY_REFUSED):
-            return [cause_probe(ctx, spec, "ua-grader-account-refused", what_login, opened.describe())]
+            return [cause_probe(ctx, spec, "ua-grader-account-refused", what_login, opened.describe(), account=name)]
         if opened.refused_with(CERTIFICATE_REFUSED):
             return [cause_probe(ctx, spec, "ua-grader-certificate-refused", what_login, opened.describe())]
         return [negative(what_login, opened, set(), "a session", "")]

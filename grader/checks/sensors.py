@@ -122,7 +122,7 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     c,
                     ok,
                     expected=expected,
-                    why=f"{node} last connected on {how}",
+                    why=f"{node} last connected on {how} (expected port {tls_port} (TLS), user {node})",
                     why_zh=f"{node} 最近一次連線使用{how_zh}（應為連接埠 {tls_port}（TLS）、使用者 {node}）",
                 )
             )
@@ -163,7 +163,7 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     cause="sensors-link-unknown",
                     unsure=f"the broker log does not show how {node} connects"
                     + (", and the broker still accepts plaintext or anonymous clients" if open_broker else "")
-                    + f"; no data message from it arrived within {wait:.0f} s",
+                    + f"; no data message from it arrived within {wait:g} s",
                     unsure_zh=f"MQTT Broker 日誌未顯示 {node} 的連線方式"
                     + ("，且 MQTT Broker 仍接受明文或匿名用戶端" if open_broker else "")
                     + f"；{wait:.0f} 秒內未收到其資料訊息",
@@ -206,8 +206,8 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     f"{node}: a data message reaches the grader's TLS subscription (collector account)",
                     got or {"received": None, "plant_status": status_after.get(node)},
                     got is not None,
-                    expected=f"within {wait:.0f} s",
-                    why=f"no data message from {node} over the TLS listener within {wait:.0f} s "
+                    expected=f"within {wait:g} s",
+                    why=f"no data message from {node} over the TLS listener within {wait:g} s "
                     f"(plant reports {status_after.get(node)})",
                     why_zh=f"{wait:.0f} 秒內未經 TLS listener 收到 {node} 的資料訊息（工廠回報 {status_after.get(node)}）",
                 )
