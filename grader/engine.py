@@ -94,6 +94,9 @@ class GradeContext:
                 "zh-TW": f"檢查所需的探測結果無法判定（{cause}）；回應內容見證據",
             }
             en, zh = b["en"], b["zh-TW"]
+            owner = b.get("check")
+            if owner and owner != spec["id"] and owner not in en:  # where the defect itself is judged
+                en, zh = f"{en} (judged by {owner})", f"{zh}（由 {owner} 判定）"
         return not_assessable(spec["id"], spec["points"], cause, en, zh, {"blocked_by": cause, **(evidence or {})})
 
     def truth_range(self, tag: str, t0: float, t1: float) -> tuple[list[float], list[float]]:

@@ -32,12 +32,14 @@ ONLY = [x for x in os.environ.get("AIOTLAB_TEST_LABS", "").split(",") if x]
 class FakeControl:
     """The control plane as the storage checks use it: the broker's saved config."""
 
-    def __init__(self, conf: str = "") -> None:
-        self.conf = conf
+    def __init__(self, conf: str = "", broker_log: list[str] | None = None) -> None:
+        self.conf, self.broker_log = conf, broker_log
 
     def get(self, path: str) -> Any:
         if path == "/v1/config/mosquitto.conf":
             return {"name": "mosquitto.conf", "mode": "0o600", "text": self.conf}
+        if path.startswith("/v1/logs/broker") and self.broker_log is not None:
+            return {"lines": self.broker_log}
         raise KeyError(path)
 
 
@@ -70,8 +72,8 @@ def test_world_readable_csv_is_not_protected(tmp_path: Path) -> None:
     r = pipeline.storage_protected(make_ctx(tmp_path), spec("storage.protected"))
     assert r.status == FAIL
     bad = [p for p in r.evidence["probes"] if not p["ok"]]
-    assert {p["observed"] for p in bad} == {"mode 0o755", "mode 0o644"}
-    assert "data/ has mode 0o755" in r.summary["en"]  # what was observed, not the check's title
+    assert {p["observed"] for p in bad} == {"mode 0755", "mode 0644"}
+    assert "data/ has mode 0755" in r.summary["en"]  # what was observed, not the check's title
     assert r.evidence["files"] == ["data/telemetry.csv"]
 
 
@@ -104,6 +106,28 @@ def test_storage_without_telemetry_is_not_assessable_naming_the_broker_defect(tm
     assert (r.status, r.blocked_by) == (NOT_ASSESSABLE, "broker-cert")
     r = pipeline.observed(ctx, spec("daq.coverage"))
     assert (r.status, r.blocked_by) == (NOT_ASSESSABLE, "broker-cert")
+
+
+def test_no_collector_is_not_blamed_on_the_broker_defect(tmp_path: Path) -> None:
+    """With a broker defect recorded but nothing from the workstation in the broker's log since grading started,
+    no collector ran: coverage fails saying so (from the log), storage is not assessable naming that, not the CA."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    log = [f"{now}: New connection from 127.64.9.77:40000 on port 8883.", f"{now}: Client <unknown> disconnected."]
+    ctx = make_ctx(tmp_path, messages=0)
+    ctx.control = FakeControl(broker_log=log)  # type: ignore[assignment]
+    ctx.plant_info = {"addresses": {"hosts": {"workstation": "127.64.9.40", "broker": "127.64.9.1"}}}
+    ctx.block("mqtt-ca-file", "the candidate's CA certificate is missing", "考生 CA 憑證不存在", "mq.tls_versions")
+    r = pipeline.observed(ctx, spec("daq.coverage"))
+    assert r.status == FAIL and "nothing from the workstation connected" in r.summary["en"], r.summary
+    r = pipeline.storage_protected(ctx, spec("storage.protected"))
+    assert (r.status, r.blocked_by) == (NOT_ASSESSABLE, "nothing-published"), r.summary
+    assert "CA" not in r.summary["en"] and "daq.coverage" in r.summary["en"], r.summary
+    # the same log with the collector's connection in it: the broker defect explains the silence
+    ctx = make_ctx(tmp_path, messages=0)
+    ctx.control = FakeControl(broker_log=[*log, f"{now}: New connection from 127.64.9.40:41000 on port 8883."])  # type: ignore[assignment]
+    ctx.plant_info = {"addresses": {"hosts": {"workstation": "127.64.9.40", "broker": "127.64.9.1"}}}
+    ctx.block("mqtt-ca-file", "the candidate's CA certificate is missing", "考生 CA 憑證不存在", "mq.tls_versions")
+    assert pipeline.storage_protected(ctx, spec("storage.protected")).blocked_by == "mqtt-ca-file"
 
 
 def test_every_key_the_glob_matches_is_checked_and_named(tmp_path: Path) -> None:

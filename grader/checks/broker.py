@@ -495,9 +495,9 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     probes.append(
         probe(
             f"password file {name}: no permission for group or others",
-            oct(mode) if mode is not None else pw.get("error"),
+            f"{mode:04o}" if mode is not None else pw.get("error"),
             mode is not None and mode & 0o077 == 0,
-            f"password file {name} has mode {oct(mode)}" if mode is not None else pw.get("error"),
+            f"password file {name} has mode {mode:04o}" if mode is not None else pw.get("error"),
         )
     )
     pipeline = [n for n in refused if n in ("grader", ctx.params.get("collector_account", "collector"))]
@@ -727,7 +727,13 @@ async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             continue
         hits = [(t, text) for t, text in parsed if key in text]
         timely = [h for h in hits if h[0] is not None and r.at - 2.5 <= h[0] <= ended + 2.5]  # 1 s resolution
-        idx = next((i for i, (_, text) in enumerate(parsed) if key in text), None)
+        # the log lines of this attempt: a source port is reused, so an earlier connection (another probe) may name
+        # the same address and port; read the refusal after the line of this attempt's time, else the last one
+        at_idx = [
+            i for i, (t, text) in enumerate(parsed) if key in text and t is not None and r.at - 2.5 <= t <= ended + 2.5
+        ]
+        any_idx = [i for i, (_, text) in enumerate(parsed) if key in text]
+        idx = at_idx[0] if at_idx else (any_idx[-1] if any_idx else None)
         refusal = (
             next(
                 (
@@ -743,10 +749,11 @@ async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             else None
         )
         denied = refusal is not None
+        shown = parsed[idx][1] if idx is not None else ""
         if timely and denied:
-            observed = f"logged: {[hits[0][1], refusal]}"
+            observed = f"logged: {[shown, refusal]}"
         elif hits:
-            observed = f"logged without {'a time within 2 s' if not timely else 'the refusal'}: {hits[0][1]}"
+            observed = f"logged without {'a time within 2 s' if not timely else 'the refusal'}: {shown}"
         else:
             observed = "no log line names this source and port"
         probes.append(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import workspace as wsr
-from ..results import CheckResult
+from ..results import CheckResult, failed
 from . import check, registry
 from .broker import PIPELINE_CAUSES, parse_log, probe
 from .common import all_ok, control_get, hosts
@@ -45,8 +45,8 @@ def collector_tried(ctx: Any) -> bool | None:
     """Did anything from the workstation open a connection to the broker since grading started (its log)? A broker
     defect explains missing telemetry only for a collector that tried; None when the log could not be read."""
     if "collector_tried" not in ctx.cache:
-        ws = re.escape(hosts(ctx)["workstation"])
         try:
+            ws = re.escape(hosts(ctx)["workstation"])
             lines = parse_log(ctx.control.get("/v1/logs/broker?lines=20000")["lines"])
         except Exception:  # noqa: BLE001 - unknown: keep the broker defect as the explanation
             ctx.cache["collector_tried"] = None
@@ -63,7 +63,9 @@ def starved(ctx: Any, spec: dict[str, Any], **evidence: Any) -> CheckResult:
     collector did try the broker), or by the collector publishing nothing (daq.coverage's failure)."""
     cause = pipeline_blocker(ctx)
     if cause is not None and collector_tried(ctx) is False:
-        cause = None  # nothing from the workstation ever reached the broker: no collector ran
+        # nothing from the workstation ever reached the broker: no collector ran, whatever else is wrong
+        block_no_collector(ctx, spec)
+        return ctx.blocked(spec, NOTHING_PUBLISHED, {"observation_error": ctx.observation.error, **evidence})
     if cause is None:
         cause = NOTHING_PUBLISHED
         if not spec.get("fresh"):
@@ -83,9 +85,35 @@ def observed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """A telemetry check (spec.params.judge, e.g. daq.coverage) judged only when there was telemetry to observe
     or nothing explains its absence: with no message observed while a broker defect kept the grader's verified
     subscription (or the collector) from the broker, the check is not assessable naming that defect."""
-    if not ctx.observation.messages and pipeline_blocker(ctx) and collector_tried(ctx) is not False:
+    if not ctx.observation.messages and pipeline_blocker(ctx):
+        if collector_tried(ctx) is not False:
+            return starved(ctx, spec, messages=0)
+        if spec["params"]["judge"] == "daq.coverage":  # the broker's log shows it: nothing was published
+            block_no_collector(ctx, spec)
+            return failed(
+                spec["id"],
+                spec["points"],
+                NO_COLLECTOR_EN + " (the broker's log): none of the required streams was published",
+                NO_COLLECTOR_ZH + "（MQTT Broker 日誌）：要求的資料流皆未發布",
+                {"messages": 0, "observation_error": ctx.observation.error, "source": "the broker's log"},
+            )
         return starved(ctx, spec, messages=0)
     return registry()[spec["params"]["judge"]](ctx, spec)
+
+
+NO_COLLECTOR_EN = "nothing from the workstation connected to the broker since grading started"
+NO_COLLECTOR_ZH = "自評分開始，沒有任何來自工作站的連線到達 MQTT Broker"
+
+
+def block_no_collector(ctx: Any, spec: dict[str, Any]) -> None:
+    """No collector ran: the cause the telemetry checks are not assessable for, owned by daq.coverage."""
+    if not spec.get("fresh"):
+        ctx.block(
+            NOTHING_PUBLISHED,
+            NO_COLLECTOR_EN + ": no collector published anything",
+            NO_COLLECTOR_ZH + "：擷取程式未發布任何資料",
+            "daq.coverage",
+        )
 
 
 def _local_log_time_ok(t: float | None, since: float) -> bool:
@@ -174,7 +202,7 @@ def permission_probe(path: Path, name: str, st: os.stat_result, mask: int, what:
         except OSError as exc:
             return probe(f"{name}: {what}", f"a symbolic link that does not resolve ({exc.strerror})", False)
     mode = _perm(st)
-    return probe(f"{name}: {what}", f"{note}mode {oct(mode)}", mode & mask == 0, f"{name} has {note}mode {oct(mode)}")
+    return probe(f"{name}: {what}", f"{note}mode {mode:04o}", mode & mask == 0, f"{name} has {note}mode {mode:04o}")
 
 
 def data_entries(ctx: Any) -> tuple[str, os.stat_result | None, list[tuple[str, os.stat_result]]]:
@@ -620,9 +648,9 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     probes.append(
         probe(
             f"the audit log {ctx.params['audit_log']} is not writable by group or others",
-            oct(_perm(audit_st)) if audit_st else "missing",
+            f"{_perm(audit_st):04o}" if audit_st else "missing",
             audit_st is not None and stat.S_ISREG(audit_st.st_mode) and _perm(audit_st) & 0o022 == 0,
-            f"audit log mode {oct(_perm(audit_st))}" if audit_st else "the audit log does not exist",
+            f"audit log mode {_perm(audit_st):04o}" if audit_st else "the audit log does not exist",
         )
     )
     return all_ok(
