@@ -865,9 +865,12 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         if "error" in evidence:
             why_en, why_zh = file_problem(evidence)
         else:
-            out = [ln.strip() for ln in evidence["promtool"]["output"].splitlines() if ln.strip()]
-            said = " / ".join(out[-2:])[:300] or f"exit {evidence['promtool']['exit']}"
             rel = ctx.params["rules_file"]
+            out = [ln.strip() for ln in evidence["promtool"]["output"].splitlines() if ln.strip()]
+            out = [ln for ln in out if ln.rstrip(":") not in ("FAILED", "SUCCESS")]  # promtool's own headings
+            # the file as the candidate knows it, not where the grader read it
+            said = " / ".join(re.sub(r"\S*/" + re.escape(rel), rel, ln) for ln in out[-2:])[:300]
+            said = said or f"exit {evidence['promtool']['exit']}"
             why_en, why_zh = (
                 f"{rel} is rejected by promtool check rules: {said}",
                 f"{rel} 遭 promtool check rules 拒絕：{said}",

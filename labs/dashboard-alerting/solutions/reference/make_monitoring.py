@@ -23,6 +23,7 @@ FLAWS = (
     "alerts-panel-empty",
     "oee-panel-percent",
     "silent-for",
+    "for-plus-5",
 )
 
 
@@ -40,6 +41,8 @@ def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
     }
     if flaw == "no-for":
         del tank["for"]
+    if flaw == "for-plus-5":  # 35 s for a documented 30 s: a round-4/5 outsider's case that passed 5 s test points
+        tank["for"] = f"{int(p['level_for_s']) + 5}s"
     silent: dict[str, Any] = {
         "alert": "SensorSilent",
         "expr": f"time() - plant_sensor_last_report_timestamp_seconds > {p['silent_after_s']}",
