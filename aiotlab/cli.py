@@ -93,7 +93,7 @@ def plant_up(
         try:
             state = chosen.up(candidate, seed)
         except (BackendError, ValueError) as exc:
-            _fail(f"plant did not start: {exc}")
+            _fail(f"plant did not start: {exc}{_in_use_hint(str(exc))}")
         if chosen.isolated:
             from aiotlab.simulators.control_client import ControlClient
 
@@ -115,7 +115,19 @@ def plant_up(
     try:
         asyncio.run(launch.serve(candidate, seed, on_ready=ready))
     except (PlantStartError, ConfigError, ValueError) as exc:
-        _fail(f"plant did not start: {exc}")
+        _fail(f"plant did not start: {exc}{_in_use_hint(str(exc))}")
+
+
+def _in_use_hint(error: str) -> str:
+    """An address in use is another plant on this machine (another AIOTLAB_HOME, another user) or a service: say
+    what to do rather than leave the socket error alone."""
+    if "address already in use" not in error.lower() and "in use by" not in error.lower():
+        return ""
+    return (
+        "\n  another plant on this machine (another AIOTLAB_HOME or user), or a service, holds these addresses. "
+        "`aiotlab plant status` lists this registry's plants. A plant that has never run takes another slot when "
+        "started again; one whose kit already names its addresses keeps them: stop the other plant first."
+    )
 
 
 @plant_app.command("status")
