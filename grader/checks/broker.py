@@ -543,7 +543,7 @@ def acl_topics(ctx: Any, rows: dict[str, dict[str, list[str]]]) -> list[str]:
     named after each other account (where a `%u` pattern would let it publish), and on the collector's output."""
     root = ctx.sheet["mqtt"]["topic_root"]
     nodes = [n["id"] for n in ctx.sheet["mqtt"]["nodes"]]
-    topics = [t for n in nodes for t in (f"{root}/{n}/aiotlab-acl", f"{root}/{n}/config")]
+    topics = [t for n in nodes for t in (f"{root}/{n}/aiotlab-acl", f"{root}/{n}/config", f"{root}/{n}/data")]
     topics += [f"{root}/{a}/aiotlab-acl" for a in rows if a not in nodes]
     topics += [f.replace("#", "aiotlab-acl").replace("+", "x") for row in rows.values() for f in row["publish"]]
     return list(dict.fromkeys(topics))
@@ -560,7 +560,15 @@ async def acl(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     host, port, tls, src = target
     rows = acl_table(ctx)
     topics = acl_topics(ctx, rows)
-    publishes = [(a, t) for a in rows for t in topics]
+    # a node's data topic is what the collector stores: it is probed only as a forgery (accounts the table does not
+    # let publish there), never with a message the collector would take for the node's own data
+    data = {f"{ctx.sheet['mqtt']['topic_root']}/{n['id']}/data" for n in ctx.sheet["mqtt"]["nodes"]}
+    publishes = [
+        (a, t)
+        for a in rows
+        for t in topics
+        if t not in data or not any(mq.topic_matches(f, t) for f in rows[a]["publish"])
+    ]
     seen = await mq.acl_matrix(host, port, tls, src, {a: mqtt_account(ctx, a) for a in rows}, publishes)
     errors = seen["errors"]
 

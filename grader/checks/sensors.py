@@ -107,6 +107,7 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         (r := ctx.probe_results.get(c)) is not None and r.status == PASS
         for c in ("mq.plaintext_closed", "mq.anonymous_refused")
     )
+    acl_confines = (r := ctx.probe_results.get("mq.acl")) is not None and r.status == PASS
     probes = []
     for node in nodes:
         c = conns.get(node)
@@ -126,15 +127,33 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     why_zh=f"{node} 最近一次連線使用{how_zh}（應為連接埠 {tls_port}（TLS）、使用者 {node}）",
                 )
             )
-        elif broker_closed and node in feed["received"]:
+        elif broker_closed and acl_confines and node in feed["received"]:
             probes.append(
                 probe(
                     what,
                     "no connection line in the broker log; the broker has no plaintext MQTT port and refuses "
-                    "anonymous clients (mq.plaintext_closed, mq.anonymous_refused passed), so the node's data "
-                    "arriving over TLS shows it uses TLS with an account",
+                    "anonymous clients (mq.plaintext_closed, mq.anonymous_refused passed), and only the node's own "
+                    "account may publish its data (mq.acl passed, forgeries probed), so the node's data arriving "
+                    "over TLS shows it uses TLS with its own account",
                     True,
                     expected=expected,
+                )
+            )
+        elif broker_closed and node in feed["received"]:
+            # TLS and some account, but whose? Without the log lines and an ACL that confines each node to its own
+            # topics, another node's account cannot be told apart: not a pass
+            probes.append(
+                probe(
+                    what,
+                    "no connection line in the broker log, and the ACL does not confine each node's data to its own "
+                    "account (mq.acl did not pass): the account the node uses cannot be seen",
+                    None,
+                    expected=expected,
+                    cause="sensor-account-unseen",
+                    unsure=f"the broker log has no connection line for {node} (connection_messages off?) and the ACL "
+                    "does not confine node data to the node's own account: which account it uses cannot be seen",
+                    unsure_zh=f"MQTT Broker 日誌沒有 {node} 的連線紀錄（connection_messages 已關閉？），且 ACL 未將節點資料"
+                    "限定於其自有帳號：無法得知其使用的帳號",
                 )
             )
         elif broker_closed and feed["error"] and not feed["received"]:
