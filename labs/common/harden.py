@@ -33,6 +33,7 @@ FLAWS = (
     "allow-anonymous",  # allow_anonymous true (everything else hardened)
     "passwd-readable",  # password file hashed, but readable by every local user (0644)
     "acl-hash",  # sensor accounts may read '#'
+    "acl-forge-data",  # each sensor account may also publish every node's data topic (forge another node's data)
     "acl-pattern",  # the sensors' rows written as one `pattern readwrite <root>/%u/#`: it applies to every account
     "grader-publishes",  # the grader account may also publish on telemetry/# (read-only in the account table)
     "sys-readable",  # the collector account may read $SYS/#
@@ -143,6 +144,8 @@ def broker_files(
         acl += [f"user {node}", f"topic write {root}/{node}/#", f"topic read {root}/{node}/config"]
         if flaw == "acl-hash":
             acl.append("topic read #")
+        if flaw == "acl-forge-data":  # "every sensor writes data": a node may publish any node's data topic
+            acl.append(f"topic write {root}/+/data")
         acl.append("")
     acl += ["user collector", f"topic read {root}/#", "topic write telemetry/#"]
     acl += ["topic read $SYS/#", ""] if flaw == "sys-readable" else [""]

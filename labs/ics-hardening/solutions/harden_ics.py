@@ -46,10 +46,11 @@ FLAWS = {
     # broker and sensors
     "plaintext-listener": "the factory plaintext listener left open beside the TLS one",
     "acl-hash": "the sensor accounts may read '#'",
+    "acl-forge-data": "each sensor account may also publish every node's data topic",
     "sys-readable": "the collector account may read $SYS/#",
     "sensors-plaintext": "sensors.yaml left as shipped: the nodes still try plaintext without accounts",
 }
-BROKER_FLAWS = ("plaintext-listener", "acl-hash")
+BROKER_FLAWS = ("plaintext-listener", "acl-hash", "acl-forge-data")
 
 
 def aiotlab(*args: str) -> None:
