@@ -22,7 +22,7 @@ from typing import Any
 
 from ..probes import mqtt as mq
 from ..probes.net import open_ports
-from ..results import CheckResult
+from ..results import PASS, CheckResult
 from . import check
 from .common import all_ok, attacker, ca_file, control_get, hosts, mqtt_account, tls_context
 
@@ -38,6 +38,7 @@ TLS_PORT = "broker-tls-port"  # no TLS handshake on the lab's TLS port          
 BROKER_CERT = "broker-cert"  # certificate does not verify for the broker address  (mq.tls_versions)
 ACCOUNT_REFUSED = "mqtt-account-refused"  # an issued account the grader or collector uses is refused (mq.accounts)
 ACL_TELEMETRY = "mqtt-acl-telemetry"  # the collector's telemetry cannot reach the grader (mq.acl)
+ISSUED_ACCOUNT_REFUSED = "mqtt-issued-account-refused"  # a node's or the collector's account refused (mq.accounts)
 PROBE_FAILED = "mqtt-probe-failed"  # the grader's own probe sessions failed for no candidate defect found
 TRUST_CAUSES = (CA_FILE, TLS_PORT, BROKER_CERT)
 # What leaves the grader without any telemetry to observe (the observation subscribes as `grader` over verified TLS).
@@ -66,6 +67,21 @@ def cannot_judge(ctx: Any, spec: dict[str, Any], unjudged: list[dict[str, Any]],
     """Some probes could not run (their sessions failed): not assessable, naming a recorded candidate defect that
     explains it if there is one, never a pass."""
     cause = next((c for c in (ACCOUNT_REFUSED, *TRUST_CAUSES, ACL_TELEMETRY) if c in ctx.blockers), None)
+    refused = [u for u in unjudged if re.search(r"not authori[sz]ed|code:\s*(135|5)\b", str(u.get("observed")), re.I)]
+    accounts = ctx.probe_results.get("mq.accounts")
+    if cause is None and refused and accounts is not None and accounts.status != PASS:
+        # an issued account refused with its issued password: mq.accounts' defect, not the grader's failure
+        cause = ISSUED_ACCOUNT_REFUSED
+        block(
+            ctx,
+            spec,
+            cause,
+            f"the broker refuses an issued account with its issued password ({refused[0].get('what')}: "
+            f"{refused[0].get('observed')}), so the probes that need it could not run",
+            f"MQTT Broker 以核發密碼拒絕核發帳號（{refused[0].get('what')}：{refused[0].get('observed')}），"
+            "需要該帳號的探測無法進行",
+            "mq.accounts",
+        )
     if cause is None:
         cause = PROBE_FAILED
         first = unjudged[0].get("observed") if unjudged else "?"

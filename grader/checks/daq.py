@@ -444,10 +444,9 @@ def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "daq.schema",
         )
         return ctx.blocked(spec, NO_NUMERIC, ev)
-    note_en = (
-        f" ({len(unjudged)} not judged here: no numeric readings, see daq.coverage / daq.schema)" if unjudged else ""
-    )
-    note_zh = f"（{len(unjudged)} 個資料流沒有數值讀值，此處不判定，見 daq.coverage / daq.schema）" if unjudged else ""
+    see = " / ".join(c for c in ("daq.coverage", "daq.schema") if c in {x["id"] for x in ctx.lab.checks})
+    note_en = f" ({len(unjudged)} not judged here: no numeric readings, see {see})" if unjudged else ""
+    note_zh = f"（{len(unjudged)} 個資料流沒有數值讀值，此處不判定，見 {see}）" if unjudged else ""
     if not wrong:
         return _items_result(
             spec,

@@ -1515,11 +1515,12 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             )
         if test_silent:
             parts_en.append(
-                f"SensorSilent{{node={node}}} fired {rel['silent_fired']} s after the node fell silent and resolved "
+                f"SensorSilent{{node={node}}} fired {rel['silent_fired']} s after the node was silenced (its age counts "
+                "from its last report, which came before) and resolved "
                 f"{round(times['silent_resolved'] - node_back, 1)} s after it was back"
             )
             parts_zh.append(
-                f"SensorSilent{{node={node}}} 於節點靜默後 {rel['silent_fired']} 秒觸發、恢復回報後 "
+                f"SensorSilent{{node={node}}} 於節點被靜默後 {rel['silent_fired']} 秒觸發（年齡自其最後一次回報起算，早於靜默）、恢復回報後 "
                 f"{round(times['silent_resolved'] - node_back, 1)} 秒恢復"
             )
         left = [n for n in ("TankLevelHigh", "SensorSilent") if n not in names]

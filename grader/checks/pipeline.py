@@ -240,9 +240,9 @@ def storage_protected(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
     probes = [permission_probe(ws / rel, f"{rel}/", top, 0o007, "gives others no access")]  # type: ignore[arg-type]
     for n, st in entries:
-        if stat.S_ISDIR(st.st_mode):
-            probes.append(permission_probe(ws / n, f"{n}/", st, 0o007, "gives others no access"))
-        else:
+        # folders under data/ are not the brief's (data/ itself and every file are): a 0755 folder inside a 0700
+        # data/ exposes nothing, and its files are judged one by one
+        if not stat.S_ISDIR(st.st_mode):
             what = "readable by its owner only (no permission for group or others)"
             probes.append(permission_probe(ws / n, n, st, 0o077, what))
     return all_ok(
