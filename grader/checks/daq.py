@@ -617,23 +617,29 @@ def _polled_completeness(
     ctx: Any, s: dict[str, Any], want: float, first: float, w1: float, allow: float, p: dict[str, Any]
 ) -> tuple[float, bool, dict[str, Any]]:
     rx = [m.rx for m in messages_of(ctx, s) if first <= m.rx <= w1]
-    expected = (w1 - first) / want
     if not rx:
-        return 0.0, False, {"received": 0, "expected": round(expected, 1), "summary": "not published"}
+        expected0 = int((w1 - first - want / 2) // want) + 1
+        return 0.0, False, {"received": 0, "expected": expected0, "summary": "not published"}
     edges = [rx[0] - first, w1 - rx[-1]]  # a stream that starts late or stops early has a gap at the edge
     gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)] + edges
     max_gap = max(gaps)
-    frac = min(1.0, len(rx) / expected) if expected > 0 else 1.0
+    # The polling slots of this stream from its first sample on, t_k = rx0 + k * period, counted while the half
+    # period around a slot lies inside the window (a sample may land up to half a period either side of its slot);
+    # received: the samples within those slots. Slots, not intervals: 30 polls in 29.1 s are 30 samples, so a
+    # stream missing 2 of 30 (6.7 %) is not "complete" (it once passed as 28 of 29.2).
+    expected = int((w1 - rx[0] - want / 2) // want) + 1
+    received = sum(1 for t in rx if t < rx[0] + (expected - 0.5) * want)
+    frac = min(1.0, received / expected) if expected > 0 else 1.0
     min_frac = float(p.get("polled_min_fraction", 0.95))
     gap_limit = float(p.get("max_gap_periods", 2.5)) * want + allow
-    ok = frac >= min_frac - 1.0 / max(expected, 1.0) and max_gap <= gap_limit
-    summary = f"{len(rx)} of {expected:.1f} expected samples, longest gap {max_gap:.1f} s"
+    ok = frac >= min_frac - 1e-9 and max_gap <= gap_limit
+    summary = f"{received} of {expected} polling slots sampled, longest gap {max_gap:.1f} s"
     return (
         frac,
         ok,
         {
-            "received": len(rx),
-            "expected": round(expected, 1),
+            "received": received,
+            "expected": expected,
             "max_gap_s": round(max_gap, 3),
             "gap_limit_s": round(gap_limit, 3),
             "summary": summary,
