@@ -63,6 +63,7 @@ FLAWS = (
     "storage-ts",
     "locked-db",
     "repr-payload",
+    "two-missed",
 )
 NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
 
@@ -275,6 +276,9 @@ async def run(args: argparse.Namespace) -> None:
             while True:
                 cycle += 1
                 skip = flaw == "missed-samples" and cycle % 4 == 0
+                # flaw "two-missed": two polls skipped, about 15 s and 25 s after the start (inside the window):
+                # 2 of 30 slots at 1 s (6.7 %), 2 of 15 at 2 s
+                skip = skip or (flaw == "two-missed" and cycle in {round(15 / args.period), round(25 / args.period)})
                 for device, client in mb.items():
                     readings = await poll_modbus(sheet, device, client, flaw, {})
                     if not skip:
