@@ -628,7 +628,8 @@ def _polled_completeness(
     # received: the samples within those slots. Slots, not intervals: 30 polls in 29.1 s are 30 samples, so a
     # stream missing 2 of 30 (6.7 %) is not "complete" (it once passed as 28 of 29.2).
     expected = int((w1 - rx[0] - want / 2) // want) + 1
-    received = sum(1 for t in rx if t < rx[0] + (expected - 0.5) * want)
+    # (a period up to 10 % short fits more samples than slots: they count as the slots they fill, no more)
+    received = min(expected, sum(1 for t in rx if t < rx[0] + (expected - 0.5) * want))
     frac = min(1.0, received / expected) if expected > 0 else 1.0
     min_frac = float(p.get("polled_min_fraction", 0.95))
     gap_limit = float(p.get("max_gap_periods", 2.5)) * want + allow
