@@ -627,9 +627,14 @@ def _polled_completeness(
     # period around a slot lies inside the window (a sample may land up to half a period either side of its slot);
     # received: the samples within those slots. Slots, not intervals: 30 polls in 29.1 s are 30 samples, so a
     # stream missing 2 of 30 (6.7 %) is not "complete" (it once passed as 28 of 29.2).
-    expected = int((w1 - rx[0] - want / 2) // want) + 1
-    # (a period up to 10 % short fits more samples than slots: they count as the slots they fill, no more)
-    received = min(expected, sum(1 for t in rx if t < rx[0] + (expected - 0.5) * want))
+    # The slots follow the stream's own period when it is near period_s (within 12 %: all that daq.period's ±10 %
+    # accepts, with room for jitter; a collector polling every 1.05 s for 1 s is on time there, and its samples are
+    # not "missing" here: one defect, one check); otherwise period_s.
+    diffs = sorted(b - a for a, b in zip(rx, rx[1:], strict=False))
+    median = diffs[len(diffs) // 2] if diffs else want
+    slot = median if abs(median - want) <= float(p.get("slot_tolerance", 0.12)) * want else want
+    expected = int((w1 - rx[0] - slot / 2) // slot) + 1
+    received = min(expected, sum(1 for t in rx if t < rx[0] + (expected - 0.5) * slot))
     frac = min(1.0, received / expected) if expected > 0 else 1.0
     min_frac = float(p.get("polled_min_fraction", 0.95))
     gap_limit = float(p.get("max_gap_periods", 2.5)) * want + allow
@@ -641,6 +646,7 @@ def _polled_completeness(
         {
             "received": received,
             "expected": expected,
+            "slot_s": round(slot, 3),
             "max_gap_s": round(max_gap, 3),
             "gap_limit_s": round(gap_limit, 3),
             "summary": summary,
