@@ -24,6 +24,7 @@ FLAWS = (
     "oee-panel-percent",
     "silent-for",
     "for-plus-5",
+    "silent-env-only",
 )
 
 
@@ -45,7 +46,10 @@ def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
         tank["for"] = f"{int(p['level_for_s']) + 5}s"
     silent: dict[str, Any] = {
         "alert": "SensorSilent",
-        "expr": f"time() - plant_sensor_last_report_timestamp_seconds > {p['silent_after_s']}",
+        # the flaw "silent-env-only": written for the node the brief says the live test silences, and no other
+        "expr": "time() - plant_sensor_last_report_timestamp_seconds"
+        + ('{node="env-01"}' if flaw == "silent-env-only" else "")
+        + f" > {p['silent_after_s']}",
         # the flaw: the age is the delay already, and a for: waits it out a second time
         **({"for": f"{p['silent_after_s']}s"} if flaw == "silent-for" else {}),
         "labels": {"severity": "warning"},
