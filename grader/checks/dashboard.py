@@ -1577,13 +1577,33 @@ def exprs(panel: dict[str, Any]) -> list[str]:
     ]
 
 
-def datasource_ok(ds: Any, uid: str) -> bool:
-    """Absent (the provisioned default), or naming the provisioned data source by uid."""
+def datasource_ok(ds: Any, uid: str, variables: dict[str, str] | None = None) -> bool:
+    """Absent (the provisioned default), or naming the provisioned data source by uid, directly or through a data
+    source variable of the dashboard whose current value is that uid (Grafana resolves `${ds}` the same way)."""
     if ds is None:
         return True
+
+    def resolved(v: Any) -> Any:
+        m = re.fullmatch(r"\$\{?(\w+)\}?", v) if isinstance(v, str) else None
+        return (variables or {}).get(m.group(1), v) if m else v
+
     if isinstance(ds, str):
-        return ds == uid
-    return isinstance(ds, dict) and ds.get("uid") == uid and ds.get("type", "prometheus") == "prometheus"
+        return resolved(ds) == uid
+    return isinstance(ds, dict) and resolved(ds.get("uid")) == uid and ds.get("type", "prometheus") == "prometheus"
+
+
+def datasource_variables(model: dict[str, Any]) -> dict[str, str]:
+    """The dashboard's data source variables and their current values (name -> uid or name as saved)."""
+    out = {}
+    for v in ((model.get("templating") or {}).get("list") or []) if isinstance(model, dict) else []:
+        if isinstance(v, dict) and v.get("type") == "datasource" and isinstance(v.get("name"), str):
+            cur = v.get("current") or {}
+            value = cur.get("value") if isinstance(cur, dict) else None
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if isinstance(value, str):
+                out[v["name"]] = value
+    return out
 
 
 def load_dashboard(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]:
@@ -1622,6 +1642,7 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         return failed(spec["id"], spec["points"], f"The dashboard {en}", f"儀表板 {zh}", evidence)
     panels = all_panels(model)
     uid = str(ctx.params["datasource_uid"])
+    ds_vars = datasource_variables(model)  # ${ds} whose current value is the provisioned uid
     probes = []
     no_oee = []
     for req in ctx.lab.data["panels"]:
@@ -1651,7 +1672,7 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 panel.get("datasource"),
                 *(t.get("datasource") for t in panel.get("targets") or [] if isinstance(t, dict)),
             ]
-            if not datasource_ok(ds, uid)
+            if not datasource_ok(ds, uid, ds_vars)
         ]
         if bad_ds:
             problems.append(f"data source {bad_ds[0]!r} is not the provisioned uid {uid!r}")
