@@ -237,7 +237,7 @@ def test_an_alert_rule_defect_is_not_judged_again_live(graded: dict) -> None:
     to dash.rules_thresholds (says so) and judges TankLevelHigh alone (issue #12: one defect, one check)."""
     run = graded["flawed-silent-for"]
     thresholds = evidence(run, "dash.rules_thresholds")
-    assert {c["case"] for c in thresholds["cases"] if not c["ok"]} == {"sensor-silent"}
+    assert {c["case"] for c in thresholds["cases"] if not c["ok"]} == {"sensor-silent", "sensor-silent-vib"}
     live = evidence(run, "dash.live_alert")
     assert live["tested"] == ["TankLevelHigh"] and live["not_tested"] == {
         "SensorSilent": "alert-rule-wrong:SensorSilent"
@@ -258,7 +258,8 @@ def test_hostile_candidate_is_failed_once_per_defect_in_bounded_time(graded: dic
     assert blocked(doc) == meta["expect_blocked"], explain(doc)
     assert doc["score"]["points"] == 0
     causes = {b["cause"]: b for b in doc["not_assessable"]}
-    assert set(causes) == {"exporter-down", "rules-rejected", "dashboard-unusable"}
+    # and PLC-1 was sent nothing: plc1_budget's one reason to be not assessable
+    assert set(causes) == {"exporter-down", "rules-rejected", "dashboard-unusable", "exporter-no-plc1-requests"}
     assert causes["exporter-down"]["failed_check"] == "dash.metric_contract"
     scrape = evidence(run, "dash.metric_contract")["scrape"]
     assert "larger than" in scrape["error"]
@@ -528,6 +529,7 @@ def test_alerts_failing_hidden_rule_tests_are_left_out_of_the_live_test(aiot_hom
     assert r.status == "fail" and {c["case"] for c in r.evidence["cases"] if not c["ok"]} == {
         "level-above",
         "sensor-silent",
+        "sensor-silent-vib",
     }
     for alert in ("TankLevelHigh", "SensorSilent"):
         cause = dash.defect(ctx, f"rules:{alert}")
