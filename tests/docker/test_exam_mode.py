@@ -396,7 +396,7 @@ def test_planted_links_are_moved_aside_never_followed(exam: Any, aiot_home: Path
 
 TRUST_LIST_STEPS = r"""
 set -e
-cd /home/candidate/plant-config
+cd /home/candidate/data-acquisition/plant-config
 aiotlab plant config plc2.yaml > plc2.yaml
 grep -v '^trust_list:' plc2.yaml > plc2.new && mv plc2.new plc2.yaml && echo 'trust_list: ua-trust' >> plc2.yaml
 mkdir -p ua-trust
@@ -419,8 +419,9 @@ def test_a_certificate_removed_from_the_trust_list_is_no_longer_trusted(exam: An
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     second = json.loads(out.stdout)
-    assert second["removed"] == ["/home/candidate/plant-config/ua-trust/two.pem"], second
-    copy = aiot_home / "plants" / "em-c.data-acquisition" / "devhome" / "plant-config" / "ua-trust"
+    # an exam's config folder is per lab: ~/<lab>/plant-config
+    assert second["removed"] == ["/home/candidate/data-acquisition/plant-config/ua-trust/two.pem"], second
+    copy = aiot_home / "plants" / "em-c.data-acquisition" / "devhome" / "data-acquisition" / "plant-config" / "ua-trust"
     assert sorted(f.name for f in copy.iterdir()) == ["one.pem"]
     # and the device reads what it was given: PLC-2 trusts one certificate now
     config = subprocess.run(
