@@ -211,6 +211,16 @@ def write_plan(ctx: Any) -> list[tuple[str, int, str]]:
     return plan
 
 
+def hmi_writes_that_may_land(stats0: dict[str, int], stats1: dict[str, int]) -> int:
+    """The plant HMI's writes that can have reached PLC-1 between two readings of its counters: those it started
+    meanwhile and those still in flight at the first reading (a write lands before its reply, which can take up to
+    the HMI's timeout after FW-1 restarts)."""
+    done0 = int(stats0.get("writes_ok", 0)) + int(stats0.get("writes_failed", 0))
+    if "writes_started" not in stats1:
+        return int(stats1.get("writes_ok", 0)) + int(stats1.get("writes_failed", 0)) - done0
+    return int(stats1["writes_started"]) - done0
+
+
 @check("mb.writes_blocked")
 async def writes_blocked(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """No write gets through except the HMI's FC 6/16 setpoint writes, judged by reply and by the plant's record."""
@@ -244,7 +254,7 @@ async def writes_blocked(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     # The plant's HMI writes only its setpoint. Each of its attempts counts as one of its own writes, a failed one
     # too: after FW-1 restarts, a write can reach PLC-1 while its reply is lost (the HMI then counts a failure).
     sp = ctx.params["hmi_setpoint"]
-    hmi_attempts = sum(int(stats1.get(k, 0)) - int(stats0.get(k, 0)) for k in ("writes_ok", "writes_failed"))
+    hmi_attempts = hmi_writes_that_may_land(stats0, stats1)
     on_sp = [e for e in landed if e["detail"].get("tag") == sp]
     elsewhere = [e for e in landed if e["detail"].get("tag") != sp]
     extra = len(elsewhere) + max(0, len(on_sp) - max(0, hmi_attempts))

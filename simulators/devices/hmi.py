@@ -39,7 +39,8 @@ class Hmi:
         self.write_every_s = write_every_s
         self.log_path = log_path
         self.rng = rng
-        self.stats = {"reads_ok": 0, "reads_failed": 0, "writes_ok": 0, "writes_failed": 0}
+        # writes_started counts a write before it is sent: a write can land in PLC-1 while its reply is still on its way
+        self.stats = {"reads_ok": 0, "reads_failed": 0, "writes_started": 0, "writes_ok": 0, "writes_failed": 0}
         self.last_values: dict[str, float] = {}
 
     def _log(self, **rec: Any) -> None:
@@ -83,6 +84,7 @@ class Hmi:
     async def _write_setpoint(self, client: ModbusClient, sp: Any) -> None:
         lo, hi = max(sp.min, 1.3), min(sp.max, 2.2)
         value = round(self.rng.uniform(lo, hi), 2)
+        self.stats["writes_started"] += 1
         try:
             await client.write_register(sp.address, int(round(value * sp.scale)))
             ok, error = True, None

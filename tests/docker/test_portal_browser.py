@@ -161,10 +161,20 @@ def _answers(base: str) -> bool:
 def shot(page: Any, name: str, show: str | None = None) -> None:
     """The page as a person sees it at 1366x768: from its top, or scrolled just enough to show `show`."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.evaluate("window.scrollTo(0, 0)")
-    if show:
-        page.locator(show).scroll_into_view_if_needed()
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    from playwright.sync_api import Error as PlaywrightError
+
+    for _ in range(2):
+        try:
+            page.evaluate("window.scrollTo(0, 0)")
+            if show and page.locator(show).count():
+                page.locator(show).scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / f"{name}.png"))
+            return
+        except PlaywrightError as exc:  # the page reloaded itself meanwhile (the candidate page does at the freeze)
+            if "context was destroyed" not in str(exc):
+                raise
+            page.wait_for_load_state()
+    raise AssertionError(f"the page kept navigating: no screenshot {name}")
 
 
 def log_in(exam: dict[str, Any], user: str, screenshot: str | None = None) -> Any:
