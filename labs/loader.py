@@ -64,9 +64,18 @@ class Lab:
         """This candidate's lab parameters (varied ones drawn from the plant identity's key, per lab).
 
         `seed` is the plant's rehearsal seed, if it was started with one (a plant's state records it)."""
-        return resolve(
+        params = resolve(
             self.data.get("parameters", {}), PlantIdentity.for_candidate(candidate, seed=seed), path=f"lab:{self.id}"
         )
+        if self.data.get("derived"):  # needs that must bind on this candidate's plant (labs/derive.py)
+            from aiotlab.simulators.launch import plant_params
+
+            from .derive import DERIVATIONS
+
+            plant = plant_params(candidate, seed)[2]
+            for name, how in self.data["derived"].items():
+                params[name] = DERIVATIONS[how](params, plant)
+        return params
 
     def params_of_plant(self, candidate: str) -> dict[str, Any]:
         """The parameters for the candidate's plant as it was last started (or would start: no seed)."""

@@ -1,7 +1,9 @@
 """The candidate's datasheet: everything needed to connect, nothing of the ground truth.
 
 Built once as structured sections (paragraphs and tables) and rendered to Markdown, HTML or JSON, in zh-TW or
-English. Process constants (tank area, pump flow, PID gains ...) never appear here.
+English. Of the process, only what a P&ID and the instrument list tell an engineer who designs alarms: the tank's
+size, the pump's rated flow, the level controller's band and the alarm limits. The model's internals (valve Cv, PID
+gains, heater dynamics) never appear here.
 """
 
 from __future__ import annotations
@@ -116,12 +118,34 @@ def build(candidate: str, seed: int | None = None) -> dict[str, Any]:
                 for n in devs["sensors"]["nodes"]
             ],
         },
+        "process": process_facts(params["process"]["tank"]),
         # exam mode: the candidate's own folder in their workstation; `aiotlab plant reload` there hands a device
         # its config through the config service, which validates it first
         "config_dir": st["workstation"].get("config_dir", "/home/candidate/plant-config")
         if exam_mode
         else str(ad.plant_dir(candidate) / "config"),
         **({"config_service": f"http://{block}.5:8080"} if exam_mode else {}),
+    }
+
+
+def process_facts(tank: dict[str, Any]) -> dict[str, Any]:
+    """The tank as its P&ID and instrument list describe it (what an alarm design starts from)."""
+    return {
+        "tank": {
+            "area_m2": tank["area_m2"],
+            "height_m": tank["height_m"],
+            "pump_rated_flow_m3h": tank["pump_flow_m3h"],
+            "level_control": {
+                "operating_setpoint_m": list(tank["operating_setpoint_m"]),
+                "deadband_m": tank["deadband_m"],
+            },
+            "alarms_m": {
+                "low": tank["alarm_low_m"],
+                "high": tank["alarm_high_m"],
+                "high_high": tank["alarm_high_high_m"],
+            },
+            "level_noise_sd_m": tank["noise"]["level_m"],
+        }
     }
 
 
@@ -227,6 +251,31 @@ def sections(ds: dict[str, Any], lang: str) -> tuple[str, list[dict[str, Any]]]:
             "title": L["mqtt"],
             "paragraphs": [s.format(broker=m["broker"], lo=lo, hi=hi) for s in L["mqtt_text"]],
             "tables": tables,
+        }
+    )
+    t = ds["process"]["tank"]
+    lc, al = t["level_control"], t["alarms_m"]
+    out.append(
+        {
+            "title": L["process"],
+            "paragraphs": [L["process_text"]],
+            "tables": [
+                {
+                    "caption": "",
+                    "columns": L["cols_process"],
+                    "rows": [
+                        [L["p_area"], t["area_m2"], "m²"],
+                        [L["p_height"], t["height_m"], "m"],
+                        [L["p_pump"], t["pump_rated_flow_m3h"], "m³/h"],
+                        [L["p_setpoints"], f"{lc['operating_setpoint_m'][0]}..{lc['operating_setpoint_m'][1]}", "m"],
+                        [L["p_deadband"], lc["deadband_m"], "m"],
+                        [L["p_alarm_low"], al["low"], "m"],
+                        [L["p_alarm_high"], al["high"], "m"],
+                        [L["p_alarm_hh"], al["high_high"], "m"],
+                        [L["p_noise"], t["level_noise_sd_m"], "m"],
+                    ],
+                }
+            ],
         }
     )
     out.append(

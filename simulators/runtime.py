@@ -409,6 +409,7 @@ class Plant:
             float(d["write_every_s"]),
             self.logs / "hmi.jsonl",
             self.identity.rng("hmi"),
+            tuple(self.params["process"]["tank"]["operating_setpoint_m"]),
         )
         self.supervisor.run("hmi", self.hmi.run)
 

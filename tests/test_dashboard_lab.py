@@ -155,9 +155,10 @@ def test_live_alerts_fired_and_resolved_on_the_real_prometheus(graded: dict) -> 
     lab = load_lab(LAB)
     run = graded["reference"]
     params = json.loads((run["dir"] / "workspace" / ".aiotlab" / "lab-params.json").read_text())
+    planned = json.loads((run["dir"] / "workspace" / params["alert_plan_file"]).read_text())["TankLevelHigh"]
     ev = evidence(run, "dash.live_alert")
     tl = ev["timeline_s"]
-    assert params["level_for_s"] <= tl["level_fired"] <= params["level_for_s"] + params["fire_slack_s"]
+    assert planned["for_s"] <= tl["level_fired"] <= planned["for_s"] + params["fire_slack_s"]
     assert tl["level_resolved"] - tl["level_cleared"] <= params["resolve_within_s"]
     assert tl["silent_fired"] <= params["silent_after_s"] + params["fire_slack_s"]
     assert tl["silent_resolved"] > params["live_silence_s"]  # only after the node reported again
@@ -284,7 +285,7 @@ def test_kit_prometheus_config_is_accepted_by_promtool(aiot_home: Path, tmp_path
     params = json.loads((kit / "lab-params.json").read_text())
     sheet = json.loads((kit / "datasheet.json").read_text())
     rules = tmp_path / params["rules_file"]
-    rules.parent.mkdir(parents=True)
+    rules.parent.mkdir(parents=True, exist_ok=True)
     rules.write_text("groups: []\n")
     check = subprocess.run(
         ["promtool", "check", "config", str(kit / "prometheus.yml")], capture_output=True, text=True, timeout=30
@@ -301,7 +302,8 @@ def test_kit_prometheus_config_is_accepted_by_promtool(aiot_home: Path, tmp_path
             assert m["name"] in brief
         for a in ("TankLevelHigh", "HeaterOverTemperature", "SensorSilent", "OeeBelowTarget"):
             assert a in brief
-        assert str(params["level_warning_m"]) in brief and str(params["oee_target"]) in brief
+        assert str(params["lead_time_s"]) in brief and str(params["oee_target"]) in brief
+        assert params["alert_plan_file"] in brief and "alert-plan.schema.json" in brief
         assert target in brief and params["datasource_uid"] in brief
 
 
@@ -421,13 +423,29 @@ class FakeServer:
         return self.answers.get((expr, at), [])
 
 
-def fake_ctx(tmp_path: Path) -> Any:
+def fake_ctx(tmp_path: Path, plan: bool = True) -> Any:
     from aiotlab.grader.engine import GradeContext
+    from aiotlab.simulators.launch import plant_params
 
     lab = load_lab(LAB)
     params = lab.params_for("unit")
-    info = {"addresses": {"hosts": {"workstation": "127.1.0.40", "control": "127.1.0.1"}}}
-    return GradeContext(lab, "unit", params, {}, info, None, tmp_path)  # type: ignore[arg-type]
+    info = {
+        "addresses": {"hosts": {"workstation": "127.1.0.40", "control": "127.1.0.1"}},
+        "params": plant_params("unit")[2],
+    }
+    ctx = GradeContext(lab, "unit", params, {}, info, None, tmp_path)  # type: ignore[arg-type]
+    if plan:  # the reference's decision: what the rules are held to
+        path = tmp_path / params["alert_plan_file"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(reference_module().alert_plan(params, plan_sheet(ctx), "early", None)))
+    return ctx
+
+
+def plan_sheet(ctx: Any) -> dict[str, Any]:
+    """The datasheet's process section for a fake context's plant."""
+    from aiotlab.simulators.datasheet import process_facts
+
+    return {"process": process_facts(ctx.plant_info["params"]["process"]["tank"])}
 
 
 def firing_row(name: str) -> dict[str, Any]:
@@ -470,7 +488,7 @@ def test_a_probe_the_grader_cannot_run_is_not_assessable(
     monkeypatch.setattr(prometheus, "binary", missing)
     ctx = fake_ctx(tmp_path)
     rules = tmp_path / ctx.params["rules_file"]
-    rules.parent.mkdir(parents=True)
+    rules.parent.mkdir(parents=True, exist_ok=True)
     rules.write_text("groups: []\n")
     spec = next(c for c in ctx.lab.checks if c["id"] == "dash.rules_valid")
     r = asyncio.run(dash.rules_valid(ctx, spec))
@@ -501,15 +519,21 @@ def test_dependents_of_a_down_exporter_are_blocked_not_failed(aiot_home: Path, t
     assert r.blocked_by == "grader-overloaded"
 
 
-def reference_rules(params: dict[str, Any], flaw: str | None) -> dict[str, Any]:
-    """The lab's reference rule file, with one of its flaws (labs/.../reference/make_monitoring.py)."""
+def reference_module() -> Any:
+    """labs/.../reference/make_monitoring.py, the reference's plan, rules and dashboard."""
     import importlib.util
 
     path = load_lab(LAB).path / "solutions" / "reference" / "make_monitoring.py"
     spec = importlib.util.spec_from_file_location("make_monitoring", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.rules(params, flaw)
+    return module
+
+
+def reference_rules(ctx: Any, flaw: str | None) -> dict[str, Any]:
+    """The lab's reference rule file for the plan in ctx's workspace, with one of its flaws."""
+    plan = json.loads((Path(ctx.workspace) / ctx.params["alert_plan_file"]).read_text())
+    return reference_module().rules(ctx.params, plan, flaw)
 
 
 def test_alerts_failing_hidden_rule_tests_are_left_out_of_the_live_test(aiot_home: Path, tmp_path: Path) -> None:
@@ -518,11 +542,12 @@ def test_alerts_failing_hidden_rule_tests_are_left_out_of_the_live_test(aiot_hom
     naming the owner (before starting any Prometheus)."""
     ctx = fake_ctx(tmp_path)
     checks = {c["id"]: c for c in ctx.lab.checks}
-    rules = reference_rules(ctx.params, "silent-for")
+    rules = reference_rules(ctx, "silent-for")
     tank = rules["groups"][0]["rules"][0]
-    tank["expr"] = tank["expr"].replace(str(ctx.params["level_warning_m"]), "2.5")  # a second, unrelated defect
+    planned = json.loads((tmp_path / ctx.params["alert_plan_file"]).read_text())["TankLevelHigh"]
+    tank["expr"] = tank["expr"].replace(str(planned["threshold_m"]), "2.5")  # a second, unrelated defect
     path = tmp_path / ctx.params["rules_file"]
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
     assert asyncio.run(dash.rules_valid(ctx, checks["dash.rules_valid"])).status == "pass"
     r = asyncio.run(dash.rule_tests(ctx, checks["dash.rules_thresholds"]))
@@ -549,11 +574,11 @@ def test_a_for_too_long_fails_the_threshold_suite_only(aiot_home: Path, tmp_path
     def suites(flaw: str | None, tank_for: str | None, where: Path) -> tuple[Any, Any]:
         ctx = fake_ctx(where)
         checks = {c["id"]: c for c in ctx.lab.checks}
-        rules = reference_rules(ctx.params, flaw)
+        rules = reference_rules(ctx, flaw)
         if tank_for:
             rules["groups"][0]["rules"][0]["for"] = tank_for
         path = where / ctx.params["rules_file"]
-        path.parent.mkdir(parents=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(rules, sort_keys=False))
         first = asyncio.run(dash.rule_tests(ctx, checks["dash.rules_thresholds"]))
         return first, asyncio.run(dash.rule_tests(ctx, checks["dash.rules_timing"]))
@@ -697,21 +722,21 @@ def test_a_refused_scrape_is_said_plainly(aiot_home: Path) -> None:
 def test_a_missing_rule_file_is_named_with_what_is_there_instead(aiot_home: Path, tmp_path: Path) -> None:
     """The rule file saved as alerts.yaml: the summary names the path the brief gives and what the folder holds."""
     ctx = fake_ctx(tmp_path)
-    (tmp_path / "monitoring").mkdir()
+    (tmp_path / "monitoring").mkdir(exist_ok=True)
     (tmp_path / "monitoring" / "alerts.yaml").write_text("groups: []\n")
     (tmp_path / "monitoring" / "dashboard.json").write_text("{}")
     spec = next(c for c in ctx.lab.checks if c["id"] == "dash.rules_valid")
     r = asyncio.run(dash.rules_valid(ctx, spec))
     assert r.status == "fail" and ctx.blockers[dash.RULES_REJECTED]["check"] == "dash.rules_valid"
     assert r.summary["en"] == (
-        "The rule file monitoring/alerts.yml is missing from your workspace (monitoring/ holds alerts.yaml, "
-        "dashboard.json)"
+        "The rule file monitoring/alerts.yml is missing from your workspace (monitoring/ holds alert-plan.json, "
+        "alerts.yaml, dashboard.json)"
     )
     assert (
         r.summary["zh-TW"]
-        == "規則檔 monitoring/alerts.yml 不在您的工作目錄中（monitoring/ 內有 alerts.yaml、dashboard.json）"
+        == "規則檔 monitoring/alerts.yml 不在您的工作目錄中（monitoring/ 內有 alert-plan.json、alerts.yaml、dashboard.json）"
     )
-    ctx = fake_ctx(tmp_path / "none")
+    ctx = fake_ctx(tmp_path / "none", plan=False)
     r = asyncio.run(dash.rules_valid(ctx, spec))
     assert r.summary["en"] == (
         "The rule file monitoring/alerts.yml is missing from your workspace (there is no folder monitoring/)"
@@ -728,16 +753,11 @@ class AnyServer(FakeServer):
 def test_panel_queries_summary_says_how_alerts_queries_were_judged(aiot_home: Path, tmp_path: Path) -> None:
     """No alert of the candidate's fired during grading (rules missing): the ALERTS queries are judged by their
     selectors, and the summary says so in a sentence, in both languages."""
-    import importlib.util
-
     ctx = fake_ctx(tmp_path)
-    path = load_lab(LAB).path / "solutions" / "reference" / "make_monitoring.py"
-    spec_ = importlib.util.spec_from_file_location("make_monitoring", path)
-    module = importlib.util.module_from_spec(spec_)  # type: ignore[arg-type]
-    spec_.loader.exec_module(module)  # type: ignore[union-attr]
+    plan = json.loads((tmp_path / ctx.params["alert_plan_file"]).read_text())
     board = tmp_path / ctx.params["dashboard_file"]
-    board.parent.mkdir(parents=True)
-    board.write_text(json.dumps(module.dashboard(ctx.params, None)))
+    board.parent.mkdir(parents=True, exist_ok=True)
+    board.write_text(json.dumps(reference_module().dashboard(ctx.params, plan, None)))
     ctx.cache["dash.prometheus"] = AnyServer({})
     spec = next(c for c in ctx.lab.checks if c["id"] == "dash.panel_queries")
     r = asyncio.run(dash.panel_queries(ctx, spec))

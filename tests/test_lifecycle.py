@@ -170,10 +170,18 @@ def test_datasheet_formats(plant: PlantHandle, lang: str, marker: str) -> None:
     for tag in plant.sheet["plc1"]["tables"]["input_registers"]:
         assert f"| {tag['name']} | {tag['address']} |" in md
     assert plant.sheet["plc2"]["default_users"]["operator"]["password"] in md
-    # nothing of the truth: no process constants, no control-plane address or token
+    # the P&ID facts an alarm design needs, as the plant runs them
     params = plant.info["params"]["process"]
+    facts = plant.sheet["process"]["tank"]
+    assert (
+        facts["area_m2"] == params["tank"]["area_m2"]
+        and facts["pump_rated_flow_m3h"] == params["tank"]["pump_flow_m3h"]
+    )
+    assert facts["alarms_m"]["high_high"] == params["tank"]["alarm_high_high_m"]
+    assert f"| {facts['area_m2']} | m² |" in md
+    # nothing of the model's internals, no control-plane address or token
     text = json.dumps(plant.sheet)
-    for secret in (params["tank"]["area_m2"], params["tank"]["pump_flow_m3h"], params["heater"]["max_power_kw"]):
+    for secret in (params["tank"]["valve_cv"], params["heater"]["max_power_kw"]):
         # as a number of its own: 12.9 is inside an address like 127.64.12.90 and says nothing there
         assert not re.search(rf"(?<![\d.]){re.escape(str(secret))}(?![\d])", text), secret
     token = (plant.dir / "control.token").read_text().strip()

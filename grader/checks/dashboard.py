@@ -40,6 +40,7 @@ from ..kit import render_kit_file
 from ..probes.prometheus import PrometheusServer, Scrape, ToolMissing, promtool, scrape
 from ..results import GRADER_OVERLOADED, CheckResult, by_items, failed, passed
 from . import check
+from .alert_plan import plan_cause, plan_values, tank_facts
 from .common import all_ok, control_get, control_post, grader_host, hosts
 
 GRADER_PROMETHEUS_PORT = 19090  # on the slot's loopback control address: never the candidate's own Prometheus
@@ -943,7 +944,10 @@ def rendered_cases(ctx: Any, suite: str) -> list[dict[str, Any]]:
     alert it tests, its positive control (second line '# control: <case>', for a case that expects silence only)."""
     root = ctx.lab.path / "rule-tests" / suite
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined)
-    values = {"p": ctx.params, "job": ctx.params["job"], "instance": exporter_target(ctx)}
+    # TankLevelHigh's threshold and for: are the candidate's plan's; without a usable plan its cases are not run
+    # (rule_tests leaves them to dash.alert_plan), so any stand-in renders them
+    planned = plan_values(ctx) or {"level_warning_m": 2.35, "level_for_s": 30}
+    values = {"p": {**ctx.params, **planned}, "job": ctx.params["job"], "instance": exporter_target(ctx)}
     out = []
     for f in sorted(root.glob("*.yml.j2")):
         text = env.get_template(f.name).render(**values)
@@ -960,6 +964,23 @@ def rendered_cases(ctx: Any, suite: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def unplanned(ctx: Any, case: str, planned: dict[str, float] | None) -> str | None:
+    """Why a TankLevelHigh case cannot hold the rules to the plan, if it cannot: no usable plan, or a plan's for:
+    too short for the case to mean anything (a for: under 10 s flaps on a 10 s swing: the plan's defect, judged
+    by dash.alert_plan)."""
+    if planned is None:
+        plan_cause(ctx)
+        return (
+            "TankLevelHigh's threshold and for: come from your alert plan, which is unusable: judged by dash.alert_plan"
+        )
+    lo_for = float(ctx.params["level_for_range_s"][0])
+    if case == "level-flapping" and planned["level_for_s"] < lo_for:
+        return f"your plan's for: {planned['level_for_s']} s is under {lo_for:g} s: judged by dash.alert_plan"
+    if case == "level-for" and planned["level_for_s"] < 1:
+        return "your plan sets no for:: judged by dash.alert_plan"
+    return None
 
 
 def promtool_failure(output: str) -> str:
@@ -995,11 +1016,16 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     owned_failures: list[dict[str, Any]] = []  # failing cases of an alert an earlier suite already failed
     with tempfile.TemporaryDirectory(prefix="aiotlab-ruletest-") as tmp:
         (Path(tmp) / "rules.yml").write_text(for_testing(text, documented_severities(ctx)), encoding="utf-8")
+        planned = plan_values(ctx)
         for c in cases:
             missing = defect(ctx, f"alert:{c['alert']}")
             if missing:
                 skipped[c["case"]] = f"no alert {c['alert']}: judged by dash.rules_valid"
                 owners[c["case"]] = "dash.rules_valid"
+                continue
+            if c["alert"] == "TankLevelHigh" and (why := unplanned(ctx, c["case"], planned)):
+                skipped[c["case"]] = why
+                owners[c["case"]] = "dash.alert_plan"
                 continue
             earlier = defect(ctx, f"rules:{c['alert']}")  # this alert's rule already failed an earlier suite
             (Path(tmp) / f"{c['case']}.yml").write_text(c["text"], encoding="utf-8")
@@ -1259,7 +1285,14 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     silent_metric = f'plant_sensor_last_report_timestamp_seconds{{node="{node}"}}'
     # an alert the rule file lacks, whose rule fails a hidden rule test (a wrong threshold or for:) or whose metric
     # the exporter gets wrong is that check's finding: not tested again here (both -> not assessable)
-    level_cause = defect(ctx, "alert:TankLevelHigh") or defect(ctx, "rules:TankLevelHigh") or defect(ctx, level_metric)
+    planned = plan_values(ctx)
+    level_cause = (
+        defect(ctx, "alert:TankLevelHigh")
+        or defect(ctx, "rules:TankLevelHigh")
+        or defect(ctx, level_metric)
+        or (None if planned else plan_cause(ctx))
+        or plan_untestable(ctx, planned)
+    )
     silent_cause = defect(ctx, "alert:SensorSilent") or defect(ctx, "rules:SensorSilent") or defect(ctx, silent_metric)
     if level_cause and silent_cause:
         return ctx.blocked(spec, level_cause)
@@ -1274,7 +1307,8 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     await wait_for_data(server, level_metric, 10.0)
     period = next(float(n["default_report_period_s"]) for n in ctx.sheet["mqtt"]["nodes"] if n["id"] == node)
     slack, resolve_within = float(p["fire_slack_s"]), float(p["resolve_within_s"])
-    threshold = float(p["level_warning_m"])
+    threshold = float(planned["level_warning_m"]) if planned else float("nan")
+    level_for = float(planned["level_for_s"]) if planned else float("nan")
     test_level, test_silent = not level_cause, not silent_cause
     names = [n for n, on in (("TankLevelHigh", test_level), ("SensorSilent", test_silent)) if on]
     probes: list[dict[str, Any]] = []
@@ -1296,7 +1330,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         await control_post(ctx, "/v1/process-events", {"event": "tank_high_level", "duration_s": 600})
     if test_silent:
         await control_post(ctx, "/v1/faults", {"kind": "offline", "target": node, "duration_s": p["live_silence_s"]})
-    level_fire_by = t0 + float(p["level_for_s"]) + slack
+    level_fire_by = t0 + level_for + slack
     silent_fire_by = t0 + float(p["silent_after_s"]) + slack
     node_back = t0 + float(p["live_silence_s"])
     silent_resolve_by = node_back + period + resolve_within
@@ -1408,12 +1442,12 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             evidence,
         )
     if test_level:
-        limit = float(p["level_for_s"]) + slack
+        limit = level_for + slack
         fired = rel["level_fired"]
         seen_max = controls.get("exporter_level_max_m")
         probes.append(
             {
-                "what": f"TankLevelHigh fires within {p['level_for_s']} + {slack:.0f} s of the level rising above "
+                "what": f"TankLevelHigh fires within {level_for:g} + {slack:.0f} s of the level rising above "
                 f"{threshold} m",
                 "ok": fired is not None and fired <= limit,
                 "fired_after_s": fired,
@@ -1506,7 +1540,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         if test_level:
             parts_en.append(
                 f"TankLevelHigh fired {rel['level_fired']} s after the level rose (limit "
-                f"{float(p['level_for_s']) + slack:.0f} s) and resolved "
+                f"{level_for + slack:.0f} s) and resolved "
                 f"{round(times['level_resolved'] - times['level_cleared'], 1)} s after it fell"
             )
             parts_zh.append(
@@ -1545,6 +1579,28 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             {"probes": probes, **evidence},
         )
     return all_right(spec, probes, "", "", **evidence)
+
+
+def plan_untestable(ctx: Any, planned: dict[str, float] | None) -> str | None:
+    """A plan the live test cannot hold the rules to: a threshold at or above where the grader holds the level
+    (midway between H and HH), or a for: beyond the on-call rule. Either is the plan's defect (dash.alert_plan)."""
+    if planned is None:
+        return None
+    tank = tank_facts(ctx)
+    held = (tank["high_m"] + tank["high_high_m"]) / 2
+    hi_for = float(ctx.params["level_for_range_s"][1])
+    if planned["level_warning_m"] < held - 0.02 and planned["level_for_s"] <= hi_for:
+        return None
+    cause = "alert-plan-not-live-testable"
+    ctx.block(
+        cause,
+        f"your plan's threshold {planned['level_warning_m']} m or for: {planned['level_for_s']} s is outside what "
+        f"the live test holds (a level of {held:.2f} m for up to {hi_for:g} s + slack)",
+        f"您規劃的門檻 {planned['level_warning_m']} m 或 for: {planned['level_for_s']} 秒超出即時測試所維持的條件"
+        f"（液位 {held:.2f} m，至多 {hi_for:g} 秒加寬限）",
+        "dash.alert_plan",
+    )
+    return cause
 
 
 async def end_high_level(ctx: Any) -> None:
@@ -1645,6 +1701,7 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     ds_vars = datasource_variables(model)  # ${ds} whose current value is the provisioned uid
     probes = []
     no_oee = []
+    unjudged: list[str] = []  # panels whose threshold step is the alert plan's, when the plan is unusable
     for req in ctx.lab.data["panels"]:
         panel = find_panel(panels, req["title"])
         if panel is None:
@@ -1680,8 +1737,16 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         if req.get("unit") and defaults.get("unit") != req["unit"]:
             problems.append(f"unit {defaults.get('unit')!r}, required {req['unit']!r}")
             problems_zh.append(f"單位為 {defaults.get('unit')!r}，規定為 {req['unit']!r}")
-        if req.get("threshold"):
+        want: float | None = None
+        if req.get("threshold") == "plan":
+            planned = plan_values(ctx)
+            want = planned["level_warning_m"] if planned else None
+            if planned is None:  # the plan's defect, judged by dash.alert_plan: this step is not judged here
+                plan_cause(ctx)
+                unjudged.append(req["title"])
+        elif req.get("threshold"):
             want = float(ctx.params[req["threshold"]])
+        if want is not None:
             steps = ((defaults.get("thresholds") or {}).get("steps")) or []
             values = [s.get("value") for s in steps if isinstance(s, dict)]
             if not any(isinstance(v, int | float) and math.isclose(v, want, abs_tol=1e-9) for v in values):
@@ -1707,9 +1772,14 @@ async def dashboard_model(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     return all_right(
         spec,
         probes,
-        f"All {len(probes)} required panels are present with a query, the data source, units and thresholds",
-        f"{len(probes)} 個必要面板皆具查詢、資料來源、單位與門檻",
+        f"All {len(probes)} required panels are present with a query, the data source, units and thresholds"
+        + (f"; not judged here (see dash.alert_plan): the threshold step of {', '.join(unjudged)}" if unjudged else ""),
+        f"{len(probes)} 個必要面板皆具查詢、資料來源、單位與門檻"
+        + (f"；未於此評量（見 dash.alert_plan）：{'、'.join(unjudged)} 的門檻步階" if unjudged else ""),
         **evidence,
+        **(
+            {"not_judged_here": {t: "threshold step: the alert plan is unusable" for t in unjudged}} if unjudged else {}
+        ),
     )
 
 

@@ -32,6 +32,7 @@ class Hmi:
         write_every_s: float,
         log_path: Path,
         rng: random.Random,
+        setpoint_range: tuple[float, float] = (1.3, 2.2),
     ) -> None:
         self.host, self.port, self.source, self.unit = host, port, source, unit
         self.regmap = regmap
@@ -39,6 +40,7 @@ class Hmi:
         self.write_every_s = write_every_s
         self.log_path = log_path
         self.rng = rng
+        self.setpoint_range = setpoint_range
         # writes_started counts a write before it is sent: a write can land in PLC-1 while its reply is still on its way
         self.stats = {"reads_ok": 0, "reads_failed": 0, "writes_started": 0, "writes_ok": 0, "writes_failed": 0}
         self.last_values: dict[str, float] = {}
@@ -82,7 +84,7 @@ class Hmi:
         self.last_values["level"] = (raw - 0x10000 if raw & 0x8000 else raw) / self.regmap.tag("level").scale
 
     async def _write_setpoint(self, client: ModbusClient, sp: Any) -> None:
-        lo, hi = max(sp.min, 1.3), min(sp.max, 2.2)
+        lo, hi = max(sp.min, self.setpoint_range[0]), min(sp.max, self.setpoint_range[1])
         value = round(self.rng.uniform(lo, hi), 2)
         self.stats["writes_started"] += 1
         try:

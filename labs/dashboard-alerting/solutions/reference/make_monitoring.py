@@ -1,13 +1,17 @@
 """Reference alert rules and Grafana dashboard for the dashboard-alerting lab, from the brief and lab parameters.
 
-Writes the rule file and the dashboard JSON model where the brief says. `--flaw NAME` injects one deliberate
-mistake: the lab's flawed rule files and dashboards are these plus one flaw.
+Writes the alert plan (the early-warning decision, from the datasheet's tank facts), the rule file and the dashboard
+JSON model where the brief says. `--plan early|late` is how TankLevelHigh is decided (two sound decisions: the lowest
+threshold that is silent in normal operation with a 30 s for:, or the highest that still gives the lead time with
+a short for:). `--flaw NAME` injects one deliberate mistake: the lab's flawed plans, rule files and dashboards are
+these plus one flaw.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,10 +29,51 @@ FLAWS = (
     "silent-for",
     "for-plus-5",
     "silent-env-only",
+    "plan-too-late",
+    "plan-rate",
 )
 
 
-def rules(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
+def alert_plan(p: dict[str, Any], sheet: dict[str, Any], style: str, flaw: str | None) -> dict[str, Any]:
+    """TankLevelHigh's threshold and for:, decided as the brief asks (section 2a)."""
+    t = sheet["process"]["tank"]
+    rate = t["pump_rated_flow_m3h"] / 3600.0 / t["area_m2"]  # m/s, pump at rated flow, outlet closed
+    hh, high = t["alarms_m"]["high_high"], t["alarms_m"]["high"]
+    lowest = t["level_control"]["operating_setpoint_m"][1] + t["level_control"]["deadband_m"]
+    lowest += p["noise_margin_sd"] * t["level_noise_sd_m"]
+    need, delay = p["lead_time_s"], p["detection_delay_s"]
+    lo_for, hi_for = p["level_for_range_s"]
+
+    def lead(threshold: float, for_s: int) -> float:
+        return (hh - threshold) / rate - for_s - delay
+
+    if style == "early":  # the lowest silent threshold (to the cm above), the longest for: up to 30 s that still fits
+        threshold = math.ceil(lowest * 100 - 1e-6) / 100
+        for_s = next(f for f in range(30, lo_for - 1, -1) if lead(threshold, f) >= need)
+        why = "lowest threshold silent in normal operation, for: 30 s or less to keep the lead time"
+    else:  # the highest threshold that keeps the lead time with for: 15 s, below H (fewest nuisance alarms)
+        for_s = 15
+        threshold = math.floor(min(hh - rate * (need + for_s + delay), high - 0.01) * 100 + 1e-6) / 100
+        why = "highest threshold that still gives the lead time with for: 15 s, below the H alarm"
+    if flaw == "plan-too-late":  # 20 s short of the need, all bounds kept: the warning comes too late to act on
+        for_s = lo_for
+        threshold = round(hh - rate * (need - 20 + for_s + delay), 3)
+        why = "a threshold close to H with the shortest for:, for the fewest warnings"
+    claimed_rate = rate * 60 if flaw == "plan-rate" else rate  # the flaw: m³/h ÷ 60 (per minute), not ÷ 3600
+    return {
+        "TankLevelHigh": {
+            "threshold_m": threshold,
+            "for_s": for_s,
+            "worst_case_fill_rate_m_per_s": round(claimed_rate, 7),
+            "lead_time_s": round((hh - threshold) / claimed_rate - for_s - delay, 1),
+            "rationale": f"{why}; fill rate {rate:.6f} m/s, HH {hh} m, need {need} s.",
+        }
+    }
+
+
+def rules(p: dict[str, Any], plan: dict[str, Any], flaw: str | None) -> dict[str, Any]:
+    planned = plan["TankLevelHigh"]
+    p = {**p, "level_warning_m": planned["threshold_m"], "level_for_s": planned["for_s"]}
     level = 2.5 if flaw == "wrong-threshold" else p["level_warning_m"]  # the flaw: a figure from another P&ID
     tank: dict[str, Any] = {
         "alert": "TankLevelHigh",
@@ -105,7 +150,7 @@ def panel(i: int, title: str, expr: str, kind: str, unit: str, uid: str, thresho
     }
 
 
-def dashboard(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
+def dashboard(p: dict[str, Any], plan: dict[str, Any], flaw: str | None) -> dict[str, Any]:
     uid = p["datasource_uid"]
     power = "plant_active_power_kilowatts" if flaw == "missing-metric" else "plant_active_power_watts"
     power_unit = "kwatt" if flaw == "panel-unit" else "watt"  # the flaw: values in W shown as kW
@@ -113,7 +158,15 @@ def dashboard(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
     oee_expr = "plant_line_oee_ratio * 100" if flaw == "oee-panel-percent" else "plant_line_oee_ratio"
     oee_target = p["oee_target"]
     panels = [
-        panel(1, "Tank level", "plant_tank_level_meters", "timeseries", "lengthm", uid, p["level_warning_m"]),
+        panel(
+            1,
+            "Tank level",
+            "plant_tank_level_meters",
+            "timeseries",
+            "lengthm",
+            uid,
+            plan["TankLevelHigh"]["threshold_m"],
+        ),
         panel(
             2, "Heater temperature", "plant_heater_temperature_celsius", "timeseries", "celsius", uid, p["overtemp_c"]
         ),
@@ -142,14 +195,20 @@ def dashboard(p: dict[str, Any], flaw: str | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flaw", choices=FLAWS)
+    parser.add_argument("--plan", choices=("early", "late"), default="early")
     args = parser.parse_args()
     p = json.loads(Path(os.environ["AIOTLAB_LAB_PARAMS"]).read_text())
+    sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
     ws = Path(os.environ.get("AIOTLAB_WORKSPACE", "."))
-    rules_path, dash_path = ws / p["rules_file"], ws / p["dashboard_file"]
-    rules_path.parent.mkdir(parents=True, exist_ok=True)
-    dash_path.parent.mkdir(parents=True, exist_ok=True)
-    rules_path.write_text(yaml.safe_dump(rules(p, args.flaw), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    dash_path.write_text(json.dumps(dashboard(p, args.flaw), indent=2, ensure_ascii=False), encoding="utf-8")
+    plan = alert_plan(p, sheet, args.plan, args.flaw)
+    paths = {k: ws / p[k] for k in ("alert_plan_file", "rules_file", "dashboard_file")}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    paths["alert_plan_file"].write_text(json.dumps(plan, indent=2, ensure_ascii=False), encoding="utf-8")
+    paths["rules_file"].write_text(
+        yaml.safe_dump(rules(p, plan, args.flaw), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    paths["dashboard_file"].write_text(json.dumps(dashboard(p, plan, args.flaw), indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
