@@ -40,6 +40,7 @@ SETUP_TIMEOUT_S = 180.0
 RECORD_DB_MAX_BYTES = 50 * 1024 * 1024
 MAX_EXTRA_TRUTH = 100  # extra truth fetches per grading (a hostile stream of odd timestamps cannot make more)
 STOP_GRACE_S = 5.0
+MAX_SYNC_S = 2.0  # a 4 KiB fsync in the workspace slower than this: a commit a second could not be kept
 MAX_LOOP_LAG_S = 1.0  # a stall longer than this makes the grader's timing of what it saw unreliable
 MIN_COVERAGE = 0.95
 FLOOD_MSGS_PER_S = 500.0  # the labs' streams make under 20 messages/s; a candidate sending more is flooding
@@ -633,7 +634,11 @@ class LagMonitor:
 
 
 def health_of(
-    ctx: GradeContext, monitor: LagMonitor, observe_s: float, plant_stalls: list[dict[str, Any]]
+    ctx: GradeContext,
+    monitor: LagMonitor,
+    observe_s: float,
+    plant_stalls: list[dict[str, Any]],
+    beside: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Was the grader able to see the window as it happened? Overloaded when its loop stalled longer than
     MAX_LOOP_LAG_S, when the observation covered less than MIN_COVERAGE of the window it asked for, or when the
@@ -652,6 +657,11 @@ def health_of(
         reasons.append(f"observation covered {coverage:.0%} of {observe_s:.0f} s")
     if stalls > MAX_LOOP_LAG_S:
         reasons.append(f"plant physics loop stalled {stalls:.2f} s")
+    if beside and beside.get("ran") and not flood:  # the candidate's own environment (grader/canary.py)
+        if float(beside["max_wake_lag_s"]) > MAX_LOOP_LAG_S:
+            reasons.append(f"the candidate's environment stalled {beside['max_wake_lag_s']:.2f} s (a canary beside it)")
+        if float(beside["max_sync_s"]) > MAX_SYNC_S:
+            reasons.append(f"the workspace's disk took {beside['max_sync_s']:.2f} s to sync 4 KiB (a canary beside it)")
     return {
         "overloaded": bool(reasons),
         "reasons": reasons,
@@ -660,12 +670,31 @@ def health_of(
         "samples": len(lags),
         "coverage": round(coverage, 3),
         "plant_max_stall_s": round(stalls, 3),
+        "candidate_environment": beside,
         # the candidate flooded the grader (over the message cap, or far more than the lab's streams make): its
         # own stalls are then the candidate's doing, not the host's, and are not a reason to grade again
         "candidate_flood": {"messages_per_s": round(rate, 1), "dropped_over_cap": ctx.observation.dropped}
         if flood
         else None,
     }
+
+
+def not_started_hint(code: int, log_path: Path) -> tuple[str, str]:
+    """(en, zh-TW) to add when an exit status says the command never ran: 126/127 come from the exec (not found,
+    not executable), as a command run in the workstation reports it; the log's last line says which."""
+    if code not in (126, 127):
+        return "", ""
+    try:
+        last = next((ln for ln in reversed(log_path.read_text("utf-8", "replace").splitlines()) if ln.strip()), "")
+    except OSError:
+        last = ""
+    said = f" (it said: {last.strip()[:200]})" if last else ""
+    said_zh = f"（訊息：{last.strip()[:200]}）" if last else ""
+    return (
+        f": the command could not be started{said}; it is run directly, not by a shell: for `cd`, variables, "
+        "pipes or `&&`, give `sh -c '...'` or a script",
+        f"：指令無法啟動{said_zh}；指令不經 shell 直接執行：需要 `cd`、變數、管線或 `&&` 時，請用 `sh -c '...'` 或腳本",
+    )
 
 
 MAX_ATTEMPTS = 3  # a grading the host spoiled is re-run; after this many, its timing checks stay not assessable
@@ -701,9 +730,11 @@ async def grade(
             plant=plant,
             restart_plant=restart_plant,
         )
-        if not any(r.blocked_by == GRADER_OVERLOADED for r in run.results):
+        spoiled = [r.id for r in run.results if r.blocked_by == GRADER_OVERLOADED]
+        if not spoiled:
             break
-        overloads.append(run.health)
+        # why this attempt was graded again: the window's own health, or a check that found the host behind
+        overloads.append({**run.health, "checks_not_assessable_for_overload": spoiled})
         if attempt < MAX_ATTEMPTS:
             say(candidate, f"grader overloaded ({'; '.join(run.health.get('reasons', []))}): grading again")
             await asyncio.sleep(2.0)
@@ -724,6 +755,7 @@ async def _grade_once(
 ) -> GradeRun:
     from aiotlab.simulators.datasheet import build as build_datasheet
 
+    from . import canary
     from .kit import write_kit
 
     say = progress or (lambda who, what: None)
@@ -862,28 +894,37 @@ async def _grade_once(
                         None,
                     )
                 elif proc is not None and proc.returncode is not None:
+                    en, zh = not_started_hint(proc.returncode, out_dir / "solution.log")
                     ctx.block(
                         SOLUTION_EXITED,
                         f"your command exited with status {proc.returncode} within the "
-                        f"{float(params.get('warmup_s', 5)):g} s warm-up, before observation began (see solution.log)",
+                        f"{float(params.get('warmup_s', 5)):g} s warm-up, before observation began{en} (see solution.log)",
                         f"您的指令在 {float(params.get('warmup_s', 5)):g} 秒暖機期間即結束（結束碼 {proc.returncode}），"
-                        "觀測尚未開始（見 solution.log）",
+                        f"觀測尚未開始{zh}（見 solution.log）",
                         None,
                     )
         ctx.status_start = await asyncio.to_thread(control.get, "/v1/status")
         obs_spec = telemetry_observer(lab)
+        beside: dict[str, Any] | None = None
         if obs_spec:
             say(candidate, f"observing {params['observe_s']} s")
+            watcher = await canary.start(
+                float(params["observe_s"]) + 2.0,
+                workspace,
+                ws.base_env() if ws is not None else solution_base_env(),
+                ws,
+            )
             monitor.start()
             await observe_telemetry(ctx, obs_spec)
             await monitor.stop()
+            beside = await watcher.result()
         ctx.status_end = await asyncio.to_thread(control.get, "/v1/status")
         stalls: list[dict[str, Any]] = []
         if obs_spec:
             w0, w1 = ctx.observation.window
             events = await asyncio.to_thread(control.get, f"/v1/events?start={w0 - 5}&end={w1}")
             stalls = [e for e in events if e.get("kind") == "tick_stall"]
-        ctx.health = health_of(ctx, monitor, float(params.get("observe_s", 0)) if obs_spec else 0.0, stalls)
+        ctx.health = health_of(ctx, monitor, float(params.get("observe_s", 0)) if obs_spec else 0.0, stalls, beside)
         probing_from = time.time()
         try:
             await run_probes(lab, ctx, say)

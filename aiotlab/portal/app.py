@@ -330,7 +330,15 @@ def create_app(exam: Exam, concurrency: int = 2) -> FastAPI:
         sheet = json.loads(kit_file(s.user, lab, "datasheet.json").read_text(encoding="utf-8"))
         ws = exam.workspace(s.user, lab)
         results = []
-        for key in ("db_path", "read_tool", "rules_file", "dashboard_file", "alert_plan_file", "ca_file", "risk_register"):
+        for key in (
+            "db_path",
+            "read_tool",
+            "rules_file",
+            "dashboard_file",
+            "alert_plan_file",
+            "ca_file",
+            "risk_register",
+        ):
             rel = params.get(key)
             if isinstance(rel, str):
                 p = ws / rel

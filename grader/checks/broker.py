@@ -15,12 +15,14 @@ which records the cause; every check that needs a verified connection is then "n
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import ssl
 import time
 from typing import Any
 
 from ..probes import mqtt as mq
+from ..probes import tls_hello
 from ..probes.net import open_ports
 from ..results import PASS, CheckResult
 from . import check
@@ -381,6 +383,31 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 cert["ok"],
             )
         )
+    # a TLS listener of the broker's that answers the grader no MQTT (one that demands a client certificate): its
+    # versions are read from the ServerHello, since a pinned full handshake fails there whatever the version
+    others, hosted = await brokers_other_tls(ctx, host, src, listeners)
+    inconclusive = []
+    for p in others:
+        if p == port:
+            continue  # the brief's TLS port must serve MQTT: judged below
+        for v in OLD_TLS:
+            for _ in range(3):  # a timeout under load is no answer either way: asked again
+                got = await tls_hello.picks(host, p, src, v.name, timeout=CONNECT_TIMEOUT_S)
+                if got["accepted"] is not None:
+                    break
+            what = f"port {p} (TLS, no MQTT for the grader without a client certificate): ClientHello offering only {v.name}"
+            if got["accepted"] is None:
+                inconclusive.append({"what": what, "observed": got["observed"]})
+                continue
+            probes.append(
+                probe(
+                    what,
+                    got["observed"],
+                    not got["accepted"],
+                    f"port {p} accepts {v.name} ({got['observed']})",
+                    f"連接埠 {p} 接受 {v.name}（{got['observed']}）",
+                )
+            )
     if port not in {x["port"] for x in broker_tls}:
         # the lab's TLS port must serve MQTT over TLS to the issued accounts: a handshake alone (a port that then
         # demands a client certificate, or speaks something else) is not the listener the brief asks for
@@ -406,6 +433,8 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 why_zh,
             )
         )
+    if inconclusive and all(x["ok"] for x in probes):  # nothing wrong seen, but not everything could be asked
+        return ctx.blocked(spec, "probe-inconclusive", {"probes": probes, "inconclusive": inconclusive})
     return all_ok(
         spec,
         probes,
@@ -414,7 +443,24 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         tls_port=port,
         broker_tls_listeners=[x["port"] for x in broker_tls],
         other_tls_ports_not_mqtt=[x["port"] for x in listeners if x["tls"] and not x["tls_mqtt"]],
+        other_tls_ports_probed=others,
+        other_tls_ports_host_wide=hosted,
     )
+
+
+async def brokers_other_tls(
+    ctx: Any, host: str, src: str, listeners: list[dict[str, Any]]
+) -> tuple[list[int], list[int]]:
+    """(TLS ports on the broker's address that answer no MQTT and are the broker's own, TLS ports left out as the
+    host's). On a loopback address (the process backend) a service of the host bound to every address answers
+    there too: a port that also answers on a neighbouring address nobody binds is the host's, not the broker's. In
+    a container every port of the broker's address is the broker's."""
+    ports = [x["port"] for x in listeners if x["tls"] and not x["tls_mqtt"]]
+    if not ports or not ipaddress.ip_address(host).is_loopback:
+        return ports, []
+    neighbour = host.rsplit(".", 1)[0] + ".249"
+    hosted = await open_ports(neighbour, ports, source=src)
+    return [p for p in ports if p not in hosted], hosted
 
 
 async def password_file(ctx: Any) -> dict[str, Any]:

@@ -47,6 +47,16 @@ def entry(ctx: Any, device: str, name: str) -> dict[str, Any]:
     raise KeyError(f"{device} has no register {name}")
 
 
+def truth_tag(ctx: Any, device: str, name: str) -> str:
+    """The plant tag a register holds (what the plant's write events name: `tank.level_setpoint_m`, not the
+    register's name `level_setpoint`), from the parameters the plant runs."""
+    for table in ctx.plant_info["params"]["devices"][device]["tables"].values():
+        for t in (table or {}).get("tags", []):
+            if t["name"] == name:
+                return str(t["source"])
+    raise KeyError(f"{device} has no register {name}")
+
+
 async def send(ctx: Any, device: str, source: str, pdu: bytes) -> mp.ProbeReply:
     d = ctx.sheet[device]
     return await mp.request(d["host"], int(d["port"]), int(d["unit_id"]), source, pdu)
@@ -253,7 +263,7 @@ async def writes_blocked(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     landed = await writes_between(ctx, t0 - 0.2, t1)
     # The plant's HMI writes only its setpoint. Each of its attempts counts as one of its own writes, a failed one
     # too: after FW-1 restarts, a write can reach PLC-1 while its reply is lost (the HMI then counts a failure).
-    sp = ctx.params["hmi_setpoint"]
+    sp = truth_tag(ctx, "plc1", ctx.params["hmi_setpoint"])
     hmi_attempts = hmi_writes_that_may_land(stats0, stats1)
     on_sp = [e for e in landed if e["detail"].get("tag") == sp]
     elsewhere = [e for e in landed if e["detail"].get("tag") != sp]
@@ -267,6 +277,9 @@ async def writes_blocked(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             why=f"{extra} probe write(s) reached PLC-1 (plant record: "
             + ", ".join(f"{e['detail'].get('tag')}={e['detail'].get('value')}" for e in (elsewhere or on_sp)[:3])
             + f"; the plant HMI's own write attempts meanwhile: {max(0, hmi_attempts)})",
+            why_zh=f"{extra} 筆探測寫入抵達 PLC-1（工廠紀錄："
+            + "、".join(f"{e['detail'].get('tag')}={e['detail'].get('value')}" for e in (elsewhere or on_sp)[:3])
+            + f"；同期工廠 HMI 自身的寫入嘗試：{max(0, hmi_attempts)} 次）",
         )
     )
     probes.append(await control(ctx, spec, "plc1", "after"))

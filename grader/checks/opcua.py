@@ -363,8 +363,42 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"{WHAT_ZH.get(what, what)} {name} 被接受",
             )
         )
+    probes.append(await only_issued_accounts(ctx))
     return judge(
-        ctx, spec, probes, "Passwords are checked; factory defaults no longer work", "密碼確實檢查；出廠預設帳密已失效"
+        ctx,
+        spec,
+        probes,
+        "Exactly the issued accounts: passwords are checked, factory defaults no longer work, no other account",
+        "恰為核發的帳號：密碼確實檢查、出廠預設帳密已失效、無其他帳號",
+    )
+
+
+async def only_issued_accounts(ctx: Any) -> dict[str, Any]:
+    """An account nobody was issued cannot be found by logging in (its name is unknown): PLC-2's saved config
+    (what it runs after a restart) is read instead. `anonymous` is ua.anonymous_refused's."""
+    import yaml
+
+    issued = set(ctx.params["ua_accounts"])
+    try:
+        text = (await control_get(ctx, "/v1/config/plc2.yaml")).get("text", "")
+        users = yaml.safe_load(text).get("users") or {}
+        names = {str(n) for n in users} if isinstance(users, dict) else set()
+    except Exception as exc:  # noqa: BLE001 - a config the grader cannot read is no evidence either way
+        return probe(
+            "PLC-2's saved config lists only the issued accounts",
+            f"unreadable: {str(exc)[:200]}",
+            None,
+            unsure=f"PLC-2's saved config could not be read ({str(exc)[:200]})",
+            unsure_zh=f"無法讀取 PLC-2 已儲存的設定（{str(exc)[:200]}）",
+        )
+    extra = sorted(names - issued - {"anonymous"})
+    return probe(
+        "PLC-2's saved config lists only the issued accounts",
+        {"accounts": sorted(names), "not_issued": extra},
+        not extra,
+        expected=f"only {', '.join(sorted(issued))}",
+        why=f"PLC-2 has accounts that were not issued: {', '.join(extra)} (plc2.yaml users)",
+        why_zh=f"PLC-2 有未核發的帳號：{', '.join(extra)}（plc2.yaml 的 users）",
     )
 
 

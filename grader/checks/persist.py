@@ -98,6 +98,10 @@ async def persists(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             again = await again
         what = f"{check_id} after restarting {', '.join(params['restart'])}"
         observed = {"before": PASS, "after": again.status, "after_summary": again.summary.get("en")}
+        if again.status != PASS:  # what the re-run saw, so the report can be audited (not only its summary)
+            observed["after_failing_probes"] = [
+                p for p in (again.evidence or {}).get("probes", []) if isinstance(p, dict) and not p.get("ok")
+            ][:5]
         if again.status == PASS:
             probes.append(probe(what, observed, True, expected="still holds"))
         elif again.status == NOT_ASSESSABLE and again.blocked_by in (

@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 FLAWS = (
     "plaintext-listener",  # TLS listener added, the factory plaintext listener left open
     "tls11-listener",  # a second TLS listener (port + 1) that still accepts TLS 1.1
+    "tls11-mtls-listener",  # the same, but it demands a client certificate (the grader gets no MQTT there)
     "no-san",  # broker certificate without the subjectAltName of the broker's address
     "allow-anonymous",  # allow_anonymous true (everything else hardened)
     "passwd-readable",  # password file hashed, but readable by every local user (0644)
@@ -158,7 +159,7 @@ def broker_files(
     (cfg / params["mqtt_acl_file"]).chmod(0o600)
     user = "user root\n" if os.geteuid() == 0 else ""
     extra_listener = f"\nlistener {sheet['mqtt']['port']} {host}\n" if flaw == "plaintext-listener" else ""
-    if flaw == "tls11-listener":  # OpenSSL 3 speaks TLS 1.1 only at security level 0
+    if flaw in ("tls11-listener", "tls11-mtls-listener"):  # OpenSSL 3 speaks TLS 1.1 only at security level 0
         extra_listener = f"""
 listener {int(params["mqtt_tls_port"]) + 1} {host}
 cafile {ws / "pki/ca.crt"}
@@ -166,6 +167,7 @@ certfile {ws / "pki/broker.crt"}
 keyfile {broker_key}
 tls_version tlsv1.1
 ciphers DEFAULT:@SECLEVEL=0
+{"require_certificate true" if flaw == "tls11-mtls-listener" else ""}
 """
     stamp = (
         "log_timestamp false\n"

@@ -35,6 +35,7 @@ FLAWS = {
     "none-channel": "compatibility mode left on: sessions over an unlisted None channel still work",
     "anonymous-ua": "the anonymous identity token still accepted",
     "factory-accounts": "the factory accounts operator and engineer kept",
+    "extra-ua-account": "an engineer account of one's own (maint) beside the issued ones",
     "operator-writes": "the operator role keeps the factory's write permission",
     "no-trust-list": "no trust list: any client certificate is accepted",
     # FW-1
@@ -87,6 +88,8 @@ def plc2_file(cfg: Path, ws: Path, sheet: dict[str, Any], params: dict[str, Any]
         name: {"password_hash": password_hash(str(pw)), "role": params["ua_roles"][name]}
         for name, pw in params["ua_accounts"].items()
     }
+    if flaw == "extra-ua-account":  # a round-7 outsider's case: login probes cannot find an account they cannot name
+        users["maint"] = {"password_hash": password_hash("maint-2026-secret"), "role": "engineer"}
     if flaw == "factory-accounts":
         users.update(
             {n: {"password": str(u["password"]), "role": u["role"]} for n, u in sheet["plc2"]["default_users"].items()}
