@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from aiotlab.labs.loader import LANGS, Lab, render_brief
+from aiotlab.simulators import datasheet
 
 from .probes.opcua import grader_cert
 
@@ -35,6 +36,9 @@ async def write_kit(
     kit.chmod(0o700)  # it holds issued passwords
     (kit / "datasheet.json").write_text(json.dumps(sheet, indent=2, ensure_ascii=False), encoding="utf-8")
     (kit / "lab-params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False), encoding="utf-8")
+    for lang in LANGS:  # as `aiotlab plant datasheet` prints it (a workstation has the JSON and these, no renderer)
+        title, secs = datasheet.sections(sheet, lang)
+        (kit / f"datasheet.{lang}.md").write_text(datasheet.to_markdown(title, secs), encoding="utf-8")
     cert, _ = await grader_cert()
     shutil.copyfile(cert, kit / "grader-opcua.der")
     for schema in sorted((lab.path / "schema").glob("*.json")) if (lab.path / "schema").is_dir() else []:

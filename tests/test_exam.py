@@ -56,7 +56,14 @@ def test_exam_lifecycle_for_a_roster_of_twenty(aiot_home: Path, tmp_path: Path) 
     assert f"{N}/{N} plants running" in up.stdout
     for c in ids:
         kit = tmp_path / "out" / c / "workspace" / "data-acquisition" / ".aiotlab"
-        assert {"brief.en.md", "brief.zh-TW.md", "datasheet.json", "lab-params.json"} <= {p.name for p in kit.iterdir()}
+        assert {
+            "brief.en.md",
+            "brief.zh-TW.md",
+            "datasheet.json",
+            "datasheet.zh-TW.md",
+            "datasheet.en.md",
+            "lab-params.json",
+        } <= {p.name for p in kit.iterdir()}
         assert ad.is_running(ad.read_state(c))
     state = json.loads((tmp_path / "out" / "exam-state.json").read_text())
     assert set(state["candidates"]) == set(ids) and state["backend"] == "process"

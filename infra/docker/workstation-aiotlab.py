@@ -110,8 +110,12 @@ def datasheet(lang: str, as_json: bool) -> int:
         return 2
     with open(path, encoding="utf-8") as f:
         sheet = json.load(f)
+    rendered = os.path.join(os.path.dirname(path), f"datasheet.{lang}.md")
     if as_json:
         print(json.dumps(sheet, indent=2, ensure_ascii=False))
+    elif os.path.isfile(rendered):  # the kit's rendered datasheet, as the host's `aiotlab plant datasheet` prints it
+        with open(rendered, encoding="utf-8") as f:
+            sys.stdout.write(f.read())
     else:
         print(f"# {path}")
         show(sheet, lang)
