@@ -735,7 +735,16 @@ async def sys_hidden(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             unjudged.append({"what": what, "observed": f"session failed: {r['error']}"})
         elif r["received_topics"]:
             n = len(r["received_topics"])
-            probes.append(probe(what, r["received_topics"][:5], False, f"{r['account']} received {n} $SYS topics"))
+            shown = r["received_topics"][:5] + ([f"... and {n - 5} more"] if n > 5 else [])
+            probes.append(
+                probe(
+                    what,
+                    shown,
+                    False,
+                    f"{r['account']} received {n} $SYS topics (e.g. {', '.join(r['received_topics'][:3])})",
+                    f"{r['account']} 收到 {n} 個 $SYS 主題（例如 {', '.join(r['received_topics'][:3])}）",
+                )
+            )
         else:
             probes.append(probe(what, "received nothing within 2.5 s", True))
     if any(not p["ok"] for p in probes):

@@ -532,10 +532,14 @@ def mismatch(key: str, first: dict[str, Any], tol: float, max_age: float, sensor
             return f"{head_en}: the node sent no message then", f"{head_zh}：節點於該期間未送出訊息"
         return f"{head_en}: the plant recorded no sample then", f"{head_zh}：工廠於該期間無任何樣本"
     if sensor and sent:
-        return (
-            f"{head_en}: the node's messages that were its latest then carried {joined(sent)}",
-            f"{head_zh}：節點當時最新的訊息為 {joined(sent, zh=True)}",
-        )
+        en = f"{head_en}: the node's messages that were its latest then carried {joined(sent)}"
+        zh = f"{head_zh}：節點當時最新的訊息為 {joined(sent, zh=True)}"
+        offsets = {round(float(first["value"]) - float(v)) for v in first.get("truth_values_in_window") or []}
+        hours = next((o // 3600 for o in offsets if o and o % 3600 == 0 and abs(o) <= 14 * 3600), None)
+        if key.startswith("plant_sensor_last_report_timestamp_seconds") and hours:
+            en += f" (exactly {hours:+d} h off: a time-zone slip? `ts` carries its own offset, Z = UTC)"
+            zh += f"（恰好相差 {hours:+d} 小時：時區錯誤？`ts` 自帶時差，Z 即 UTC）"
+        return en, zh
     who_en, who_zh = ("the node's", "節點") if sensor else ("the plant's", "工廠")
     lo, hi = num(lo_hi[0], tol), num(lo_hi[1], tol)
     if lo == hi and n == 1:
@@ -988,7 +992,8 @@ def promtool_failure(output: str) -> str:
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     start = next((i for i, ln in enumerate(lines) if ln.startswith("FAILED")), None)
     body = lines[start + 1 :] if start is not None else lines[-4:]
-    return re.sub(r"\s+", " ", " ".join(body))[:400]
+    text = re.sub(r"\s+", " ", " ".join(body))
+    return text if len(text) <= 400 else text[:399] + "…"
 
 
 @check("dash.rule_tests")
