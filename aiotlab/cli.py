@@ -774,8 +774,12 @@ def exam_shell(
     root: Annotated[
         bool, typer.Option("--root", help="As root (the instructor's repairs), not as the candidate")
     ] = False,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="A command to run instead of a login shell (after --), e.g. -- ls -la"),
+    ] = None,
 ) -> None:
-    """A shell in a candidate's workstation (exam mode), as the candidate sees it."""
+    """A shell in a candidate's workstation (exam mode), as the candidate sees it; or one command run there."""
     import shutil
 
     from aiotlab.simulators import addressing as ad
@@ -791,7 +795,9 @@ def exam_shell(
     if not docker:
         _fail("the docker client is not installed")
     user = "root" if root else ws["user"]
-    os.execv(docker, ["docker", "exec", "-it", "-u", user, "-w", ws["home"], ws["container"], "bash", "-l"])
+    tty = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]  # scripted: no TTY to ask docker for
+    argv = list(command) if command else ["bash", "-l"]
+    os.execv(docker, ["docker", "exec", *tty, "-u", user, "-w", ws["home"], ws["container"], *argv])
 
 
 @exam_app.command("grade")

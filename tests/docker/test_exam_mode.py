@@ -238,6 +238,11 @@ def test_datasheet_command_in_the_workstation(exam: Any, aiot_home: Path) -> Non
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert text.returncode == 0 and sheet["plc1"]["endpoint"] in text.stdout, text.stdout + text.stderr
+    assert text.stdout.startswith("# Plant datasheet") and "Process data" in text.stdout  # the rendered one
+    # the instructor runs one command there, scripted (no TTY): as the candidate, in the lab folder's home
+    d, _ = exam
+    one = cli("exam", "shell", str(d / "exam.yaml"), "em-a", "--", "sh", "-c", "id -un; pwd", timeout=60)
+    assert one.stdout.split() == ["candidate", "/home/candidate"], one.stdout + one.stderr
     # the briefs' `aiotlab lab kit` says where the kit already is (an exam ran it for the candidate)
     kit = subprocess.run(
         ["docker", "exec", "-u", "candidate", ws, "aiotlab", "lab", "kit", "data-acquisition", "--candidate", "x"],
