@@ -143,6 +143,12 @@ def no_readings(ctx: Any, spec: dict[str, Any]) -> CheckResult | None:
     return ctx.blocked(spec, NO_READINGS, {"observer_error": ctx.observation.error})
 
 
+def nothing_published(ctx: Any, spec: dict[str, Any], ev: dict[str, Any], en: str, zh: str) -> CheckResult:
+    """None of the streams a check judges was published: daq.coverage's defect, this check not assessable."""
+    ctx.block("streams-not-published", en, zh, "daq.coverage")
+    return ctx.blocked(spec, "streams-not-published", ev)
+
+
 def no_json(ctx: Any, spec: dict[str, Any]) -> CheckResult | None:
     """Messages came on the required streams' topics but none is a JSON object: a check that reads a reading's
     fields cannot judge anything; it is not assessable, naming the format defect that daq.schema fails (once)."""
@@ -519,8 +525,12 @@ def period(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     rel = float(spec.get("params", {}).get("rel_tol", 0.1))
     items: dict[str, bool] = {}
     per: dict[str, Any] = {}
+    unpublished = []
     for s in polled(ctx):
         rx = [m.rx for m in messages_of(ctx, s)]
+        if not rx:  # never published: daq.coverage's defect alone (the brief), not judged here
+            unpublished.append(name_of(s))
+            continue
         gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)]
         med = statistics.median(gaps) if len(gaps) >= 2 else None
         items[name_of(s)] = med is not None and abs(med - want) <= rel * want
@@ -529,23 +539,37 @@ def period(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "median_interval_s": None if med is None else round(med, 3),
             "intervals": [round(g, 3) for g in gaps[:200]],
         }
-    ev = {"period_s": want, "rel_tol": rel, "streams": per}
+    ev = {"period_s": want, "rel_tol": rel, "streams": per, "not_judged_here": unpublished}
+    if not items:  # no polled stream published: daq.coverage's defect, nothing to judge here
+        return nothing_published(
+            ctx, spec, ev, "no Modbus or OPC UA stream was published", "沒有任何 Modbus 或 OPC UA 資料流被發布"
+        )
+    note_en = f"; not judged here (never published, see daq.coverage): {', '.join(unpublished)}" if unpublished else ""
+    note_zh = f"；未於此評量（從未發布，見 daq.coverage）：{', '.join(unpublished)}" if unpublished else ""
     off = [k for k, v in items.items() if not v]
     if not off:
-        meds = [v["median_interval_s"] for v in per.values()]
+        meds = [per[k]["median_interval_s"] for k in items]
         return _items_result(
             spec,
             items,
-            f"All {len(items)} polled streams at {want} s ±{rel:.0%} (medians {min(meds)}–{max(meds)} s)",
-            f"{len(items)} 個輪詢資料流皆維持 {want} 秒 ±{rel:.0%}（中位數 {min(meds)}–{max(meds)} 秒）",
+            f"All {len(items)} polled streams at {want} s ±{rel:.0%} (medians {min(meds)}–{max(meds)} s){note_en}",
+            f"{len(items)} 個輪詢資料流皆維持 {want} 秒 ±{rel:.0%}（中位數 {min(meds)}–{max(meds)} 秒）{note_zh}",
             ev,
         )
-    shown = "; ".join(f"{k}: median {per[k]['median_interval_s']} s over {per[k]['n']} messages" for k in off[:3])
+
+    def said(k: str, zh: bool = False) -> str:
+        med, n = per[k]["median_interval_s"], per[k]["n"]
+        if med is None:
+            return f"{k}：僅 {n} 則訊息，無法計算間隔" if zh else f"{k}: only {n} message(s), no interval to measure"
+        return f"{k}：{n} 則訊息的間隔中位數 {med} 秒" if zh else f"{k}: median {med} s over {n} messages"
+
+    shown = "; ".join(said(k) for k in off[:3])
+    shown_zh = "；".join(said(k, True) for k in off[:3])
     return _items_result(
         spec,
         items,
-        f"{len(items) - len(off)} of {len(items)} polled streams at {want} s ±{rel:.0%}; off: {shown}",
-        f"{len(items)} 個輪詢資料流中 {len(items) - len(off)} 個維持 {want} 秒 ±{rel:.0%}；不符：{shown}",
+        f"{len(items) - len(off)} of {len(items)} polled streams at {want} s ±{rel:.0%}; off: {shown}{note_en}",
+        f"{len(items)} 個輪詢資料流中 {len(items) - len(off)} 個維持 {want} 秒 ±{rel:.0%}；不符：{shown_zh}{note_zh}",
         ev,
     )
 
@@ -583,7 +607,11 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     per: dict[str, Any] = {}
     fractions: list[float] = []
     all_ok = True
+    unpublished = []
     for s in ctx.lab.data["streams"]:
+        if not messages_of(ctx, s):  # never published: daq.coverage's defect alone (the brief), not judged here
+            unpublished.append(name_of(s))
+            continue
         if s["source"] != "mqtt":
             frac, ok, detail = _polled_completeness(ctx, s, want, first, w1, allow, p)
         else:
@@ -591,10 +619,15 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         per[name_of(s)] = {**detail, "fraction": round(frac, 4), "ok": ok}
         fractions.append(frac)
         all_ok = all_ok and ok
+    ev["not_judged_here"] = unpublished
+    if not fractions:
+        return nothing_published(ctx, spec, ev, "no required stream was published", "沒有任何要求的資料流被發布")
     overall = sum(fractions) / len(fractions)
     ev["streams"] = per
     ev["fraction"] = round(overall, 4)
     bad = [k for k, v in per.items() if not v["ok"]]
+    note_en = f"; not judged here (never published, see daq.coverage): {', '.join(unpublished)}" if unpublished else ""
+    note_zh = f"；未於此評量（從未發布，見 daq.coverage）：{', '.join(unpublished)}" if unpublished else ""
     if all_ok:
         en = f"All {len(per)} streams complete ({overall:.1%} of expected samples and sensor messages, once each)"
         zh = f"{len(per)} 個資料流皆完整（預期樣本與感測訊息之 {overall:.1%}，各一次）"
@@ -602,6 +635,7 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         shown = "; ".join(f"{k}: {per[k]['summary']}" for k in bad[:3])
         en = f"{len(per) - len(bad)} of {len(per)} streams complete ({overall:.1%} overall); {shown}"
         zh = f"{len(per)} 個資料流中 {len(per) - len(bad)} 個完整（整體 {overall:.1%}）；{shown}"
+    en, zh = en + note_en, zh + note_zh
     return CheckResult(
         spec["id"],
         PASS if all_ok else FAIL,
@@ -727,6 +761,11 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     items: dict[str, bool] = {}
     per: dict[str, Any] = {}
     unjudged = 0
+    found: dict[str, tuple[list[Any], list[dict[str, Any]]]] = {}
+    # A Modbus reading whose value did not change tells nothing about its ts on its own; one read of a device gives
+    # all its tags one ts, so a ts the plant disproves for one tag (its value was not the plant's then) is as wrong
+    # for every tag published with that same ts from that device (a systematic offset shows on slow streams too).
+    disproved: dict[tuple[str, str], str] = {}
     for s in ctx.lab.data["streams"]:
         recs = readings_of(ctx, s)
         judged = [(m, b, well_formed_ts(b.get("ts"))) for m, b in recs]
@@ -749,14 +788,39 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             last = t if last is None else max(last, t)
             if why:
                 problems.append({"ts": b.get("ts"), "rx": round(m.rx, 3), "received_at": iso(m.rx), **why})
+                if s["source"] == "modbus" and "plant did not have" in str(why.get("problem", "")):
+                    disproved.setdefault((str(s["device"]), str(b.get("ts"))), str(s["tag"]))
+        found[k] = (judged, problems)
+        per[k] = {"n": len(recs), "excluded": excluded}
+    for s in ctx.lab.data["streams"]:
+        k = name_of(s)
+        if k not in found:
+            continue
+        judged, problems = found[k]
+        seen = {p["ts"] for p in problems}
+        if s["source"] == "modbus":
+            for m, b, _t in judged:
+                other = disproved.get((str(s["device"]), str(b.get("ts"))))
+                if other and other != s["tag"] and b.get("ts") not in seen:
+                    problems.append(
+                        {
+                            "ts": b.get("ts"),
+                            "rx": round(m.rx, 3),
+                            "received_at": iso(m.rx),
+                            "problem": f"the same ts as the {s['device']}/{other} reading published with it, which "
+                            "the plant shows is not the time of the read",
+                        }
+                    )
+        excluded = per[k]["excluded"]
+        recs_n = per[k]["n"]
         items[k] = not problems
         per[k] = {
-            "n": len(recs),
+            "n": recs_n,
             "judged": len(judged),
             "accurate": len(judged) - len(problems),
             "not_in_required_format": excluded,
             "problems": problems[:5],
-            "not_published": not recs,
+            "not_published": False,
         }
     ev = {"max_error_s": max_err, "grader_lag_allowance_s": lag(ctx), "streams": per, "not_judged": unjudged}
     if not items:
@@ -926,9 +990,12 @@ def units(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     )
 
 
+STORED_FIELDS = ("device", "tag", "value", "unit", "quality", "ts", "source")  # the brief's CREATE TABLE
+
+
 @check("daq.storage")
 def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
-    """Every published reading is stored identically (device, tag, value, ts) in the readings table."""
+    """Every published reading is stored identically, every field of it, in the readings table."""
     blocked = no_json(ctx, spec)
     if blocked:
         return blocked
@@ -950,20 +1017,42 @@ def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
         db.execute("PRAGMA query_only=1")
-        rows = db.execute("SELECT device, tag, value, ts FROM readings LIMIT 500000").fetchall()
+        present = {str(r[1]) for r in db.execute("PRAGMA table_info(readings)").fetchall()}
+        lacking = [c for c in STORED_FIELDS if c not in present]
+        rows = (
+            []
+            if lacking or not present
+            else db.execute(f"SELECT {', '.join(STORED_FIELDS)} FROM readings LIMIT 500000").fetchall()
+        )
         db.close()
     except sqlite3.Error as exc:
         ev["error"] = str(exc)
         return failed(spec["id"], spec["points"], f"Database unreadable: {exc}", f"無法讀取資料庫：{exc}", ev)
+    ev["compared_fields"] = list(STORED_FIELDS)
+    if not present:
+        return failed(
+            spec["id"], spec["points"], "The database has no table readings", "資料庫沒有 readings 資料表", ev
+        )
+    if lacking:  # the brief's CREATE TABLE: every field of a reading is stored as published
+        ev["columns"] = sorted(present)
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"The readings table lacks the column(s) {', '.join(lacking)} of the brief's CREATE TABLE: the readings "
+            "are not stored as published",
+            f"readings 資料表缺少題目 CREATE TABLE 所列的欄位 {', '.join(lacking)}：讀值未依發布內容儲存",
+            ev,
+        )
 
-    def key(device: Any, tag: Any, value: Any, ts: Any) -> tuple[Any, ...]:
-        return (str(device), str(tag), round(float(value), 9) if numeric(value) else repr(value), str(ts))
+    def key(*fields: Any) -> tuple[Any, ...]:
+        return tuple(
+            (round(float(v), 9) if numeric(v) else repr(v)) if name == "value" else str(v)
+            for name, v in zip(STORED_FIELDS, fields, strict=True)
+        )
 
     stored = {key(*r) for r in rows}
     published = [
-        key(b.get("device"), b.get("tag"), b.get("value"), b.get("ts"))
-        for m in ctx.observation.messages
-        if isinstance((b := m.body), dict)
+        key(*(b.get(f) for f in STORED_FIELDS)) for m in ctx.observation.messages if isinstance((b := m.body), dict)
     ]
     if not published:
         return failed(spec["id"], spec["points"], "No valid reading was published", "沒有有效的已發布讀值", ev)
@@ -974,8 +1063,8 @@ def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     )
     frac = found / len(published)
     threshold = float(p.get("min_fraction", 0.99))
-    en = f"{found} of {len(published)} published readings are stored identically ({len(rows)} rows)"
-    zh = f"{len(published)} 筆已發布讀值中 {found} 筆完全相同地儲存（共 {len(rows)} 列）"
+    en = f"{found} of {len(published)} published readings are stored identically, all 7 fields ({len(rows)} rows)"
+    zh = f"{len(published)} 筆已發布讀值中 {found} 筆的 7 個欄位皆完全相同地儲存（共 {len(rows)} 列）"
     ok = frac >= threshold
     return CheckResult(
         spec["id"],
@@ -985,6 +1074,14 @@ def storage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         {"en": en, "zh-TW": zh},
         ev,
         fraction=frac,
+    )
+
+
+def counted_s(ctx: Any, fallback: float) -> float:
+    """Seconds between the two readings of FW-1's counters (the statuses' own plant times), else `fallback`."""
+    t0, t1 = ctx.status_start.get("time"), ctx.status_end.get("time")
+    return (
+        float(t1) - float(t0) if isinstance(t0, int | float) and isinstance(t1, int | float) and t1 > t0 else fallback
     )
 
 
@@ -1023,7 +1120,8 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "max_scan_ms": max_scan,
         "workstation": ws,
         "workstation_requests_to_plc1": after - before,
-        "workstation_rps": round((after - before) / max(w1 - w0, 1e-9), 2),
+        # over the time between the two counter readings (not the window's, which is shorter)
+        "workstation_rps": round((after - before) / max(counted_s(ctx, w1 - w0), 1e-9), 2),
         "plc1_readings_published": plc1_readings,
         # every 10th sample (the peak is in `peak` and `max_total_load_rps`)
         "load_series": [[round(t, 1), v] for t, v in zip(t_load[::10], load[::10], strict=False)],
@@ -1038,6 +1136,10 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     }
     others = {src: n for src, n in others.items() if n > 0}
     ev["other_sources_to_plc1"] = others
+    hmi = ctx.sheet["network"].get("hmi")
+    ev["hmi_requests_to_plc1"] = ctx.status_end["fw1"]["requests_by_source"].get(hmi, {}).get(
+        "plc1", 0
+    ) - ctx.status_start["fw1"]["requests_by_source"].get(hmi, {}).get("plc1", 0)
     if after - before <= 0 and plc1_readings:
         # The readings came, but not from the workstation address the brief requires (an unbound client): the
         # work happened, its source is wrong. Said as observed, not as "no acquisition".

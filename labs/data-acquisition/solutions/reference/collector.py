@@ -64,6 +64,8 @@ FLAWS = (
     "locked-db",
     "repr-payload",
     "two-missed",
+    "storage-columns",
+    "no-opcua",
 )
 NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
 
@@ -123,9 +125,13 @@ class Sink:
         stored_ts: str | float = ts
         if self.flaw == "storage-ts":  # "epoch seconds sort better": no longer the published string
             stored_ts = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-        self.db.execute(
-            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", (device, tag, value, unit, "good", stored_ts, source)
-        )
+        if self.flaw == "storage-columns":  # "unit and source are in the datasheet anyway": not stored
+            self.db.execute("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", (device, tag, value, "good", stored_ts))
+        else:
+            self.db.execute(
+                "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (device, tag, value, unit, "good", stored_ts, source),
+            )
         self.pending += 1
 
     def topic(self, device: str, tag: str) -> str:
@@ -204,7 +210,11 @@ async def run(args: argparse.Namespace) -> None:
         os.chmod(workspace / "data" / "telemetry.db", 0o644)
     db.execute(
         "CREATE TABLE IF NOT EXISTS readings (device TEXT NOT NULL, tag TEXT NOT NULL, value REAL NOT NULL, "
-        "unit TEXT NOT NULL, quality TEXT NOT NULL, ts TEXT NOT NULL, source TEXT NOT NULL)"
+        + (
+            "quality TEXT NOT NULL, ts TEXT NOT NULL)"
+            if flaw == "storage-columns"
+            else "unit TEXT NOT NULL, quality TEXT NOT NULL, ts TEXT NOT NULL, source TEXT NOT NULL)"
+        )
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -286,7 +296,7 @@ async def run(args: argparse.Namespace) -> None:
                             await sink.emit(device, name, value, ts, "modbus")
                 read_at = now_ts(flaw)
                 values = await ua.read_attributes(ua_nodes)
-                if not skip:
+                if not skip and flaw != "no-opcua":  # the flaw: its OPC UA streams are never published
                     for tag, dv in zip(OPCUA_TAGS, values, strict=True):
                         if flaw in ("schema-timestamps", "opcua-read-time"):  # the read time, not SourceTimestamp
                             ts = read_at
