@@ -43,13 +43,13 @@ def lead_time(p: dict[str, Any], f: dict[str, float], threshold: float, for_s: f
 
 
 def tank_lead_time(p: dict[str, Any], plant: dict[str, Any]) -> int:
-    """The lead time operators need, in whole 5 s: `lead_time_fraction` of the way from what a threshold 1 cm under
+    """The lead time operators need, in whole 5 s: `_lead_time_fraction` of the way from what a threshold 1 cm under
     the H alarm gives to what the lowest silent threshold gives (both with the shortest allowed for:)."""
     f = tank_facts(plant["process"]["tank"])
     shortest = float(p["level_for_range_s"][0])
     at_h = lead_time(p, f, f["high_m"] - 0.01, shortest)
     at_lowest = lead_time(p, f, lowest_threshold(p, f), shortest)
-    return int(5 * math.floor((at_h + float(p["lead_time_fraction"]) * (at_lowest - at_h)) / 5))
+    return int(5 * math.floor((at_h + float(p["_lead_time_fraction"]) * (at_lowest - at_h)) / 5))
 
 
 DERIVATIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {"tank_lead_time": tank_lead_time}

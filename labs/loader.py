@@ -75,7 +75,8 @@ class Lab:
             plant = plant_params(candidate, seed)[2]
             for name, how in self.data["derived"].items():
                 params[name] = DERIVATIONS[how](params, plant)
-        return params
+        # a parameter named with a leading "_" only feeds a derivation: it is no candidate's business (not in the kit)
+        return {k: v for k, v in params.items() if not k.startswith("_")}
 
     def params_of_plant(self, candidate: str) -> dict[str, Any]:
         """The parameters for the candidate's plant as it was last started (or would start: no seed)."""

@@ -145,7 +145,8 @@ async def alert_plan(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"at {num(f['high_high_m'])} m, less than the {need:g} s operators need "
             f"(({num(f['high_high_m'])} − {num(t)}) ÷ {num(rate)} − {for_s:g} − {p['detection_delay_s']})",
             "why_zh": f"門檻 {num(t)} m、for: {for_s:g} 秒時，警示僅早於 HH 跳脫（{num(f['high_high_m'])} m）"
-            f"{lead:.1f} 秒，少於操作員所需的 {need:g} 秒",
+            f"{lead:.1f} 秒，少於操作員所需的 {need:g} 秒"
+            f"（({num(f['high_high_m'])} − {num(t)}) ÷ {num(rate)} − {for_s:g} − {p['detection_delay_s']}）",
         },
         {
             "what": "the plan's own lead time is the one its threshold and for: give",

@@ -1095,14 +1095,15 @@ async def rule_tests(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             evidence,
         )
     first = failing[0]
+    others = f"{', '.join(r['case'] for r in failing)}; " if len(failing) > 1 else ""
     return by_items(
         spec["id"],
         spec["points"],
         items,
-        f"{len(failing)} of {len(rows)} hidden rule tests fail: {', '.join(r['case'] for r in failing)}; "
+        f"{len(failing)} of {len(rows)} hidden rule tests fail: {others}"
         f"{first['case']} ({first['what']}): promtool: {first.get('observed')}{left}",
-        f"{len(rows)} 項隱藏規則測試中 {len(failing)} 項未通過：{', '.join(r['case'] for r in failing)}；"
-        f"{first['case']}：promtool：{first.get('observed')}{left_zh}",
+        f"{len(rows)} 項隱藏規則測試中 {len(failing)} 項未通過：{others.replace('; ', '；')}"
+        f"{first['case']}（案例：{first['what']}）：promtool：{first.get('observed')}{left_zh}",
         evidence,
     )
 
@@ -1549,7 +1550,7 @@ async def live_alert(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"{round(times['level_resolved'] - times['level_cleared'], 1)} s after it fell"
             )
             parts_zh.append(
-                f"TankLevelHigh 於液位上升後 {rel['level_fired']} 秒觸發、液位下降後 "
+                f"TankLevelHigh 於液位上升後 {rel['level_fired']} 秒觸發（上限 {level_for + slack:.0f} 秒）、液位下降後 "
                 f"{round(times['level_resolved'] - times['level_cleared'], 1)} 秒恢復"
             )
         if test_silent:
