@@ -250,7 +250,7 @@ def test_an_alert_rule_defect_is_not_judged_again_live(graded: dict) -> None:
 
 
 def test_hostile_candidate_is_failed_once_per_defect_in_bounded_time(graded: dict) -> None:
-    """Three defects fail the three checks that own them; every other check is not assessable, naming its cause,
+    """Four defects fail the four checks that own them; every other check is not assessable, naming its cause,
     and each cause is named once at the top of the report."""
     run = graded["hostile-endless-page"]
     doc = run["doc"]
@@ -267,6 +267,7 @@ def test_hostile_candidate_is_failed_once_per_defect_in_bounded_time(graded: dic
     summaries = {c["id"]: c["summary"]["en"] for c in doc["checks"]}
     assert "not usable JSON" in summaries["dash.dashboard_model"]
     assert "rejected by promtool check rules" in summaries["dash.rules_valid"]
+    assert "alert-plan.json is not usable JSON (nested too deep)" in summaries["dash.alert_plan"]
     assert run["seconds"] < graded["reference"]["seconds"]
 
 

@@ -41,8 +41,13 @@ def load_plan(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[st
     else:
         try:
             doc = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
-        except ValueError as exc:
-            out = (None, evidence, (f"{path.name} is not JSON ({exc})", f"{path.name} 不是 JSON（{exc}）"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any plan (hostile)
+            what = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+            out = (
+                None,
+                evidence,
+                (f"{path.name} is not usable JSON ({what})", f"{path.name} 不是可用的 JSON（{what}）"),
+            )
         else:
             errors = [
                 f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}"

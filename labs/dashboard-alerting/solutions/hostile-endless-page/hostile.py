@@ -1,5 +1,5 @@
-"""A hostile candidate: /metrics streams garbage forever, the rule file is not YAML, the dashboard is JSON nested
-100 000 deep. The grader must fail every check with a clear reason, on time, and never hang or crash."""
+"""A hostile candidate: /metrics streams garbage forever, the rule file is not YAML, the dashboard and the alert plan
+are JSON nested 100 000 deep. The grader must fail every check with a clear reason, on time, and never hang or crash."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def main() -> None:
         (ws / p["rules_file"]).parent.mkdir(parents=True, exist_ok=True)
         (ws / p["rules_file"]).write_text("groups: [\n  - {{{{ not yaml\n", encoding="utf-8")
         (ws / p["dashboard_file"]).write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+        (ws / p["alert_plan_file"]).write_text('{"TankLevelHigh": ' + "[" * 100_000 + "]" * 100_000 + "}")
         return
     sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
     ThreadingHTTPServer((sheet["network"]["workstation"], int(p["exporter_port"])), Endless).serve_forever()
