@@ -143,6 +143,22 @@ def no_readings(ctx: Any, spec: dict[str, Any]) -> CheckResult | None:
     return ctx.blocked(spec, NO_READINGS, {"observer_error": ctx.observation.error})
 
 
+def too_few_published(ctx: Any, spec: dict[str, Any], streams: list[dict[str, Any]]) -> CheckResult | None:
+    """A per-stream check judges the streams published (an unpublished one is daq.coverage's defect alone), but only
+    when at least half of its streams were: a collector of one stream in ten is not judged complete, on time or
+    right on the strength of that one (it would score nearly everything for acquiring nearly nothing)."""
+    published = [s for s in streams if messages_of(ctx, s)]
+    if not published or 2 * len(published) >= len(streams):
+        return None
+    ctx.block(
+        "too-few-streams",
+        f"only {len(published)} of the {len(streams)} required streams were published: too few to judge a collector by",
+        f"{len(streams)} 個要求的資料流中僅發布 {len(published)} 個：不足以評判擷取程式",
+        "daq.coverage",
+    )
+    return ctx.blocked(spec, "too-few-streams", {"published": [name_of(s) for s in published]})
+
+
 def nothing_published(ctx: Any, spec: dict[str, Any], ev: dict[str, Any], en: str, zh: str) -> CheckResult:
     """None of the streams a check judges was published: daq.coverage's defect, this check not assessable."""
     ctx.block("streams-not-published", en, zh, "daq.coverage")
@@ -407,7 +423,7 @@ def coverage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 def values(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """Each stream's values equal the plant's truth (polled: a truth sample shortly before receipt; sensors: the
     sensor message forwarded). Per stream: every numeric reading must match; a non-number is the schema's."""
-    blocked = no_json(ctx, spec)
+    blocked = no_json(ctx, spec) or too_few_published(ctx, spec, ctx.lab.data["streams"])
     if blocked:
         return blocked
     min_fraction = float(spec.get("params", {}).get("min_fraction", 1.0))
@@ -518,7 +534,7 @@ def period(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """Each polled stream's median interval between messages is the candidate's period within the tolerance."""
     if overloaded(ctx):
         return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
-    blocked = no_readings(ctx, spec)
+    blocked = no_readings(ctx, spec) or too_few_published(ctx, spec, polled(ctx))
     if blocked:
         return blocked
     want = float(ctx.params["period_s"])
@@ -580,7 +596,7 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     start, not the host's), sensor messages each forwarded once. Messages count whatever their values."""
     if overloaded(ctx):
         return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
-    blocked = no_json(ctx, spec)
+    blocked = no_json(ctx, spec) or too_few_published(ctx, spec, ctx.lab.data["streams"])
     if blocked:
         return blocked
     p = spec.get("params", {})
@@ -752,7 +768,7 @@ def timestamps(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     ts is not in the required format are the schema check's and are not judged here."""
     if overloaded(ctx):
         return ctx.blocked(spec, GRADER_OVERLOADED, {"health": ctx.health})
-    blocked = no_json(ctx, spec)
+    blocked = no_json(ctx, spec) or too_few_published(ctx, spec, ctx.lab.data["streams"])
     if blocked:
         return blocked
     max_err = float(spec.get("params", {}).get("max_error_s", 0.5))

@@ -52,8 +52,11 @@ def collector_tried(ctx: Any) -> bool | None:
             ctx.cache["collector_tried"] = None
         else:
             since = ctx.started - 5
+            # "New connection from" once a TLS handshake succeeded; "Client connection from ... failed" when it did
+            # not (a listener demanding a client certificate the collector does not have): both are a collector trying
+            tried = rf"(New connection from {ws}:\d+|Client connection from {ws}(:\d+)? failed)"
             ctx.cache["collector_tried"] = any(
-                re.search(rf"New connection from {ws}:\d+", ln) and _local_log_time_ok(t, since) for t, ln in lines
+                re.search(tried, ln) and _local_log_time_ok(t, since) for t, ln in lines
             ) or not any("New connection from" in ln for _, ln in lines)  # a silent log proves nothing
     return ctx.cache["collector_tried"]
 
