@@ -342,8 +342,12 @@ def test_terminal_closes_at_the_deadline(exam: dict[str, Any]) -> None:
     assert locked - deadline <= 3.0, locked - deadline
     # nothing of his goes on running
     assert "sleep 4242" not in in_workstation(container, "ps", "-u", "candidate", "-o", "args=")
-    state = json.loads((exam["out"] / "portal" / "state.json").read_text())
-    frozen = state["candidates"][B]["frozen"]
+
+    def frozen_state() -> dict[str, Any] | None:  # saved once the lock and the snapshot are done (after the login lock)
+        f = json.loads((exam["out"] / "portal" / "state.json").read_text())["candidates"][B]["frozen"]
+        return f if f and "workstation" in f and "snapshot" in f else None
+
+    frozen = wait_until("the freeze recorded with its lock and snapshot", frozen_state, 30, every=0.2)
     assert frozen["reason"] == "deadline" and frozen["workstation"].startswith("locked:"), frozen
     # work after the deadline is not graded: the writer stopped within 2 s of it, nothing is added later, and the
     # snapshot taken at the freeze holds what the workspace holds
