@@ -55,11 +55,15 @@ def compose_file() -> Path:
 
 
 def project_name(candidate: str) -> str:
-    """A compose project name for the candidate (lower case, [a-z0-9_-]; distinct ids stay distinct)."""
+    """A compose project name for the candidate of this registry (lower case, [a-z0-9_-]; distinct ids stay
+    distinct). It ends with a tag of the registry (AIOTLAB_HOME): two registries on one engine, e.g. an exam and
+    a test run, or a crashed run's leftovers, never share a container name, and removing one's workstation fence
+    (tagged with this name) never removes the other's."""
     norm = re.sub(r"[^a-z0-9_-]", "-", candidate.lower())
     if norm != candidate:
         norm += "-" + hashlib.sha256(candidate.encode()).hexdigest()[:6]
-    return f"aiotlab-{norm}"
+    registry = hashlib.sha256(str(ad.home().resolve()).encode()).hexdigest()[:4]
+    return f"aiotlab-{norm}-r{registry}"
 
 
 @dataclass(frozen=True)

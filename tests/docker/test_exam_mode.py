@@ -440,11 +440,22 @@ def test_exam_down_removes_workstations_and_their_fences(exam: Any, aiot_home: P
     d, _ = exam
     st = cli("exam", "status", str(d / "exam.yaml"), timeout=60).stdout
     assert st.count("11/11") == 2 * len(CANDIDATES), st  # plant, config service and workstation, per lab
+    projects = [st["project"] for st in map(json.loads, (p.read_text() for p in aiot_home.glob("plants/*/plant.json")))]
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
+    assert projects and all(f"aiotlab:{p}" in rules for p in projects if "em-a" in p), rules  # fenced while up
     cli("exam", "down", str(d / "exam.yaml"), timeout=180)
     rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
-    assert "aiotlab:aiotlab-em-" not in rules
+    assert not [p for p in projects if f"aiotlab:{p}" in rules], rules
     left = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "label=io.aiotlab.candidate=em-a"],
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            "label=io.aiotlab.candidate=em-a",
+            "--filter",
+            f"label=io.aiotlab.home={aiot_home}",
+        ],
         capture_output=True,
         text=True,
         check=True,
