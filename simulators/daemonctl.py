@@ -13,6 +13,10 @@ from typing import Any
 
 from . import addressing as ad
 
+# a fresh plant whose slot another registry's plant took meanwhile (a shared host starting many at once) tries
+# another, never a lost one again
+START_TRIES = 6
+
 
 def mark(candidate: str, **fields: Any) -> None:
     """Update a plant's recorded state under the registry lock."""
@@ -31,7 +35,7 @@ def detach(candidate: str, seed: int | None, timeout: float = 30.0) -> dict[str,
     before = ad.read_state(candidate)
     fresh = not (before and before.get("slot") is not None)
     lost: list[int] = []
-    for _ in range(3):
+    for _ in range(START_TRIES):
         st = _detach_once(candidate, seed, timeout, lost)
         if not (fresh and st.get("status") == "failed" and "address already in use" in str(st.get("error")).lower()):
             return st
