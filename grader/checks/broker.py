@@ -359,7 +359,8 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     f"port {p}: TLS handshake pinned to {v.name}",
                     f"{v.name} handshake completed" if accepted else f"{v.name} handshake refused",
                     not accepted,
-                    f"port {p} completed a {v.name} handshake",
+                    f"port {p} completed a {v.name} handshake, which must be refused",
+                    f"連接埠 {p} 完成了 {v.name} 交握（應拒絕）",
                 )
             )
         modern = [v.name for v in MODERN_TLS if x["tls_versions"].get(v.name)]
@@ -368,6 +369,8 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"port {p}: control handshake with TLS 1.2 or 1.3",
                 f"completed with {', '.join(modern)}" if modern else "no TLS 1.2/1.3 handshake completed",
                 bool(modern),
+                f"port {p} completed no TLS 1.2 or 1.3 handshake",
+                f"連接埠 {p} 無法完成 TLS 1.2 或 1.3 交握",
             )
         )
         if p == port:
@@ -381,6 +384,9 @@ async def tls_versions(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"port {p}: certificate verified against {trust['ca_file']} for the address {host}",
                 cert["observed"],
                 cert["ok"],
+                f"port {p}: certificate verification against {trust['ca_file']} for the address {host} failed "
+                f"({cert['observed']})",
+                f"連接埠 {p}：以 {trust['ca_file']} 針對位址 {host} 驗證憑證失敗（{cert['observed']}）",
             )
         )
     # a TLS listener of the broker's that answers the grader no MQTT (one that demands a client certificate): its
@@ -502,7 +508,8 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"{name} with its issued password",
                 good.describe(),
                 good.accepted,
-                f"issued account {name} refused ({good.describe()})",
+                f"issued account {name} refused with its issued password ({good.describe()})",
+                f"核發帳號 {name} 以其核發密碼連線被拒絕（{good.describe()}）",
             )
         )
         if not good.accepted:
@@ -518,6 +525,7 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 bad.describe(),
                 not bad.accepted,
                 f"a wrong password was accepted for {name} ({bad.describe()})",
+                f"帳號 {name} 以錯誤密碼連線卻被接受（{bad.describe()}）",
             )
         )
     if any(p["ok"] for p in probes):  # the control: some issued account is accepted on this port
@@ -528,7 +536,8 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"an account that was not issued ({stranger})",
                 r.describe(),
                 not r.accepted,
-                f"an account that was not issued was accepted ({r.describe()})",
+                f"an account that was not issued ({stranger}) was accepted ({r.describe()})",
+                f"未核發的帳號 {stranger} 被接受（{r.describe()}）",
             )
         )
     pw = await password_file(ctx)
@@ -536,12 +545,23 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     names = [ln.split(":", 1)[0] for ln in lines]
     hashed = bool(lines) and all(re.match(r"^[^:]+:\$[67]\$", ln) for ln in lines)
     name = ctx.params["mqtt_password_file"]
+    unread_en = f"password file {name} could not be read: {pw.get('error')}"
+    unread_zh = f"無法讀取密碼檔 {name}：{pw.get('error')}"
     probes.append(
         probe(
             f"password file {name}: every entry a mosquitto_passwd hash",
             pw.get("error") or f"{len(lines)} entries, {'all' if hashed else 'not all'} hashed ($6$/$7$)",
             hashed,
-            pw.get("error") or f"password file {name} has entries that are not hashes",
+            unread_en
+            if pw.get("error")
+            else f"password file {name} has entries that are not mosquitto_passwd hashes ($6$/$7$)"
+            if lines
+            else f"password file {name} has no entries",
+            unread_zh
+            if pw.get("error")
+            else f"密碼檔 {name} 含有非 mosquitto_passwd 雜湊（$6$/$7$）的項目"
+            if lines
+            else f"密碼檔 {name} 沒有任何項目",
         )
     )
     others = sorted(set(names) - set(issued))
@@ -550,7 +570,8 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"password file {name}: only the issued accounts",
             {"accounts": names},
             "error" not in pw and not others,
-            pw.get("error") or f"password file {name} has accounts that were not issued: {others}",
+            unread_en if "error" in pw else f"password file {name} has accounts that were not issued: {others}",
+            unread_zh if "error" in pw else f"密碼檔 {name} 含有未核發的帳號：{others}",
         )
     )
     mode = int(pw["mode"], 8) if "mode" in pw else None
@@ -559,7 +580,13 @@ async def accounts(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"password file {name}: no permission for group or others",
             f"{mode:04o}" if mode is not None else pw.get("error"),
             mode is not None and mode & 0o077 == 0,
-            f"password file {name} has mode {mode:04o}" if mode is not None else pw.get("error"),
+            f"password file {name} has mode {mode:04o}: group or others have permission"
+            if mode is not None
+            else f"the mode of password file {name} could not be read"
+            + (f": {pw['error']}" if pw.get("error") else ""),
+            f"密碼檔 {name} 的權限為 {mode:04o}：群組或其他使用者具有權限"
+            if mode is not None
+            else f"無法讀取密碼檔 {name} 的權限" + (f"：{pw['error']}" if pw.get("error") else ""),
         )
     )
     pipeline = [n for n in refused if n in ("grader", ctx.params.get("collector_account", "collector"))]
@@ -754,6 +781,11 @@ async def sys_hidden(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     return all_ok(spec, [*probes, {**control_probe, "ok": True}], "No account can read $SYS", "沒有帳號能讀取 $SYS")
 
 
+AUDIT_ATTEMPT_ZH = {
+    "anonymous": "匿名連線",
+    "wrong password": "錯誤密碼連線",
+    "account that was not issued": "未核發帳號連線",
+}
 LOG_TS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}|\d{9,11}): (.*)$")
 
 
@@ -829,18 +861,30 @@ async def audit_log(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
         denied = refusal is not None
         shown = parsed[idx][1] if idx is not None else ""
+        refused_en = f"the refused {what} connection from {key}"
+        refused_zh = f"來自 {key} 被拒的{AUDIT_ATTEMPT_ZH[what]}"
+        why = why_zh = None
         if timely and denied:
             observed = f"logged: {[shown, refusal]}"
         elif hits:
             observed = f"logged without {'a time within 2 s' if not timely else 'the refusal'}: {shown}"
+            if not timely:
+                why = f"{refused_en} is logged without a time within 2 s of the attempt: {shown}"
+                why_zh = f"{refused_zh}雖有日誌紀錄，但沒有距嘗試 2 秒內的時間：{shown}"
+            else:
+                why = f"{refused_en} is logged, but no line records that it was refused: {shown}"
+                why_zh = f"{refused_zh}雖有日誌紀錄，但沒有任何一行記錄其被拒絕：{shown}"
         else:
             observed = "no log line names this source and port"
+            why = f"{refused_en} is not logged: no log line names this source and port"
+            why_zh = f"{refused_zh}未記錄於日誌：沒有任何日誌行記載此來源位址與連接埠"
         probes.append(
             probe(
                 f"refused {what} connection from {key} ({r.describe()}) logged with its time and refusal",
                 observed,
                 bool(timely) and denied,
-                f"refused {what} connection from {key}: {observed}",
+                why,
+                why_zh,
             )
         )
     if not probes and not all(r.accepted for _, r, _ in attempts):  # some attempt got no answer at all

@@ -192,10 +192,16 @@ def inconclusive_cause(got: up.Outcome) -> str:
 
 
 def negative(
-    what: str, got: up.Outcome, codes: set[str], expected: str, violation: str, violation_zh: str | None = None
+    what: str,
+    got: up.Outcome,
+    codes: set[str],
+    expected: str,
+    violation: str,
+    violation_zh: str | None = None,
+    what_zh: str | None = None,
 ) -> dict[str, Any]:
     """A probe that must be refused: a violation when it got through, as required only when the server refused
-    with one of `codes`, otherwise inconclusive."""
+    with one of `codes`, otherwise inconclusive (`what_zh`: the probe in the assessors' language)."""
     if got.accepted:
         return probe(
             what,
@@ -203,7 +209,7 @@ def negative(
             False,
             expected=expected,
             why=f"{violation} ({got.describe()})",
-            why_zh=f"{violation_zh} ({got.describe()})" if violation_zh else None,
+            why_zh=f"{violation_zh}（{got.describe()}）" if violation_zh else None,
         )
     if got.refused_with(codes):
         return probe(what, got.describe(), True, expected=expected)
@@ -213,8 +219,9 @@ def negative(
         None,
         expected=expected,
         cause=inconclusive_cause(got),
-        unsure=f"{what}: neither accepted nor refused as expected ({got.describe()})",
-        unsure_zh=f"{what}：既未被接受也未依預期被拒（{got.describe()}）",
+        unsure=f"{what}: PLC-2 neither accepted it nor refused it with a status this probe can judge "
+        f"({got.describe()})",
+        unsure_zh=f"{what_zh or what}：PLC-2 既未接受，也未以本探測可判定的狀態碼拒絕（{got.describe()}）",
     )
 
 
@@ -276,6 +283,7 @@ async def no_none_session(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 f"refused by the server ({', '.join(sorted(CHANNEL_REFUSED))})",
                 f"a session over SecurityPolicy#None as {who or 'anonymous'} could read",
                 f"以 {who or '匿名'} 身分經 SecurityPolicy#None 建立的工作階段可以讀取",
+                f"以 {who or '匿名'} 身分經未列出的 None 通道手動建立工作階段",
             )
         )
     return judge(ctx, spec, probes, "No session can be opened over a None channel", "無法透過 None 通道建立工作階段")
@@ -308,6 +316,7 @@ async def anonymous_refused(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "refused by the server",
                 "an anonymous session was accepted",
                 "匿名工作階段被接受",
+                f"經 {ep[0] or 'None'}/{ep[1] or 'None'} 的匿名工作階段",
             )
         )
     return judge(ctx, spec, probes, "Anonymous access is refused", "匿名存取被拒")
@@ -341,7 +350,7 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 )
             )
         else:
-            probes.append(negative(what, got, set(), "a session", ""))
+            probes.append(negative(what, got, set(), "a session", "", what_zh=f"核發帳號 {name} 以其核發密碼登入"))
     attempts = [
         (user, ua_password(ctx, user) + "x", "issued account with a wrong password"),
         ("admin", "admin", "admin/admin"),
@@ -361,6 +370,7 @@ async def passwords(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "refused by the server",
                 f"{what} {name} accepted",
                 f"{WHAT_ZH.get(what, what)} {name} 被接受",
+                f"{WHAT_ZH.get(what, what)}：{name}",
             )
         )
     probes.append(await only_issued_accounts(ctx))
@@ -429,6 +439,7 @@ async def trust_list(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "refused by the server",
                 "a client with an untrusted certificate got a session",
                 "使用不受信任憑證的用戶端取得了工作階段",
+                "以不受信任的自簽用戶端憑證（ApplicationUri urn:aiotlab:grader）搭配有效帳密連線",
             )
         )
     return judge(ctx, spec, probes, "Only trusted client certificates are accepted", "僅接受受信任的用戶端憑證")
@@ -480,7 +491,8 @@ async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name:
             return [cause_probe(ctx, spec, "ua-grader-account-refused", what_login, opened.describe(), account=name)]
         if opened.refused_with(CERTIFICATE_REFUSED):
             return [cause_probe(ctx, spec, "ua-grader-certificate-refused", what_login, opened.describe())]
-        return [negative(what_login, opened, set(), "a session", "")]
+        what_login_zh = f"{name}（角色 {role}：{', '.join(sorted(perms))}）取得工作階段"
+        return [negative(what_login, opened, set(), "a session", "", what_zh=what_login_zh)]
     await asyncio.sleep(0.3)
     after = await truth_of(ctx, tag)
     wrote = results["write"]
@@ -510,7 +522,8 @@ async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name:
             )
         )
     else:
-        out.append(negative(what, wrote, WRITE_REFUSED, "refused, truth unchanged", ""))
+        what_zh = f"{name}（角色 {role}）寫入 {node_path} = {value}"
+        out.append(negative(what, wrote, WRITE_REFUSED, "refused, truth unchanged", "", what_zh=what_zh))
     if after != before:
         await restore(ctx, tag, before)
     called = results.get("call")
@@ -529,7 +542,17 @@ async def role_probes(ctx: Any, spec: dict[str, Any], ep: tuple[str, str], name:
                 )
             )
         else:
-            out.append(negative(what, called, CALL_REFUSED, "refused", f"{name} ({role}) could call {method}"))
+            out.append(
+                negative(
+                    what,
+                    called,
+                    CALL_REFUSED,
+                    "refused",
+                    f"{name} ({role}) could call {method}, which its role may not",
+                    f"{name}（角色 {role}）可以呼叫 {method}，但其角色不允許",
+                    f"{name}（角色 {role}）呼叫 FillingLine.{method}（在產線目前狀態下不會改變任何東西）",
+                )
+            )
     return out
 
 

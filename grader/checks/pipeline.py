@@ -155,17 +155,27 @@ async def secure_channels(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"the collector's MQTT sessions (user {user}, from {ws}) since grading started are on TLS port {tls_port}",
             mqtt_sessions[-5:] or "no session of this account from the workstation in the broker log",
             bool(mqtt_sessions) and len(on_tls) == len(mqtt_sessions),
-            f"{len(mqtt_sessions) - len(on_tls)} of {len(mqtt_sessions)} sessions of {user} not on port {tls_port}"
+            f"{len(mqtt_sessions) - len(on_tls)} of {len(mqtt_sessions)} MQTT sessions of {user} are not on TLS port "
+            f"{tls_port}"
             if mqtt_sessions
             else f"the broker log shows no MQTT session of {user} from {ws} since grading started",
+            f"{user} 的 {len(mqtt_sessions)} 個 MQTT 連線中有 {len(mqtt_sessions) - len(on_tls)} 個不在 TLS 連接埠 "
+            f"{tls_port}"
+            if mqtt_sessions
+            else f"MQTT Broker 日誌顯示自評分開始沒有 {user} 來自 {ws} 的 MQTT 連線",
         ),
         probe(
             f"the collector's OPC UA sessions (user {user}) since grading started use SignAndEncrypt",
             ua_sessions[-5:] or "no session of this account in PLC-2's audit log",
             bool(ua_sessions) and all(s["mode"] == "SignAndEncrypt" for s in ua_sessions),
-            f"sessions of {user}: {sorted({str(s['mode']) for s in ua_sessions})}"
+            f"not every OPC UA session of {user} uses SignAndEncrypt: its modes are "
+            f"{sorted({str(s['mode']) for s in ua_sessions})}"
             if ua_sessions
             else f"PLC-2's audit log shows no session of {user} since grading started",
+            f"{user} 的 OPC UA 工作階段並非全部使用 SignAndEncrypt：其模式為 "
+            f"{sorted({str(s['mode']) for s in ua_sessions})}"
+            if ua_sessions
+            else f"PLC-2 的稽核日誌顯示自評分開始沒有 {user} 的工作階段",
         ),
     ]
     if not mqtt_sessions and pipeline_blocker(ctx):  # the collector could not reach the broker: not its defect
@@ -196,16 +206,30 @@ def _perm(st: os.stat_result) -> int:
 def permission_probe(path: Path, name: str, st: os.stat_result, mask: int, what: str) -> dict[str, Any]:
     """Judge an entry's permission bits against `mask` (bits that must be clear). A symbolic link is judged by what
     it points to (its metadata only: nothing is read through it), and the evidence says so."""
-    note = ""
+    note = link_en = link_zh = ""
     if stat.S_ISLNK(st.st_mode):
         try:
             target = os.readlink(path)
             st = os.stat(path)
             note = f"a symbolic link to {target}, "
+            link_en, link_zh = f" (a symbolic link to {target})", f"（指向 {target} 的符號連結）"
         except OSError as exc:
-            return probe(f"{name}: {what}", f"a symbolic link that does not resolve ({exc.strerror})", False)
+            return probe(
+                f"{name}: {what}",
+                f"a symbolic link that does not resolve ({exc.strerror})",
+                False,
+                f"{name} is a symbolic link that does not resolve ({exc.strerror})",
+                f"{name} 是無法解析的符號連結（{exc.strerror}）",
+            )
     mode = _perm(st)
-    return probe(f"{name}: {what}", f"{note}mode {mode:04o}", mode & mask == 0, f"{name} has {note}mode {mode:04o}")
+    who, who_zh = ("group or others", "群組或其他使用者") if mask & 0o070 else ("others", "其他使用者")
+    return probe(
+        f"{name}: {what}",
+        f"{note}mode {mode:04o}",
+        mode & mask == 0,
+        f"{name}{link_en} has mode {mode:04o}, which gives {who} access",
+        f"{name}{link_zh} 的權限為 {mode:04o}，{who_zh}具有存取權限",
+    )
 
 
 def data_entries(ctx: Any) -> tuple[str, os.stat_result | None, list[tuple[str, os.stat_result]]]:
@@ -233,13 +257,35 @@ def storage_protected(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     if top is not None and not stat.S_ISDIR(top.st_mode):
         what = f"{rel}/ is a directory of stored data"
         return all_ok(
-            spec, [probe(what, "not a directory (a link or a file)", False, f"{rel} is not a directory")], "", ""
+            spec,
+            [
+                probe(
+                    what,
+                    "not a directory (a link or a file)",
+                    False,
+                    f"{rel} is not a directory (a link or a file)",
+                    f"{rel} 不是目錄（而是連結或檔案）",
+                )
+            ],
+            "",
+            "",
         )
     if not files:
         if not ctx.observation.messages:
             return starved(ctx, spec, data_dir=rel)
         return all_ok(
-            spec, [probe(f"stored telemetry under {rel}/", "no file", False, f"nothing is stored under {rel}/")], "", ""
+            spec,
+            [
+                probe(
+                    f"stored telemetry under {rel}/",
+                    "no file",
+                    False,
+                    f"nothing is stored under {rel}/",
+                    f"{rel}/ 下沒有儲存任何資料",
+                )
+            ],
+            "",
+            "",
         )
     probes = [permission_probe(ws / rel, f"{rel}/", top, 0o007, "gives others no access")]  # type: ignore[arg-type]
     for n, st in entries:
@@ -312,6 +358,7 @@ async def private_keys(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                     "none found",
                     False,
                     f"no private key found ({', '.join(patterns)}; broker keyfile: {unseen or 'none'})",
+                    f"找不到任何私鑰（{', '.join(patterns)}；MQTT Broker keyfile：{unseen or '無'}）",
                 )
             ],
             "",
@@ -637,6 +684,10 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             "no audit record of the grader's read with user, action read, device, tag and an RFC 3339 time"
             if not good
             else f"the audit record's time is not an RFC 3339 time with offset within 5 s: {good[0].get('ts')}",
+            f"找不到評分程式這次讀取的稽核紀錄（需含使用者 {reader}、action read、device {device}、tag {tag} 與 "
+            "RFC 3339 時間）"
+            if not good
+            else f"稽核紀錄的時間不是含時區位移、且在呼叫前後 5 秒內的 RFC 3339 時間：{good[0].get('ts')}",
         )
     )
     if records:  # the order of a record that was never written is the missing record's matter (above)
@@ -645,7 +696,7 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 "the audit record is written before any data leaves the read tool (its output held back until then)",
                 run["order"],
                 bool(run["before_output"]),
-                f"the read tool {run['order']}; its audit record appeared only after the grader read the output",
+                *_order_words(run["order"]),
             )
         )
     probes.append(
@@ -653,11 +704,47 @@ async def audit_trail(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"the audit log {ctx.params['audit_log']} is not writable by group or others",
             f"{_perm(audit_st):04o}" if audit_st else "missing",
             audit_st is not None and stat.S_ISREG(audit_st.st_mode) and _perm(audit_st) & 0o022 == 0,
-            f"audit log mode {_perm(audit_st):04o}" if audit_st else "the audit log does not exist",
+            *_audit_mode_words(ctx.params["audit_log"], audit_st),
         )
     )
     return all_ok(
         spec, probes, "Reads of stored data are audited before data is served", "儲存資料之讀取皆先記錄稽核再輸出"
+    )
+
+
+def _order_words(order: str | None) -> tuple[str, str]:
+    """(en, zh-TW) of a read tool's order that is not "audited before any output" (run_held's `order`)."""
+    after = "its audit record was not written before its output"
+    after_zh = "其稽核紀錄未在輸出前寫入"
+    if order == "blocked writing its output with no audit record yet":
+        return (
+            f"the read tool was blocked writing its output with no audit record yet (it prints before it audits): "
+            f"{after}",
+            f"讀取工具在尚無稽核紀錄時就已寫出輸出而被阻塞（先輸出、後稽核）：{after_zh}",
+        )
+    m = re.fullmatch(r"no audit record within (\S+) s while its output was held", str(order))
+    if m:
+        return (
+            f"the read tool wrote no audit record within {m.group(1)} s while its output was held: {after}",
+            f"讀取工具的輸出被暫留期間，{m.group(1)} 秒內未寫入任何稽核紀錄：{after_zh}",
+        )
+    if order == "did not start":
+        return "the read tool did not start", "讀取工具無法啟動"
+    return f"the read tool: {order}; {after}", f"讀取工具：{order}；{after_zh}"
+
+
+def _audit_mode_words(name: str, st: os.stat_result | None) -> tuple[str, str]:
+    """(en, zh-TW) of an audit log that is missing, not a regular file, or writable by group or others."""
+    if st is None:
+        return f"the audit log {name} does not exist", f"稽核日誌 {name} 不存在"
+    if not stat.S_ISREG(st.st_mode):
+        return (
+            f"the audit log {name} is not a regular file (mode {_perm(st):04o})",
+            f"稽核日誌 {name} 不是一般檔案（權限 {_perm(st):04o}）",
+        )
+    return (
+        f"the audit log {name} has mode {_perm(st):04o}: group or others can write it",
+        f"稽核日誌 {name} 的權限為 {_perm(st):04o}：群組或其他使用者可寫入",
     )
 
 
