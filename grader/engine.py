@@ -504,6 +504,7 @@ SOLUTION_NOT_STARTED = "solution-not-started"  # causes named at the report's to
 SOLUTION_UNFINISHED = "solution-unfinished"  # a configuring command still running at its time limit
 CONFIGURE_TIMEOUT_S = 240.0  # a configuring command's time to finish (certificates, every device reloaded)
 SOLUTION_EXITED = "solution-exited-early"  # ... or ended before observation began
+SOLUTION_ENDED_OBSERVED = "solution-ended-while-observed"  # a running solution that ended during observation
 # A solution starts with the umask a login shell gives (as a workstation's `docker exec` does), not the CLI's own
 # 077: keeping data private is the candidate's job the brief grades, which an inherited 077 would do for them.
 SOLUTION_UMASK = 0o022
@@ -918,6 +919,19 @@ async def _grade_once(
             await observe_telemetry(ctx, obs_spec)
             await monitor.stop()
             beside = await watcher.result()
+            if proc is not None and proc.returncode is not None and "early_exit" not in sol_info and not configures:
+                # a collector must run until the grader stops it: said once, at the report's top, so that the checks
+                # that found nothing after it ended are read in its light
+                after = time.time() - float(sol_info.get("started_at") or time.time())
+                sol_info["ended_while_observed"] = proc.returncode
+                ctx.block(
+                    SOLUTION_ENDED_OBSERVED,
+                    f"your command ended by itself with status {proc.returncode} while it was observed (about "
+                    f"{after:.0f} s after it started, see solution.log): it must run until the grader stops it",
+                    f"您的指令在觀測期間自行結束（結束碼 {proc.returncode}，約啟動後 {after:.0f} 秒，見 solution.log）："
+                    "須持續執行至評分程式將其停止",
+                    None,
+                )
         ctx.status_end = await asyncio.to_thread(control.get, "/v1/status")
         stalls: list[dict[str, Any]] = []
         if obs_spec:

@@ -115,6 +115,16 @@ def plant_env(
     return env
 
 
+def nothing_published_but_ssh(topo: dict[str, Any]) -> None:
+    """Exam mode: the plant serves on its own networks only (the grader reaches it there, through the host's .254 of
+    the plant network); publishing its ports on the host's loopback block, as a practice plant does, would let any
+    host process reach a candidate's plant and collide with a practice plant of another registry on that block.
+    Only the workstation's SSH is published (candidates log in)."""
+    for name, svc in topo["services"].items():
+        if name != "workstation":
+            svc.pop("ports", None)
+
+
 def devices_see_devhome(topo: dict[str, Any], devhome: str, config_dir: str) -> None:
     """Exam mode: every plant role reads its configs from the validated copy of the candidate's home, mounted at
     the workstation's path (so a config naming /home/candidate/... means the same file on both sides); only the
@@ -370,6 +380,7 @@ class DockerBackend:
         if workstation:
             devices_see_devhome(topo, env["AIOTLAB_DEVHOME"], workstation.config_dir)
             devices_unprivileged(topo)
+            nothing_published_but_ssh(topo)
         project = env["COMPOSE_PROJECT_NAME"]
         labels = self._labels(candidate)
         try:

@@ -349,6 +349,22 @@ def _names(keys: list[str], n: int = 4) -> str:
 
 
 # -- passive checks ---------------------------------------------------------------------------------------------------
+UNCERTAIN_NEVER = (
+    "quality is 'uncertain', but the source did not mark the value uncertain (PLC-2 reported every value Good; "
+    "Modbus and the sensor messages carry no quality)"
+)
+
+
+def unjustified_quality(body: Any) -> str | None:
+    """R6: `uncertain` only when the source marked the value so. No source of this plant ever does (PLC-2 serves
+    every value with StatusCode Good; Modbus registers and sensor messages have no quality), so an `uncertain`
+    reading is a claim the source never made. Should a plant's PLC-2 ever mark values Uncertain, this must read its
+    status from the truth instead."""
+    if isinstance(body, dict) and body.get("quality") == "uncertain":
+        return UNCERTAIN_NEVER
+    return None
+
+
 @check("daq.schema")
 def schema(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """Every message on the telemetry topics is a strict-JSON reading valid against the published schema."""
@@ -360,8 +376,12 @@ def schema(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     invalid = []
     for m in msgs:
         if not m.parse_error and validator.is_valid(m.body):
-            continue
-        errors = [m.parse_error] if m.parse_error else [e.message[:200] for e in validator.iter_errors(m.body)][:3]
+            why = unjustified_quality(m.body)
+            if why is None:
+                continue
+            errors = [why]
+        else:
+            errors = [m.parse_error] if m.parse_error else [e.message[:200] for e in validator.iter_errors(m.body)][:3]
         if errors:
             invalid.append(
                 {
@@ -702,7 +722,8 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     else:
         shown = "; ".join(f"{k}: {per[k]['summary']}" for k in bad[:3])
         en = f"{len(per) - len(bad)} of {len(per)} streams complete ({overall:.1%} overall); {shown}"
-        zh = f"{len(per)} 個資料流中 {len(per) - len(bad)} 個完整（整體 {overall:.1%}）；{shown}"
+        shown_zh = "；".join(f"{k}：{per[k]['summary_zh']}" for k in bad[:3])
+        zh = f"{len(per)} 個資料流中 {len(per) - len(bad)} 個完整（整體 {overall:.1%}）；{shown_zh}"
     en, zh = en + note_en, zh + note_zh
     return CheckResult(
         spec["id"],
@@ -721,7 +742,7 @@ def _polled_completeness(
     rx = [m.rx for m in messages_of(ctx, s) if first <= m.rx <= w1]
     if not rx:
         expected0 = int((w1 - first - want / 2) // want) + 1
-        return 0.0, False, {"received": 0, "expected": expected0, "summary": "not published"}
+        return 0.0, False, {"received": 0, "expected": expected0, "summary": "not published", "summary_zh": "未發布"}
     edges = [rx[0] - first, w1 - rx[-1]]  # a stream that starts late or stops early has a gap at the edge
     gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)] + edges
     max_gap = max(gaps)
@@ -742,6 +763,7 @@ def _polled_completeness(
     gap_limit = float(p.get("max_gap_periods", 2.5)) * want + allow
     ok = frac >= min_frac - 1e-9 and max_gap <= gap_limit
     summary = f"{received} of {expected} polling slots sampled, longest gap {max_gap:.1f} s"
+    summary_zh = f"{expected} 個輪詢時槽中取樣 {received} 個，最長空缺 {max_gap:.1f} 秒"
     return (
         frac,
         ok,
@@ -752,6 +774,7 @@ def _polled_completeness(
             "max_gap_s": round(max_gap, 3),
             "gap_limit_s": round(gap_limit, 3),
             "summary": summary,
+            "summary_zh": summary_zh,
         },
     )
 
@@ -783,19 +806,27 @@ def _sensor_completeness(
         return (
             1.0,
             True,
-            {"emitted": 0, "unconfirmed": unconfirmed, "summary": "no sensor message emitted in the window"},
+            {
+                "emitted": 0,
+                "unconfirmed": unconfirmed,
+                "summary": "no sensor message emitted in the window",
+                "summary_zh": "觀測窗內沒有感測訊息",
+            },
         )
     frac = len(once) / len(judged)
     ok = not dup and frac >= float(p.get("sensor_min_fraction", 0.995))
     parts = [f"{len(once)} of {len(judged)} forwarded once"]
+    parts_zh = [f"{len(judged)} 則中 {len(once)} 則恰轉送一次"]
     if missing:
         parts.append(f"{len(missing)} missing")
+        parts_zh.append(f"遺漏 {len(missing)} 則")
     if dup:
         parts.append(f"{len(dup)} forwarded more than once")
+        parts_zh.append(f"{len(dup)} 則轉送超過一次")
     if unsure and unconfirmed["forwarded"] < len(unsure):
-        parts.append(
-            f"{len(unsure) - unconfirmed['forwarded']} unacknowledged by the broker and not forwarded: not counted"
-        )
+        n_unsure = len(unsure) - unconfirmed["forwarded"]
+        parts.append(f"{n_unsure} unacknowledged by the broker and not forwarded: not counted")
+        parts_zh.append(f"{n_unsure} 則 Broker 未確認且未轉送：不計")
     return (
         frac,
         ok,
@@ -808,6 +839,7 @@ def _sensor_completeness(
             "duplicate_examples": [{"seq": ems[i]["seq"], "ts": ems[i]["ts"], "times": counts[i]} for i in dup[:5]],
             "unconfirmed": unconfirmed,
             "summary": ", ".join(parts),
+            "summary_zh": "，".join(parts_zh),
         },
     )
 
@@ -1261,6 +1293,20 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"觀測期間未自 PLC-1 擷取（{why_zh}）：沒有可評估影響的擷取工作",
             ev,
         )
+    if others:
+        # Some of the acquisition came from the workstation, some from elsewhere (a connection opened again without
+        # its source address): PLC-1's load is no longer attributable, as the brief's binding rule exists to ensure.
+        seen = ", ".join(f"{src} ({n} requests)" for src, n in sorted(others.items()))
+        return failed(
+            spec["id"],
+            spec["points"],
+            f"While acquiring, {sum(others.values())} requests reached PLC-1 from addresses other than your "
+            f"workstation {ws} and the HMI ({seen}; {after - before} from {ws}): bind every Modbus connection, "
+            "reconnections included, to your workstation address",
+            f"擷取期間有 {sum(others.values())} 個請求自工作站 {ws} 與 HMI 以外的位址到達 PLC-1（{seen}；"
+            f"{after - before} 個來自 {ws}）：每一條 Modbus 連線（含重新連線）都須綁定工作站位址",
+            ev,
+        )
     sent = after - before
     planned = _planned_requests(ctx, counted_s(ctx, w1 - w0))
     if planned is not None:
@@ -1428,13 +1474,18 @@ async def commit(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     if outcome == "overloaded":
         return ctx.blocked(spec, GRADER_OVERLOADED, {**ev, "why": "the grader could not read the database on time"})
     if outcome == "nothing-published":
-        return failed(
-            spec["id"],
-            spec["points"],
-            f"No reading was published during the {probe_s:.1f} s commit probe: commits could not be seen",
-            f"提交探測的 {probe_s:.1f} 秒內沒有任何讀值發布：無法觀察提交",
-            ev,
+        # No reading to time a commit by: not assessable (never points). The cause is the command's end when it
+        # ended while observed (named at the report's top), else the collector's silence during the probe.
+        if "solution-ended-while-observed" in ctx.blockers:
+            return ctx.blocked(spec, "solution-ended-while-observed", ev)
+        ctx.block(
+            "silent-in-commit-probe",
+            f"no reading was published during the {probe_s:.1f} s commit probe (your collector had stopped "
+            "publishing): commits could not be seen",
+            f"提交探測的 {probe_s:.1f} 秒內沒有任何讀值發布（擷取程式已停止發布）：無法觀察提交",
+            None,
         )
+        return ctx.blocked(spec, "silent-in-commit-probe", ev)
     judged, seen = ev["judged"], ev["published_during_probe"]
     if outcome == "on-time":
         again_en = (

@@ -96,6 +96,24 @@ def hash_password(password: str, iterations: int = 200_000, salt: bytes | None =
     return f"pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
+def password_hash_problem(encoded: str) -> str | None:
+    """Why a `password_hash` can never match any password (said at load, with its line, not at the first failed
+    login), or None: pbkdf2_sha256$<iterations>$<salt>$<32-byte digest>, salt and digest in standard base64."""
+    parts = encoded.split("$")
+    if len(parts) != 4 or parts[0] != "pbkdf2_sha256":
+        return "must be pbkdf2_sha256$<iterations>$<salt base64>$<hash base64>"
+    if not parts[1].isdigit() or not 1 <= int(parts[1]) <= 10_000_000:
+        return f"iterations {parts[1]!r} must be a whole number from 1 to 10000000"
+    try:
+        base64.b64decode(parts[2], validate=True)
+        digest = base64.b64decode(parts[3], validate=True)
+    except ValueError:
+        return "salt and hash must be standard base64 (A-Z a-z 0-9 + / and = padding; not URL-safe - _)"
+    if len(digest) != 32:
+        return f"hash is {len(digest)} bytes, a SHA-256 PBKDF2 hash is 32"
+    return None
+
+
 def verify_password_hash(encoded: str, password: str) -> bool:
     try:
         algo, iters, salt, digest = encoded.split("$")
@@ -188,6 +206,10 @@ def load_security_config(path: Path, base: Path | None = None) -> UaSecurityConf
                 raise ConfigError(
                     path, f"user '{name}': cannot load certificate {cert_path}: {exc}", line(u, "certificate")
                 ) from None
+        if u.get("password_hash") is not None:
+            why = password_hash_problem(str(u["password_hash"]))
+            if why:
+                raise ConfigError(path, f"user '{name}': password_hash {why}", line(u, "password_hash"))
         if not (u.get("password") or u.get("password_hash") or cert_fp):
             raise ConfigError(path, f"user '{name}' needs password, password_hash or certificate", line(users, name))
         cfg.users[str(name)] = UaUser(

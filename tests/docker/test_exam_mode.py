@@ -268,6 +268,9 @@ print(json.dumps({{
     "found": found, "hidden": hidden,
     "aiotlab": importlib.util.find_spec("aiotlab") is not None,
     "pymodbus": importlib.util.find_spec("pymodbus") is not None,
+    "date_time_checked": not __import__("jsonschema").Draft202012Validator(
+        {{"format": "date-time"}}, format_checker=__import__("jsonschema").Draft202012Validator.FORMAT_CHECKER
+    ).is_valid("2026-11-29T16:20:05.418"),  # no offset: the candidate's jsonschema judges formats as the grader's
     "docker_sock": os.path.exists("/var/run/docker.sock"),
     "uid": os.getuid(),
     "homes": sorted(os.listdir("/home")),
@@ -276,7 +279,7 @@ print(json.dumps({{
 """
     seen = json.loads(ws_run(ws, script, user="root"))  # even root inside the workstation finds none of it
     assert seen["env"] == [] and seen["found"] == [] and seen["hidden"] == [], seen
-    assert not seen["aiotlab"] and seen["pymodbus"]  # the tools are there, the harness is not
+    assert not seen["aiotlab"] and seen["pymodbus"] and seen["date_time_checked"]  # the tools, not the harness
     assert not seen["docker_sock"] and seen["homes"] == ["candidate"] and not seen["sudo"]
     as_candidate = json.loads(ws_run(ws, script))
     assert as_candidate["uid"] == 1000 and as_candidate["env"] == []
@@ -437,6 +440,20 @@ def test_a_certificate_removed_from_the_trust_list_is_no_longer_trusted(exam: An
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert config.returncode == 0 and "trust_list: ua-trust" in config.stdout, config.stdout + config.stderr
+
+
+def test_exam_plants_publish_nothing_on_the_host_but_ssh(exam: Any, aiot_home: Path) -> None:
+    """A practice plant publishes its ports on the host's loopback block; an exam plant serves on its own networks
+    only (a host process cannot reach a candidate's plant, nor collide with it), the workstation's SSH aside."""
+    import docker
+
+    client = docker.from_env(timeout=60)
+    published = {
+        c.labels.get("io.aiotlab.service"): c.attrs["HostConfig"].get("PortBindings") or {}
+        for c in client.containers.list(all=True, filters={"label": f"io.aiotlab.home={aiot_home}"})
+    }
+    assert published and all(not ports for svc, ports in published.items() if svc != "workstation"), published
+    assert all(list(ports) == ["22/tcp"] for svc, ports in published.items() if svc == "workstation"), published
 
 
 def test_exam_down_removes_workstations_and_their_fences(exam: Any, aiot_home: Path) -> None:
