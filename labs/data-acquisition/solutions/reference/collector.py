@@ -68,6 +68,8 @@ FLAWS = (
     "storage-columns",
     "no-opcua",
     "per-tag-reads",
+    "unbound-reconnect",
+    "uncertain-quality",
 )
 NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
 
@@ -112,13 +114,13 @@ class Sink:
         self.mqtt, self.db, self.root, self.flaw = mqtt, db, root, flaw
         self.pending = 0
 
-    async def emit(self, device: str, tag: str, value: float, ts: str, source: str) -> None:
+    async def emit(self, device: str, tag: str, value: float, ts: str, source: str, quality: str = "good") -> None:
         if not math.isfinite(value):
             return  # not a reading: JSON cannot carry it and the brief says not to publish what was not read
         if self.flaw == "rounding":  # "two decimals is enough": below the resolution of most streams
             value = round(value, 2)
         unit = "°C" if self.flaw == "unit-symbol" and UNITS[tag] == "degC" else UNITS[tag]
-        reading = {"device": device, "tag": tag, "value": value, "unit": unit, "quality": "good", "ts": ts}
+        reading = {"device": device, "tag": tag, "value": value, "unit": unit, "quality": quality, "ts": ts}
         reading["source"] = source
         retain = self.flaw == "retained"  # a new subscriber would get a stale reading as if it were current
         # flaw "repr-payload": Python's repr of the dict ({'device': ...}), which is not JSON
@@ -132,7 +134,7 @@ class Sink:
         else:
             self.db.execute(
                 "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (device, tag, value, unit, "good", stored_ts, source),
+                (device, tag, value, unit, quality, stored_ts, source),
             )
         self.pending += 1
 
@@ -297,11 +299,20 @@ async def run(args: argparse.Namespace) -> None:
         locks = {d: asyncio.Lock() for d in mb}  # one request at a time per connection
 
         async def modbus_read(cycle: int, read: dict[str, Any], skip: bool) -> None:
-            async with locks[read["device"]]:
-                readings = await poll_modbus(sheet, read, mb[read["device"]], flaw)
+            if flaw == "unbound-reconnect" and read["device"] == "plc1" and cycle % 8 == 0:
+                # "refresh the connection now and then": the new socket forgets the source address
+                fresh = AsyncModbusTcpClient(sheet["plc1"]["host"], port=sheet["plc1"]["port"], timeout=2)
+                await fresh.connect()
+                readings = await poll_modbus(sheet, read, fresh, flaw)
+                fresh.close()
+            else:
+                async with locks[read["device"]]:
+                    readings = await poll_modbus(sheet, read, mb[read["device"]], flaw)
             if not skip:
                 for name, value, ts in readings:
                     await sink.emit(read["device"], name, value, ts, "modbus")
+
+        last_source_ts: dict[str, str] = {}
 
         async def opcua_read(cycle: int, tags: list[str], skip: bool) -> None:
             read_at = now_ts(flaw)
@@ -316,7 +327,12 @@ async def run(args: argparse.Namespace) -> None:
                 if flaw == "nan" and tag == "Heater.Temperature" and cycle % NAN_EVERY == 0:
                     await sink.emit_failed_read("plc2", tag, ts, "opcua")
                     continue
-                await sink.emit("plc2", tag, float(dv.Value.Value), ts, "opcua")
+                # flaw "uncertain-quality": a value whose SourceTimestamp did not change (and every 5th read, which the
+                # collector deems slow) is called uncertain, although PLC-2 says Good (the brief: uncertain only when
+                # the source marked it so)
+                stale = flaw == "uncertain-quality" and (last_source_ts.get(tag) == ts or cycle % 5 == 0)
+                last_source_ts[tag] = ts
+                await sink.emit("plc2", tag, float(dv.Value.Value), ts, "opcua", "uncertain" if stale else "good")
 
         async def every(period: float, action: Any) -> None:
             """One read of the plan, repeated at its own period on a fixed grid (no drift)."""
