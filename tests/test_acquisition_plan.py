@@ -109,7 +109,10 @@ def block_plan(ctx: GradeContext) -> dict[str, Any]:
     ("edit", "says"),
     [
         (lambda p: p["modbus_reads"][0].update(count=p["modbus_reads"][0]["count"] - 1), "does not cover pump_starts"),
-        (lambda p: p["modbus_reads"][0].update(count=p["modbus_reads"][0]["count"] + 30), "past the documented"),
+        (
+            lambda p: p["modbus_reads"][0].update(count=p["modbus_reads"][0]["count"] + 30),
+            "lies outside the documented",
+        ),
         (lambda p: p["modbus_reads"][0].update(table="holding_registers"), "is not in PLC-1's holding_registers"),
         (lambda p: p["modbus_reads"].append(dict(p["modbus_reads"][0])), "in 2 reads"),
         (lambda p: p["modbus_reads"][0]["streams"].remove("pressure"), "plc1/pressure is not in the plan"),

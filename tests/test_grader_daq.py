@@ -237,9 +237,11 @@ def test_missing_and_silent_solutions_are_graded_not_crashed(aiot_home: Path, tm
     for doc in docs.values():
         assert failed_checks(doc) == {c["id"] for c in lab.checks}, explain(doc)  # nothing scores for nothing done
         assert all(c["status"] != "error" for c in doc["checks"])
-        # the one defect (no readings) fails coverage; every other check is not assessable for that cause
-        assert [c["id"] for c in doc["checks"] if c["status"] == "fail"] == ["daq.coverage"], explain(doc)
-        assert {c.get("blocked_by") for c in doc["checks"] if c["id"] != "daq.coverage"} == {"no-readings"}
+        # the one defect (no readings) fails coverage; every other check is not assessable for that cause, but the
+        # plan, an artefact of its own (none was written), is judged whether or not anything ran
+        assert [c["id"] for c in doc["checks"] if c["status"] == "fail"] == ["daq.coverage", "daq.plan"], explain(doc)
+        others = {c.get("blocked_by") for c in doc["checks"] if c["id"] not in ("daq.coverage", "daq.plan")}
+        assert others == {"no-readings"}, explain(doc)
         assert doc["score"]["points"] == 0
     assert "No such file" in docs["g-missing"]["solution"]["start_error"]
     assert docs["g-silent"]["solution"]["stopped_by"] == "SIGTERM"
@@ -394,6 +396,17 @@ def synthetic(**flaw: Any) -> Any:
     ctx._truth = truth
     ctx._emissions = emissions
     ctx.health = {"overloaded": bool(flaw.get("overloaded")), "max_loop_lag_s": 0.02}
+    # the collector's acquisition plan: every polled stream at the period it keeps, one block per Modbus device
+    reads = [
+        {"device": d, "table": "input_registers", "address": 0, "count": 12, "period_s": period, "streams": tags}
+        for d in ("plc1", "em1")
+        for tags in [[s["tag"] for s in LAB.data["streams"] if s["device"] == d]]
+    ]
+    plan = {
+        "modbus_reads": reads,
+        "opcua": {s["tag"]: {"period_s": period} for s in LAB.data["streams"] if s["device"] == "plc2"},
+    }
+    ctx.cache["daq.plan"] = (plan, {"plan": plan}, None)
     return ctx
 
 
@@ -443,7 +456,7 @@ def test_rules_a_unit_error_on_one_stream_loses_that_streams_whole_share() -> No
     assert set(not_passed(res)) == {"daq.values"}, not_passed(res)
     values = res["daq.values"]
     assert values.items and [k for k, ok in values.items.items() if not ok] == ["plc1/level"]
-    assert values.points == 18.0  # 1 of 10 streams' share of 20 points, not ~1 % of the samples
+    assert values.points == 13.5  # 1 of 10 streams' share of 15 points, not ~1 % of the samples
 
 
 def test_rules_rounding_fails_values_only() -> None:

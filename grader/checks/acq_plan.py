@@ -115,8 +115,8 @@ def _read_problems(ctx: Any, r: dict[str, Any], streams: dict[str, dict[str, Any
     if lo < first or hi > last:
         out.append(
             (
-                f"{where} reaches past the documented registers ({first}..{last - 1}): PLC answers such a read with "
-                "an exception",
+                f"{where} lies outside the documented registers ({first}..{last - 1}): the device answers such a "
+                "read with an exception",
                 f"{where} 超出規格書記載的暫存器範圍（{first}..{last - 1}）：設備會以例外回應",
             )
         )

@@ -1309,6 +1309,8 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
     sent = after - before
     planned = _planned_requests(ctx, counted_s(ctx, w1 - w0))
+    if planned is None and acq_plan.uses_plan(ctx):
+        ev["plan_comparison"] = "not made: no usable acquisition plan (daq.plan); PLC-1's load judged alone"
     if planned is not None:
         expected, reads = planned
         allowed = float(spec.get("params", {}).get("plan_request_factor", 1.2)) * expected + 2

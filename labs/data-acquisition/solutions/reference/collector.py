@@ -71,7 +71,7 @@ FLAWS = (
     "unbound-reconnect",
     "uncertain-quality",
 )
-NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
+NAN_EVERY = 3  # flaw "nan": every 3rd read of PLC-2's temperature is treated as failed (a slow period is 4 s)
 
 
 def rfc3339(t: dt.datetime, flaw: str | None) -> str:
