@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import statistics
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -347,8 +348,8 @@ class Plant:
             out["broker"] = self._broker_status()
         if self.sensors:
             out["sensors"] = self._sensor_status()
-        if self.hmi:
-            out["hmi"] = dict(self.hmi.stats)
+        if self.hmi:  # "at": when these counters were read (a split plant's reach the core a bus period later)
+            out["hmi"] = {**self.hmi.stats, "at": time.time()}
         return out
 
     async def on_core_command(self, cmd: dict[str, Any]) -> Any:

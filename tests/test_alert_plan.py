@@ -70,6 +70,7 @@ def test_two_different_sound_decisions_pass_for_every_candidate(tmp_path: Path) 
         for style, plan in (("early", early), ("late", late)):
             _, r = judged(cand, tmp_path / f"{cand}-{style}", plan)
             assert r.status == "pass", (cand, style, plan, r.summary["en"])
+            assert not [p for p in r.evidence["probes"] if "why" in p]  # no failure sentence on a passing probe
         spreads.append(late["TankLevelHigh"]["threshold_m"] - early["TankLevelHigh"]["threshold_m"])
     assert min(spreads) > 0.0 and max(spreads) >= 0.1, (min(spreads), max(spreads))
 
@@ -98,6 +99,7 @@ def test_a_flawed_decision_fails_on_its_own_probe(tmp_path: Path, flaw: str, pro
         _, r = judged(cand, tmp_path / cand, decided(cand, "early", flaw))
         bad = [p["what"] for p in r.evidence["probes"] if not p["ok"]]
         assert r.status == "fail" and bad and bad[0].startswith(probe), (cand, bad)
+        assert all(("why" in p) == (not p["ok"]) for p in r.evidence["probes"])  # words only where it failed
 
 
 def test_each_bound_is_enforced(tmp_path: Path) -> None:

@@ -54,3 +54,30 @@ async def held_write(tmp_path: Path) -> None:
 
 def test_a_write_in_flight_counts_as_the_hmis(tmp_path: Path) -> None:
     asyncio.run(held_write(tmp_path))
+
+
+class _Status:
+    """A control plane whose HMI counters reach it late (a split plant's come over the bus once a second)."""
+
+    def __init__(self, fresh_after: int) -> None:
+        self.calls, self.fresh_after = 0, fresh_after
+
+    def get(self, path: str) -> dict[str, object]:
+        self.calls += 1
+        import time
+
+        stale = self.calls <= self.fresh_after
+        return {"hmi": {"writes_started": 0 if stale else 1, "at": time.time() - (5 if stale else 0)}}
+
+
+def test_counters_read_after_the_probes_are_waited_for() -> None:
+    """The HMI write that started during the probes is in the counters the check reads, not in a stale copy (an
+    outsider's reference-like case failed hardening.persists so)."""
+    import time
+    from types import SimpleNamespace
+
+    from aiotlab.grader.checks.modbus import hmi_stats
+
+    status = _Status(fresh_after=3)
+    stats = asyncio.run(hmi_stats(SimpleNamespace(control=status), time.time()))  # type: ignore[arg-type]
+    assert stats["writes_started"] == 1 and status.calls == 4

@@ -38,10 +38,32 @@ def attackers(ctx: Any) -> list[str]:
     if "attackers" not in ctx.cache:
         import secrets
 
-        taken = {int(a.rsplit(".", 1)[1]) for a in hosts(ctx).values() if a.startswith(block(ctx) + ".")}
-        pool = [n for n in range(2, 250) if n not in taken and not 85 <= n <= 95]  # .90: the plant's Prometheus
-        ctx.cache["attackers"] = [f"{block(ctx)}.{n}" for n in secrets.SystemRandom().sample(pool, ATTACKERS_PER_RUN)]
+        ctx.cache["attackers"] = [
+            f"{block(ctx)}.{n}" for n in secrets.SystemRandom().sample(attacker_pool(ctx), ATTACKERS_PER_RUN)
+        ]
     return ctx.cache["attackers"]
+
+
+def attacker_pool(ctx: Any) -> list[int]:
+    """Host numbers of the plant network no device, client or service of the plant uses."""
+    taken = {int(a.rsplit(".", 1)[1]) for a in hosts(ctx).values() if a.startswith(block(ctx) + ".")}
+    return [n for n in range(2, 250) if n not in taken and not 85 <= n <= 95]  # .90: the plant's Prometheus
+
+
+def neighbours(ctx: Any, allowed: list[str]) -> list[str]:
+    """Unused addresses next to each allowed source: one inside every CIDR widening of it (h XOR 2^k, k = 0..7: a
+    /31 to /24 around the host holds the first of these it reaches) and one either side (a range one too wide). An
+    allow-list written wider than its hosts lets at least one of them through, which random draws catch only by
+    chance (an outsider's /29 around the collector passed three gradings in a row)."""
+    pool = set(attacker_pool(ctx))
+    out: list[str] = []
+    for a in allowed:
+        h = int(a.rsplit(".", 1)[1])
+        for n in [h ^ (1 << k) for k in range(8)] + [h - 1, h + 1]:
+            address = f"{block(ctx)}.{n}"
+            if n in pool and address not in out and address not in allowed:
+                out.append(address)
+    return out
 
 
 def attacker(ctx: Any, i: int = 0) -> str:

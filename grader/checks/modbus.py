@@ -18,10 +18,11 @@ from typing import Any
 from ..probes import modbus as mp
 from ..results import CheckResult
 from . import check
-from .common import attacker, attackers, control_get, hosts
+from .common import attacker, attackers, control_get, hosts, neighbours
 from .probing import LoopLag, block, judge, overloaded_or, owner_of, probe
 
 FC_TABLE = {1: "coils", 2: "discrete_inputs", 3: "holding_registers", 4: "input_registers"}
+HMI_STATS_WAIT_S = 5.0  # for the plant HMI's counters read after a given time (they reach the core once a second)
 GATEWAY_EXCEPTIONS = ("exception 0A", "exception 0B")  # FW-1 could not reach the device: the request was let through
 CAUSES = {
     "modbus-allowed-readers-refused": (
@@ -171,8 +172,29 @@ async def source_allowlist(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 unsure_zh=f"{what}：FW-1 回應閘道例外（{r.detail}）：裝置未回應",
             )
         )
+    # next to the allowed sources, every CIDR widening and range end: one read of each device from each, at once
+    # (a firewall that drops makes each wait for its timeout)
+    beside = neighbours(ctx, [hosts(ctx)["hmi"], hosts(ctx)["workstation"]])
+    near = [(src, d, read_fcs(ctx, d)[-1]) for src in beside for d in ("plc1", "em1")]
+    replies = await asyncio.gather(*(read(ctx, d, src, fc) for src, d, fc in near))
+    for (src, device, fc), (what, r) in zip(near, replies, strict=True):
+        probes.append(
+            probe(
+                f"{what} (next to an allowed source)",
+                r.said,
+                refusal(r),
+                expected="refused (exception or connection closed)",
+                why=f"{src}, next to an allowed source, read {device} with FC{fc}: answered {r.detail} (an allow-list "
+                "wider than the allowed hosts)",
+                why_zh=f"緊鄰允許來源的位址 {src} 以 FC{fc} 讀取 {device}：獲得回應（{r.detail}）（允許清單寬於允許的主機）",
+                cause="probe-inconclusive",
+                unsure=f"{what}: FW-1 answered with a gateway exception ({r.detail}): the device did not answer",
+                unsure_zh=f"{what}：FW-1 回應閘道例外（{r.detail}）：裝置未回應",
+            )
+        )
     fw_after = await forwarded(ctx)
-    leaked = {src: forwarded_delta(fw_before, fw_after, src) for src in attackers(ctx)}
+    leaked = {src: forwarded_delta(fw_before, fw_after, src) for src in [*attackers(ctx), *beside]}
+    leaked = {src: n for src, n in leaked.items() if n} or leaked  # the evidence names the ones that leaked
     probes.append(
         probe(
             "ground truth: requests FW-1 forwarded from this run's attacker addresses",
@@ -191,6 +213,7 @@ async def source_allowlist(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "Only the HMI and the collector reach PLC-1 and EM-1",
         "僅 HMI 與擷取主機可存取 PLC-1 與 EM-1",
         attackers=attackers(ctx),
+        next_to_allowed=beside,
     )
 
 
@@ -198,8 +221,19 @@ async def current_words(ctx: Any) -> dict[str, dict[str, int]]:
     return await control_get(ctx, "/v1/registers/plc1")
 
 
-async def hmi_stats(ctx: Any) -> dict[str, int]:
-    return dict((await control_get(ctx, "/v1/status"))["hmi"] or {})
+async def hmi_stats(ctx: Any, since: float | None = None) -> dict[str, Any]:
+    """The plant HMI's counters; with `since`, counters read at or after that time (a split plant's reach the core
+    once a second: a stale reading missed the HMI's write that landed during the probes, and the write was taken
+    for a probe's). Waits at most HMI_STATS_WAIT_S; a plant whose counters carry no time gets one bus period."""
+    deadline = time.time() + HMI_STATS_WAIT_S
+    while True:
+        stats = dict((await control_get(ctx, "/v1/status"))["hmi"] or {})
+        if since is None or float(stats.get("at", since)) >= since or time.time() > deadline:
+            if since is not None and "at" not in stats:
+                await asyncio.sleep(1.2)
+                stats = dict((await control_get(ctx, "/v1/status"))["hmi"] or {})
+            return stats
+        await asyncio.sleep(0.2)
 
 
 async def writes_between(ctx: Any, t0: float, t1: float) -> list[dict[str, Any]]:
@@ -236,7 +270,7 @@ async def writes_blocked(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """No write gets through except the HMI's FC 6/16 setpoint writes, judged by reply and by the plant's record."""
     probes = [await control(ctx, spec, "plc1", "before")]
     words = await current_words(ctx)
-    stats0 = await hmi_stats(ctx)
+    stats0 = await hmi_stats(ctx, time.time())
     t0 = time.time()
     for src, fc, name in write_plan(ctx):
         target = entry(ctx, "plc1", name)
@@ -259,7 +293,7 @@ async def writes_blocked(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         )
     await asyncio.sleep(1.0)
     t1 = time.time()
-    stats1 = await hmi_stats(ctx)
+    stats1 = await hmi_stats(ctx, t1)
     landed = await writes_between(ctx, t0 - 0.2, t1)
     # The plant's HMI writes only its setpoint. Each of its attempts counts as one of its own writes, a failed one
     # too: after FW-1 restarts, a write can reach PLC-1 while its reply is lost (the HMI then counts a failure).

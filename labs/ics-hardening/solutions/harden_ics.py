@@ -40,6 +40,7 @@ FLAWS = {
     "no-trust-list": "no trust list: any client certificate is accepted",
     # FW-1
     "broad-allowlist": "the whole plant network may read PLC-1 and EM-1",
+    "collector-prefix": "the collector's read rule written as its /29 (.40-.47), not its one address",
     "old-attackers": "FW-1 denies only the attacker addresses an old brief printed (.66-.69), lets the rest read",
     "hmi-writes-anywhere": "the HMI may write coils and every holding register (FC 5, 6, 15, 16, no ranges)",
     "hmi-blocked": "the allow-list forgets the HMI",
@@ -150,7 +151,13 @@ def fw1_text(sheet: dict[str, Any], params: dict[str, Any], flaw: str | None) ->
     rules.append(
         {
             "name": "collector-read",
-            "sources": [f"{net['block']}.0/24" if flaw == "broad-allowlist" else f"{net['workstation']}/32"],
+            "sources": [
+                f"{net['block']}.0/24"
+                if flaw == "broad-allowlist"
+                else f"{net['workstation']}/29"
+                if flaw == "collector-prefix"
+                else f"{net['workstation']}/32"
+            ],
             "targets": ["plc1", "em1"],
             "read_only": True,
         }
