@@ -52,4 +52,23 @@ def tank_lead_time(p: dict[str, Any], plant: dict[str, Any]) -> int:
     return int(5 * math.floor((at_h + float(p["_lead_time_fraction"]) * (at_lowest - at_h)) / 5))
 
 
-DERIVATIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {"tank_lead_time": tank_lead_time}
+def plc1_rates(needs: dict[str, float]) -> tuple[float, float]:
+    """(requests/s of one block read at PLC-1's fastest need, of one request per PLC-1 stream at its own need):
+    what the least and the most naive sound plans cost (PLC-1's acquired streams lie in one block of its input
+    registers)."""
+    plc1 = [float(v) for k, v in needs.items() if k.startswith("plc1/")]
+    return 1.0 / min(plc1), sum(1.0 / n for n in plc1)
+
+
+def daq_allotment(p: dict[str, Any], plant: dict[str, Any]) -> float:
+    """data-acquisition: the collector's share of PLC-1's budget, in requests/s rounded down to 0.1:
+    `_allotment_fraction` of the way from one block read at the fastest need to one request per stream. One request
+    per stream then never fits, a block read always does, and so do plans between (a fast stream read alone)."""
+    least, naive = plc1_rates(p["needs_s"])
+    return math.floor(10 * (least + float(p["_allotment_fraction"]) * (naive - least)) + 1e-9) / 10
+
+
+DERIVATIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+    "tank_lead_time": tank_lead_time,
+    "daq_allotment": daq_allotment,
+}

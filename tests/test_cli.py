@@ -187,8 +187,10 @@ def graded(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (d / "collector.py").write_text(
         "import os, sys\n"
         f"flaws = {{c: f for c, (_, f) in {ROSTER!r}.items()}}\n"
-        "candidate, python, collector, period, root = sys.argv[1:6]\n"
-        "argv = [python, collector, '--period', period, '--topic-root', root]\n"
+        "import pathlib, subprocess\n"
+        "candidate, python, collector, plan, root = sys.argv[1:6]\n"
+        "subprocess.run([python, str(pathlib.Path(collector).with_name('make_plan.py'))], check=True)\n"
+        "argv = [python, collector, '--plan', plan, '--topic-root', root]\n"
         "flaw = flaws.get(candidate)\n"
         "os.execv(python, argv + (['--flaw', flaw] if flaw else []))\n"
     )
@@ -199,7 +201,7 @@ def graded(aiot_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     time.sleep(0.5)
     solution = (
         f"{{python}} {d / 'collector.py'} {{candidate}} {{python}} "
-        "{labs_dir}/data-acquisition/solutions/reference/collector.py {period_s} {topic_root}"
+        "{labs_dir}/data-acquisition/solutions/reference/collector.py {plan_file} {topic_root}"
     )
     t0 = time.monotonic()
     code, raw = run_in_terminal(["exam", "grade", str(exam), "--lang", "en", "--solution", solution])

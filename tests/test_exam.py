@@ -127,7 +127,7 @@ def test_exam_with_two_labs_keeps_a_kit_per_lab_with_the_exams_time_limit(aiot_h
             for lab in ("data-acquisition", "ics-hardening")
         }
         params = {lab: json.loads((k / "lab-params.json").read_text()) for lab, k in kits.items()}
-        assert "period_s" in params["data-acquisition"] and "risk_register" in params["ics-hardening"]
+        assert "needs_s" in params["data-acquisition"] and "risk_register" in params["ics-hardening"]
         for lab, k in kits.items():
             en = (k / "brief.en.md").read_text()
             assert "time limit 75 min" in en, lab  # the exam's time limit, not the lab's default

@@ -21,6 +21,6 @@ def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 def registry() -> dict[str, Callable[..., Any]]:
     # importing registers the checks
-    from . import alert_plan, broker, daq, dashboard, modbus, opcua, persist, pipeline, risk, sensors  # noqa: F401
+    from . import acq_plan, alert_plan, broker, daq, dashboard, modbus, opcua, persist, pipeline, risk, sensors  # noqa: F401
 
     return dict(_REGISTRY)

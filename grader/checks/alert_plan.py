@@ -32,7 +32,7 @@ def load_plan(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[st
     """(TankLevelHigh's plan or None, evidence, why it is unusable (en, zh-TW)), read and validated once."""
     if "dash.plan" in ctx.cache:
         return ctx.cache["dash.plan"]
-    from .dashboard import artefact, file_problem
+    from .artefacts import artefact, file_problem
 
     path, text, evidence = artefact(ctx, "alert_plan_file")
     out: tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]

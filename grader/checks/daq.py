@@ -8,8 +8,10 @@ One defect fails one check. Each check judges its own subject and nothing else:
 - timestamps are judged against when the value was measured, and a wrong value's timestamp only for plausibility;
 - a reading whose format is wrong (not strict JSON, a timestamp not in the required format) is the schema check's,
   and is not judged again by the others.
-A stream that was not published at all fails every per-stream item (the work was not done); the coverage check names
-it. With no readings at all, the checks other than coverage are not assessable ("no-readings"). When the grader
+A stream that was not published at all is the coverage check's defect alone; the other per-stream checks judge the
+streams published, when at least half are. With no readings at all, the checks other than coverage are not
+assessable ("no-readings"). Where the candidate decides each stream's period (an acquisition plan: acq_plan.py), the
+timing checks hold the running collector to the plan, and are not assessable without a usable one. When the grader
 fell behind during the window (ctx.health), the timing checks are not assessable and the engine grades again.
 """
 
@@ -31,7 +33,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from ..observers import Message, stream_of, subscribe_options, topic_stream
 from ..results import FAIL, GRADER_OVERLOADED, PASS, CheckResult, by_items, failed, not_assessable, passed
-from . import check
+from . import acq_plan, check
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 # The required format (the lab's schema states the same pattern): RFC 3339, a UTC offset, milliseconds.
@@ -85,6 +87,21 @@ def name_of(s: dict[str, Any]) -> str:
 
 def polled(ctx: Any) -> list[dict[str, Any]]:
     return [s for s in ctx.lab.data["streams"] if s["source"] != "mqtt"]
+
+
+def period_of(ctx: Any, s: dict[str, Any]) -> float | None:
+    """The period the collector must keep for a polled stream: its acquisition plan's, where the candidate decides
+    (None when the plan leaves the stream out or is unusable), else the lab's period_s."""
+    if not acq_plan.uses_plan(ctx):
+        return float(ctx.params["period_s"])
+    return (acq_plan.stream_periods(ctx) or {}).get(name_of(s))
+
+
+def fastest_period(ctx: Any) -> float:
+    """The shortest polling period the collector keeps (for probes that must span a few of its polls)."""
+    if not acq_plan.uses_plan(ctx):
+        return float(ctx.params["period_s"])
+    return min((acq_plan.stream_periods(ctx) or {}).values(), default=1.0)
 
 
 def lag(ctx: Any) -> float:
@@ -557,55 +574,80 @@ def period(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     blocked = no_readings(ctx, spec) or too_few_published(ctx, spec, polled(ctx))
     if blocked:
         return blocked
-    want = float(ctx.params["period_s"])
+    cause = acq_plan.plan_cause(ctx) if acq_plan.uses_plan(ctx) else None
+    if cause:
+        return ctx.blocked(spec, cause)
+    planned = acq_plan.uses_plan(ctx)
     rel = float(spec.get("params", {}).get("rel_tol", 0.1))
     items: dict[str, bool] = {}
     per: dict[str, Any] = {}
-    unpublished = []
+    unpublished, unplanned = [], []
     for s in polled(ctx):
         rx = [m.rx for m in messages_of(ctx, s)]
+        want = period_of(ctx, s)
         if not rx:  # never published: daq.coverage's defect alone (the brief), not judged here
             unpublished.append(name_of(s))
+            continue
+        if want is None:  # published, but the plan gives it no period: daq.plan's defect
+            unplanned.append(name_of(s))
             continue
         gaps = [b - a for a, b in zip(rx, rx[1:], strict=False)]
         med = statistics.median(gaps) if len(gaps) >= 2 else None
         items[name_of(s)] = med is not None and abs(med - want) <= rel * want
         per[name_of(s)] = {
             "n": len(rx),
+            "period_s": want,
             "median_interval_s": None if med is None else round(med, 3),
             "intervals": [round(g, 3) for g in gaps[:200]],
         }
-    ev = {"period_s": want, "rel_tol": rel, "streams": per, "not_judged_here": unpublished}
-    if not items:  # no polled stream published: daq.coverage's defect, nothing to judge here
+    ev = {"rel_tol": rel, "streams": per, "not_judged_here": unpublished, "not_in_plan": unplanned}
+    if not planned:
+        ev["period_s"] = float(ctx.params["period_s"])
+    if not items:  # no polled stream published (or planned): judged by daq.coverage (daq.plan), nothing here
+        if unplanned and not unpublished:
+            ctx.block(
+                "streams-not-planned",
+                "no published Modbus or OPC UA stream has a period in your acquisition plan",
+                "已發布的 Modbus 或 OPC UA 資料流在擷取計畫中皆沒有週期",
+                "daq.plan",
+            )
+            return ctx.blocked(spec, "streams-not-planned", ev)
         return nothing_published(
             ctx, spec, ev, "no Modbus or OPC UA stream was published", "沒有任何 Modbus 或 OPC UA 資料流被發布"
         )
     note_en = f"; not judged here (never published, see daq.coverage): {', '.join(unpublished)}" if unpublished else ""
     note_zh = f"；未於此評量（從未發布，見 daq.coverage）：{', '.join(unpublished)}" if unpublished else ""
+    if unplanned:
+        note_en += f"; not judged here (no period in your plan, see daq.plan): {', '.join(unplanned)}"
+        note_zh += f"；未於此評量（計畫中沒有週期，見 daq.plan）：{', '.join(unplanned)}"
+    at_en = "their planned periods" if planned else f"{ev['period_s']} s"
+    at_zh = "計畫週期" if planned else f"{ev['period_s']} 秒"
     off = [k for k, v in items.items() if not v]
     if not off:
         meds = [per[k]["median_interval_s"] for k in items]
         return _items_result(
             spec,
             items,
-            f"All {len(items)} polled streams at {want} s ±{rel:.0%} (medians {min(meds)}–{max(meds)} s){note_en}",
-            f"{len(items)} 個輪詢資料流皆維持 {want} 秒 ±{rel:.0%}（中位數 {min(meds)}–{max(meds)} 秒）{note_zh}",
+            f"All {len(items)} polled streams at {at_en} ±{rel:.0%} (medians {min(meds)}–{max(meds)} s){note_en}",
+            f"{len(items)} 個輪詢資料流皆維持{at_zh} ±{rel:.0%}（中位數 {min(meds)}–{max(meds)} 秒）{note_zh}",
             ev,
         )
 
     def said(k: str, zh: bool = False) -> str:
-        med, n = per[k]["median_interval_s"], per[k]["n"]
+        med, n, want = per[k]["median_interval_s"], per[k]["n"], per[k]["period_s"]
         if med is None:
             return f"{k}：僅 {n} 則訊息，無法計算間隔" if zh else f"{k}: only {n} message(s), no interval to measure"
-        return f"{k}：{n} 則訊息的間隔中位數 {med} 秒" if zh else f"{k}: median {med} s over {n} messages"
+        if zh:
+            return f"{k}：{n} 則訊息的間隔中位數 {med} 秒（應為 {want:g} 秒）"
+        return f"{k}: median {med} s over {n} messages (should be {want:g} s)"
 
     shown = "; ".join(said(k) for k in off[:3])
     shown_zh = "；".join(said(k, True) for k in off[:3])
     return _items_result(
         spec,
         items,
-        f"{len(items) - len(off)} of {len(items)} polled streams at {want} s ±{rel:.0%}; off: {shown}{note_en}",
-        f"{len(items)} 個輪詢資料流中 {len(items) - len(off)} 個維持 {want} 秒 ±{rel:.0%}；不符：{shown_zh}{note_zh}",
+        f"{len(items) - len(off)} of {len(items)} polled streams at {at_en} ±{rel:.0%}; off: {shown}{note_en}",
+        f"{len(items)} 個輪詢資料流中 {len(items) - len(off)} 個維持{at_zh} ±{rel:.0%}；不符：{shown_zh}{note_zh}",
         ev,
     )
 
@@ -619,8 +661,10 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     blocked = no_json(ctx, spec) or too_few_published(ctx, spec, ctx.lab.data["streams"])
     if blocked:
         return blocked
+    cause = acq_plan.plan_cause(ctx) if acq_plan.uses_plan(ctx) else None
+    if cause:
+        return ctx.blocked(spec, cause)
     p = spec.get("params", {})
-    want = float(ctx.params["period_s"])
     w0, w1 = ctx.observation.window
     first = prep(ctx)["first_rx"]
     allow = lag(ctx)
@@ -643,12 +687,16 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     per: dict[str, Any] = {}
     fractions: list[float] = []
     all_ok = True
-    unpublished = []
+    unpublished, unplanned = [], []
     for s in ctx.lab.data["streams"]:
         if not messages_of(ctx, s):  # never published: daq.coverage's defect alone (the brief), not judged here
             unpublished.append(name_of(s))
             continue
-        if s["source"] != "mqtt":
+        want = period_of(ctx, s) if s["source"] != "mqtt" else None
+        if s["source"] != "mqtt" and want is None:  # no period in the plan: daq.plan's defect, not judged here
+            unplanned.append(name_of(s))
+            continue
+        if want is not None:
             frac, ok, detail = _polled_completeness(ctx, s, want, first, w1, allow, p)
         else:
             frac, ok, detail = _sensor_completeness(ctx, s, first, w1, allow, p)
@@ -656,6 +704,7 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         fractions.append(frac)
         all_ok = all_ok and ok
     ev["not_judged_here"] = unpublished
+    ev["not_in_plan"] = unplanned
     if not fractions:
         return nothing_published(ctx, spec, ev, "no required stream was published", "沒有任何要求的資料流被發布")
     overall = sum(fractions) / len(fractions)
@@ -664,6 +713,9 @@ def completeness(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     bad = [k for k, v in per.items() if not v["ok"]]
     note_en = f"; not judged here (never published, see daq.coverage): {', '.join(unpublished)}" if unpublished else ""
     note_zh = f"；未於此評量（從未發布，見 daq.coverage）：{', '.join(unpublished)}" if unpublished else ""
+    if unplanned:
+        note_en += f"; not judged here (no period in your plan, see daq.plan): {', '.join(unplanned)}"
+        note_zh += f"；未於此評量（計畫中沒有週期，見 daq.plan）：{', '.join(unplanned)}"
     if all_ok:
         en = f"All {len(per)} streams complete ({overall:.1%} of expected samples and sensor messages, once each)"
         zh = f"{len(per)} 個資料流皆完整（預期樣本與感測訊息之 {overall:.1%}，各一次）"
@@ -698,9 +750,9 @@ def _polled_completeness(
     # period around a slot lies inside the window (a sample may land up to half a period either side of its slot);
     # received: the samples within those slots. Slots, not intervals: 30 polls in 29.1 s are 30 samples, so a
     # stream missing 2 of 30 (6.7 %) is not "complete" (it once passed as 28 of 29.2).
-    # The slots follow the stream's own period when it is near period_s (within 12 %: all that daq.period's ±10 %
-    # accepts, with room for jitter; a collector polling every 1.05 s for 1 s is on time there, and its samples are
-    # not "missing" here: one defect, one check); otherwise period_s.
+    # The slots follow the stream's own period when it is near the required one (within 12 %: all that daq.period's
+    # ±10 % accepts, with room for jitter; a collector polling every 1.05 s for 1 s is on time there, and its samples
+    # are not "missing" here: one defect, one check); otherwise the required period (the plan's, or period_s).
     diffs = sorted(b - a for a, b in zip(rx, rx[1:], strict=False))
     median = diffs[len(diffs) // 2] if diffs else want
     slot = median if abs(median - want) <= float(p.get("slot_tolerance", 0.12)) * want else want
@@ -1133,6 +1185,32 @@ def counted_s(ctx: Any, fallback: float) -> float:
     )
 
 
+def _planned_requests(ctx: Any, seconds: float) -> tuple[float, list[dict[str, Any]]] | None:
+    """(requests the plan's PLC-1 reads make in `seconds`, per read) at the periods the collector really kept (each
+    read's streams' median interval; the planned period when none can be measured): a collector that polls faster
+    than planned is daq.period's defect, not counted again here. None without a usable plan (daq.plan's)."""
+    if not acq_plan.uses_plan(ctx):
+        return None
+    plan, _, _ = acq_plan.load_plan(ctx)
+    if plan is None:
+        return None
+    streams = {name_of(s): s for s in ctx.lab.data["streams"]}
+    expected, reads = 0.0, []
+    for r in acq_plan.plc1_reads(plan):
+        medians = []
+        for tag in r["streams"]:
+            s = streams.get(f"plc1/{tag}")
+            rx = [m.rx for m in messages_of(ctx, s)] if s else []
+            if len(rx) >= 3:
+                medians.append(statistics.median(b - a for a, b in zip(rx, rx[1:], strict=False)))
+        period = min(medians) if medians else float(r["period_s"])
+        expected += seconds / period
+        reads.append(
+            {"address": r["address"], "count": r["count"], "planned_s": r["period_s"], "kept_s": round(period, 3)}
+        )
+    return expected, reads
+
+
 @check("daq.production_impact")
 def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """PLC-1's total load stayed within its budget and its scan time unaffected, while the collector really acquired
@@ -1229,6 +1307,27 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"{after - before} 個來自 {ws}）：每一條 Modbus 連線（含重新連線）都須綁定工作站位址",
             ev,
         )
+    sent = after - before
+    planned = _planned_requests(ctx, counted_s(ctx, w1 - w0))
+    if planned is None and acq_plan.uses_plan(ctx):
+        ev["plan_comparison"] = "not made: no usable acquisition plan (daq.plan); PLC-1's load judged alone"
+    if planned is not None:
+        expected, reads = planned
+        allowed = float(spec.get("params", {}).get("plan_request_factor", 1.2)) * expected + 2
+        ev["plan_reads"] = reads
+        ev["plan_requests_expected"] = round(expected, 1)
+        ev["plan_requests_allowed"] = round(allowed, 1)
+        if sent > allowed:
+            return failed(
+                spec["id"],
+                spec["points"],
+                f"Your workstation sent {sent} requests to PLC-1 while your plan's {len(reads)} PLC-1 read(s), at the "
+                f"periods your collector kept, make about {expected:.0f} (at most {allowed:.0f} allowed): the "
+                "collector issues more requests than its plan (e.g. one per register instead of a block read)",
+                f"您的工作站向 PLC-1 送出 {sent} 個請求，而計畫中的 {len(reads)} 個 PLC-1 讀取以擷取程式實際週期約為 "
+                f"{expected:.0f} 個（上限 {allowed:.0f}）：擷取程式送出的請求多於計畫（例如逐一讀取暫存器而非區塊讀取）",
+                ev,
+            )
     ok = max_load is not None and max_load <= budget and max_scan is not None and max_scan <= base * 1.25
     if ok:
         return passed(
@@ -1424,7 +1523,7 @@ async def commit(ctx: Any, spec: dict[str, Any]) -> CheckResult:
 async def _commit_probe(ctx: Any, p: dict[str, Any], deadline: float) -> dict[str, Any]:
     """One commit probe: subscribe while reading the database every `sample_every_s`; its outcome is one of
     locked, no-database, overloaded, nothing-published, on-time, late."""
-    span = max(float(p.get("min_polls", 1)) * float(ctx.params["period_s"]), float(p.get("min_probe_s", 0.0)))
+    span = max(float(p.get("min_polls", 1)) * fastest_period(ctx), float(p.get("min_probe_s", 0.0)))
     probe_s = span + deadline + float(p.get("extra_s", 1.0))
     path = ctx.db_path
     sampler = DbSampler(path, float(p.get("sample_every_s", 0.1)))

@@ -22,8 +22,6 @@ enough to tell apart what they compare (num).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
 import json
 import math
 import re
@@ -41,6 +39,7 @@ from ..probes.prometheus import PrometheusServer, Scrape, ToolMissing, promtool,
 from ..results import GRADER_OVERLOADED, CheckResult, by_items, failed, passed
 from . import check
 from .alert_plan import plan_cause, plan_values, tank_facts
+from .artefacts import artefact, file_problem
 from .common import all_ok, control_get, control_post, grader_host, hosts
 
 GRADER_PROMETHEUS_PORT = 19090  # on the slot's loopback control address: never the candidate's own Prometheus
@@ -149,53 +148,6 @@ def exporter_target(ctx: Any) -> str:
 
 def exporter_url(ctx: Any) -> str:
     return f"http://{exporter_target(ctx)}/metrics"
-
-
-def artefact(ctx: Any, key: str) -> tuple[Path, str | None, dict[str, Any]]:
-    """(path, text or None, evidence) of a candidate file named by a lab parameter, read once per grading. A file
-    that is not there is recorded with what its folder holds instead (a rule file saved as alerts.yaml)."""
-    path = Path(ctx.workspace) / str(ctx.params[key])
-    cache_key = f"dash.file.{key}"
-    if cache_key not in ctx.cache:
-        try:
-            data = path.read_bytes()[:2_000_000]
-            ctx.cache[cache_key] = (data.decode("utf-8", "replace"), hashlib.sha256(data).hexdigest(), {})
-        except OSError as exc:
-            extra: dict[str, Any] = {"missing": isinstance(exc, FileNotFoundError)}
-            if extra["missing"]:
-                extra["folder_holds"] = folder_listing(path.parent)
-            ctx.cache[cache_key] = (None, f"{type(exc).__name__}: {exc.strerror or exc}", extra)
-    text, digest, extra = ctx.cache[cache_key]
-    if text is not None:
-        return path, text, {"file": str(path), "sha256": digest}
-    return path, text, {"file": str(path), "expected": str(ctx.params[key]), "error": digest, **extra}
-
-
-def folder_listing(folder: Path, limit: int = 8) -> list[str] | None:
-    """Up to `limit` names in a folder (sorted among the first 200 it lists), None if there is no such folder."""
-    try:
-        names = [f"{p.name}/" if p.is_dir() else p.name for p in itertools.islice(folder.iterdir(), 200)]
-    except OSError:
-        return None
-    return sorted(names)[:limit]
-
-
-def file_problem(evidence: dict[str, Any]) -> tuple[str, str]:
-    """(en, zh-TW) of why a candidate file could not be read, naming the path the brief gives and, for a missing
-    file, what its folder holds instead."""
-    rel = evidence["expected"]
-    if not evidence.get("missing"):
-        return f"{rel} cannot be read: {evidence['error']}", f"{rel} 無法讀取：{evidence['error']}"
-    folder = str(Path(rel).parent)
-    en, zh = f"{rel} is missing from your workspace", f"{rel} 不在您的工作目錄中"
-    holds = evidence.get("folder_holds")
-    if folder in ("", "."):
-        return en, zh
-    if holds is None:
-        return f"{en} (there is no folder {folder}/)", f"{zh}（沒有 {folder}/ 資料夾）"
-    if not holds:
-        return f"{en} ({folder}/ is empty)", f"{zh}（{folder}/ 是空的）"
-    return f"{en} ({folder}/ holds {', '.join(holds)})", f"{zh}（{folder}/ 內有 {'、'.join(holds)}）"
 
 
 # -- the exporter ---------------------------------------------------------------------------------------------------

@@ -143,6 +143,9 @@ def test_solutions_graded_inside_the_workstations_with_declared_verdicts(exam: A
     mine = d / "out" / "em-c" / "workspace" / "data-acquisition" / "collector.py"
     mine.write_bytes((lab.path / "solutions" / "reference" / "collector.py").read_bytes())
     os.lchown(mine, 1000, 1000)
+    planner = mine.with_name("make_plan.py")  # and decided their acquisition plan as the reference does
+    planner.write_bytes((lab.path / "solutions" / "reference" / "make_plan.py").read_bytes())
+    os.lchown(planner, 1000, 1000)
     # and a process that forks itself anew every 50 ms (a list-then-kill round trip never catches it)
     hop = mine.with_name("hop.py")
     hop.write_text("import os, time\nwhile True:\n    if os.fork():\n        os._exit(0)\n    time.sleep(0.05)\n")
@@ -150,7 +153,7 @@ def test_solutions_graded_inside_the_workstations_with_declared_verdicts(exam: A
     escaping = (
         'sh -c \'env -i setsid sh -c "sleep 900" </dev/null >/dev/null 2>&1 & '
         "python3 hop.py </dev/null >/dev/null 2>&1 & "
-        "exec python3 collector.py --period {period_s} --topic-root {topic_root}'"
+        "python3 make_plan.py && exec python3 collector.py --plan {plan_file} --topic-root {topic_root}'"
     )
     runs = {"em-a": "reference", "em-b": "flawed-scale", "em-c": escaping}
     logs = grade_all("data-acquisition", runs, out, d)

@@ -1,10 +1,13 @@
-"""Read PLC-1 at RATE requests/s for SECONDS from the workstation address, then stop (an earlier attempt's load)."""
+"""Read PLC-1 at RATE requests/s for SECONDS from the workstation address, then stop (an earlier attempt's load);
+then write the reference acquisition plan (make_plan.py), as the reference's own setup does."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +33,7 @@ def main() -> None:
         time.sleep(max(0.0, n / args.rate - (args.seconds - (end - time.monotonic()))))
     client.close()
     print(f"burst: {n} requests in {args.seconds:g} s")
+    subprocess.run([sys.executable, str(Path(__file__).parent.parent / "reference" / "make_plan.py")], check=True)
 
 
 if __name__ == "__main__":

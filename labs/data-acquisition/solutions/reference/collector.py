@@ -1,7 +1,8 @@
 """Reference collector for the data-acquisition lab, written from the brief and the datasheet alone.
 
-One block read per Modbus device per period (well inside PLC-1's budget), one OPC UA Read for both nodes, every
-sensor message forwarded; each reading published to telemetry/<device>/<tag> and stored in SQLite.
+`--plan FILE` follows the candidate's acquisition plan (the reads and periods make_plan.py decides); `--period S`
+(the secure-pipeline lab) makes one block read per Modbus device and one OPC UA Read for both nodes every S seconds.
+Every sensor message is forwarded; each reading published to telemetry/<device>/<tag> and stored in SQLite.
 Commits at least once a second (a committer task), publishes QoS 1 not retained, timestamps RFC 3339 UTC with
 milliseconds (OPC UA: the value's SourceTimestamp, MQTT: the sensor message's own ts).
 `--flaw NAME` injects one deliberate mistake: the flawed solutions of this lab are this program plus one flaw.
@@ -66,8 +67,11 @@ FLAWS = (
     "two-missed",
     "storage-columns",
     "no-opcua",
+    "per-tag-reads",
+    "unbound-reconnect",
+    "uncertain-quality",
 )
-NAN_EVERY = 10  # flaw "nan": every 10th poll, PLC-2's temperature read is treated as failed
+NAN_EVERY = 3  # flaw "nan": every 3rd read of PLC-2's temperature is treated as failed (a slow period is 4 s)
 
 
 def rfc3339(t: dt.datetime, flaw: str | None) -> str:
@@ -110,13 +114,13 @@ class Sink:
         self.mqtt, self.db, self.root, self.flaw = mqtt, db, root, flaw
         self.pending = 0
 
-    async def emit(self, device: str, tag: str, value: float, ts: str, source: str) -> None:
+    async def emit(self, device: str, tag: str, value: float, ts: str, source: str, quality: str = "good") -> None:
         if not math.isfinite(value):
             return  # not a reading: JSON cannot carry it and the brief says not to publish what was not read
         if self.flaw == "rounding":  # "two decimals is enough": below the resolution of most streams
             value = round(value, 2)
         unit = "°C" if self.flaw == "unit-symbol" and UNITS[tag] == "degC" else UNITS[tag]
-        reading = {"device": device, "tag": tag, "value": value, "unit": unit, "quality": "good", "ts": ts}
+        reading = {"device": device, "tag": tag, "value": value, "unit": unit, "quality": quality, "ts": ts}
         reading["source"] = source
         retain = self.flaw == "retained"  # a new subscriber would get a stale reading as if it were current
         # flaw "repr-payload": Python's repr of the dict ({'device': ...}), which is not JSON
@@ -130,7 +134,7 @@ class Sink:
         else:
             self.db.execute(
                 "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (device, tag, value, unit, "good", stored_ts, source),
+                (device, tag, value, unit, quality, stored_ts, source),
             )
         self.pending += 1
 
@@ -154,11 +158,18 @@ class Sink:
             self.pending = 0
 
 
-def block(sheet: dict[str, Any], device: str, names: list[str]) -> tuple[int, int, dict[str, dict[str, Any]]]:
-    tags = {t["name"]: t for t in sheet[device]["tables"]["input_registers"] if t["name"] in names}
-    start = min(t["address"] for t in tags.values())
-    end = max(t["address"] + t["registers"] for t in tags.values())
-    return start, end - start, tags
+def block_plan(sheet: dict[str, Any], period: float) -> dict[str, Any]:
+    """The plan that --period means: one input-register block per Modbus device and both OPC UA nodes, every period."""
+    reads = []
+    for device, names in MODBUS_STREAMS.items():
+        tags = [t for t in sheet[device]["tables"]["input_registers"] if t["name"] in names]
+        start = min(t["address"] for t in tags)
+        end = max(t["address"] + t["registers"] for t in tags)
+        reads.append(
+            {"device": device, "table": "input_registers", "address": start, "count": end - start, "period_s": period}
+            | {"streams": names}
+        )
+    return {"modbus_reads": reads, "opcua": {t: {"period_s": period} for t in OPCUA_TAGS}}
 
 
 async def modbus_clients(sheet: dict[str, Any], devices: list[str], source: str) -> dict[str, AsyncModbusTcpClient]:
@@ -173,18 +184,21 @@ async def modbus_clients(sheet: dict[str, Any], devices: list[str], source: str)
 
 
 async def poll_modbus(
-    sheet: dict[str, Any], device: str, client: AsyncModbusTcpClient, flaw: str | None, latest: dict[str, Any]
+    sheet: dict[str, Any], read: dict[str, Any], client: AsyncModbusTcpClient, flaw: str | None
 ) -> list[tuple[str, float, str]]:
-    start, count, tags = block(sheet, device, MODBUS_STREAMS[device])
+    """One read of the plan: its registers in one request, decoded into the streams it carries."""
+    device, start, count = read["device"], int(read["address"]), int(read["count"])
+    tags = {t["name"]: t for t in sheet[device]["tables"][read["table"]] if t["name"] in read["streams"]}
     unit = sheet[device]["unit_id"]
-    if flaw == "over-polling" and device == "plc1":  # one request per tag, as fast as it goes: hurts the PLC
+    fn = client.read_input_registers if read["table"] == "input_registers" else client.read_holding_registers
+    if flaw in ("over-polling", "per-tag-reads") and device == "plc1":  # one request per tag (not the plan's block)
         out = []
         for name, t in tags.items():
-            rr = await client.read_input_registers(t["address"], count=t["registers"], device_id=unit)
+            rr = await fn(t["address"], count=t["registers"], device_id=unit)
             if not rr.isError():
                 out.append((name, decode(t, rr.registers, flaw), now_ts(flaw)))
         return out
-    rr = await client.read_input_registers(start, count=count, device_id=unit)
+    rr = await fn(start, count=count, device_id=unit)
     ts = now_ts(flaw)
     if rr.isError():
         return []
@@ -233,7 +247,7 @@ async def run(args: argparse.Namespace) -> None:
         )
     await ua.connect()
     ns = await ua.get_namespace_index(sheet["plc2"]["namespace_uri"])
-    ua_nodes = [ua.get_node(f"ns={ns};s=Plant.{t}") for t in OPCUA_TAGS]
+    plan = json.loads((workspace / args.plan).read_text()) if args.plan else block_plan(sheet, args.period)
     m = sheet["mqtt"]
     secure: dict[str, Any] = {}
     if args.secure:
@@ -271,16 +285,57 @@ async def run(args: argparse.Namespace) -> None:
                 if flaw == "duplicate-sensors":  # e.g. subscribed twice (data topic and a wildcard): sent twice
                     await sink.emit(node, SENSOR_FIELDS[node], body[SENSOR_FIELDS[node]], ts, "mqtt")
 
+        plc1_block = next(r for r in plan["modbus_reads"] if r["device"] == "plc1")
+
         async def hammer() -> None:  # over-polling: keeps PLC-1 busy between periods, on a second connection
             extra = AsyncModbusTcpClient(
                 sheet["plc1"]["host"], port=sheet["plc1"]["port"], source_address=(ws, 0), timeout=2
             )
             await extra.connect()
             while True:
-                await poll_modbus(sheet, "plc1", extra, flaw, {})
+                await poll_modbus(sheet, plc1_block, extra, flaw)
                 await asyncio.sleep(0.02)
 
-        async def polled() -> None:
+        locks = {d: asyncio.Lock() for d in mb}  # one request at a time per connection
+
+        async def modbus_read(cycle: int, read: dict[str, Any], skip: bool) -> None:
+            if flaw == "unbound-reconnect" and read["device"] == "plc1" and cycle % 8 == 0:
+                # "refresh the connection now and then": the new socket forgets the source address
+                fresh = AsyncModbusTcpClient(sheet["plc1"]["host"], port=sheet["plc1"]["port"], timeout=2)
+                await fresh.connect()
+                readings = await poll_modbus(sheet, read, fresh, flaw)
+                fresh.close()
+            else:
+                async with locks[read["device"]]:
+                    readings = await poll_modbus(sheet, read, mb[read["device"]], flaw)
+            if not skip:
+                for name, value, ts in readings:
+                    await sink.emit(read["device"], name, value, ts, "modbus")
+
+        last_source_ts: dict[str, str] = {}
+
+        async def opcua_read(cycle: int, tags: list[str], skip: bool) -> None:
+            read_at = now_ts(flaw)
+            values = await ua.read_attributes([ua.get_node(f"ns={ns};s=Plant.{t}") for t in tags])
+            if skip or flaw == "no-opcua":  # the flaw: its OPC UA streams are never published
+                return
+            for tag, dv in zip(tags, values, strict=True):
+                if flaw in ("schema-timestamps", "opcua-read-time"):  # the read time, not SourceTimestamp
+                    ts = read_at
+                else:
+                    ts = rfc3339(dv.SourceTimestamp.replace(tzinfo=dt.UTC), flaw)
+                if flaw == "nan" and tag == "Heater.Temperature" and cycle % NAN_EVERY == 0:
+                    await sink.emit_failed_read("plc2", tag, ts, "opcua")
+                    continue
+                # flaw "uncertain-quality": a value whose SourceTimestamp did not change (and every 5th read, which the
+                # collector deems slow) is called uncertain, although PLC-2 says Good (the brief: uncertain only when
+                # the source marked it so)
+                stale = flaw == "uncertain-quality" and (last_source_ts.get(tag) == ts or cycle % 5 == 0)
+                last_source_ts[tag] = ts
+                await sink.emit("plc2", tag, float(dv.Value.Value), ts, "opcua", "uncertain" if stale else "good")
+
+        async def every(period: float, action: Any) -> None:
+            """One read of the plan, repeated at its own period on a fixed grid (no drift)."""
             cycle = 0
             next_at = loop.time()
             while True:
@@ -288,27 +343,20 @@ async def run(args: argparse.Namespace) -> None:
                 skip = flaw == "missed-samples" and cycle % 4 == 0
                 # flaw "two-missed": two polls skipped, about 15 s and 25 s after the start (inside the window):
                 # 2 of 30 slots at 1 s (6.7 %), 2 of 15 at 2 s
-                skip = skip or (flaw == "two-missed" and cycle in {round(15 / args.period), round(25 / args.period)})
-                for device, client in mb.items():
-                    readings = await poll_modbus(sheet, device, client, flaw, {})
-                    if not skip:
-                        for name, value, ts in readings:
-                            await sink.emit(device, name, value, ts, "modbus")
-                read_at = now_ts(flaw)
-                values = await ua.read_attributes(ua_nodes)
-                if not skip and flaw != "no-opcua":  # the flaw: its OPC UA streams are never published
-                    for tag, dv in zip(OPCUA_TAGS, values, strict=True):
-                        if flaw in ("schema-timestamps", "opcua-read-time"):  # the read time, not SourceTimestamp
-                            ts = read_at
-                        else:
-                            ts = rfc3339(dv.SourceTimestamp.replace(tzinfo=dt.UTC), flaw)
-                        if flaw == "nan" and tag == "Heater.Temperature" and cycle % NAN_EVERY == 0:
-                            await sink.emit_failed_read("plc2", tag, ts, "opcua")
-                            continue
-                        await sink.emit("plc2", tag, float(dv.Value.Value), ts, "opcua")
+                skip = skip or (flaw == "two-missed" and cycle in {round(15 / period), round(25 / period)})
+                await action(cycle, skip)
                 sink.commit()
-                next_at += args.period / 2 if flaw == "fast-period" else args.period
+                next_at += period / 2 if flaw == "fast-period" else period
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+        schedules = [every(float(r["period_s"]), lambda c, k, r=r: modbus_read(c, r, k)) for r in plan["modbus_reads"]]
+        by_period: dict[float, list[str]] = {}
+        for tag, v in plan["opcua"].items():
+            by_period.setdefault(float(v["period_s"]), []).append(tag)
+        schedules += [every(p, lambda c, k, tags=tags: opcua_read(c, tags, k)) for p, tags in by_period.items()]
+
+        async def polled() -> None:
+            await asyncio.gather(*schedules)
 
         async def committer() -> None:  # sensor messages arrive between polls: commit at least once a second
             while True:
@@ -330,7 +378,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--period", type=float, required=True)
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--plan", help="the acquisition plan (a path in the workspace): its reads and periods")
+    how.add_argument("--period", type=float, help="every stream at this period (one block read per device)")
     parser.add_argument("--topic-root", default="telemetry")
     parser.add_argument("--flaw", choices=FLAWS)
     parser.add_argument("--secure", action="store_true", help="TLS, SignAndEncrypt, issued accounts, private data")
