@@ -337,7 +337,7 @@ def synthetic(**flaw: Any) -> Any:
         )
 
     for k in range(30):
-        r = W0 + 0.25 + k * period
+        r = W0 + 0.25 + k * period + (0.6 if flaw.get("late_last") and k == 29 else 0.0)
         if r < start or (flaw.get("skip_every_4th") and k % 4 == 3):
             continue
         for s in LAB.data["streams"]:
@@ -462,6 +462,14 @@ def test_rules_a_unit_error_on_one_stream_loses_that_streams_whole_share() -> No
 def test_rules_rounding_fails_values_only() -> None:
     res = verdicts(synthetic(rounding=True))
     assert set(not_passed(res)) == {"daq.values"}, not_passed(res)
+
+
+def test_rules_the_last_slots_sample_may_come_late() -> None:
+    """A loaded host delays the window's last poll by more than half a period: the sample is there, not missing (a
+    reference collector failed completeness so in the container tier)."""
+    r = judge(synthetic(late_last=True), "daq.completeness")
+    level = r.evidence["streams"]["plc1/level"]
+    assert r.status == "pass" and level["received"] == level["expected"] == 30, level
 
 
 def test_rules_completeness_counts_from_the_collectors_first_reading() -> None:
