@@ -282,6 +282,9 @@ def _iso(t: float, ms: bool = True) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+STALL_AT, STALL_S = W0 + 15.1, 3.3  # flaw "stall": everything sampled in this span reaches the grader at its end
+
+
 def synthetic(**flaw: Any) -> Any:
     """A graded run of a correct collector (period 1 s) in a replay context, with at most one flaw applied.
     `sensor={(node, seq): (record, times)}` changes one sensor message: its truth record ('confirmed', 'unconfirmed':
@@ -365,7 +368,10 @@ def synthetic(**flaw: Any) -> Any:
                         "source": "opcua",
                     }
                 ).encode()
-            publish(s["device"], s["tag"], v, ts, s["source"], r + 0.02, raw)
+            if flaw.get("stale4"):  # a cache that serves each value 4 s late, published on time
+                v, _ = value_at(s["truth"], r - 4.0)
+            rx = STALL_AT + STALL_S if flaw.get("stall") and STALL_AT <= r <= STALL_AT + STALL_S else r + 0.02
+            publish(s["device"], s["tag"], v, ts, s["source"], rx, raw)
     for e in emissions:
         if not (start <= e["t"] <= W1 - 0.1):
             continue
@@ -373,8 +379,9 @@ def synthetic(**flaw: Any) -> Any:
         field_name = "vrms_mm_s" if e["node"] == "vib-01" else "temp_c"
         ts = body["ts"] if not flaw.get("no_ms") else _iso(e["t"], ms=False)
         times = flaw.get("sensor", {}).get((e["node"], e["seq"]), ("", 2 if flaw.get("duplicate_sensors") else 1))[1]
+        rx = STALL_AT + STALL_S if flaw.get("stall") and STALL_AT <= e["t"] <= STALL_AT + STALL_S else e["t"] + 0.03
         for _ in range(times):
-            publish(e["node"], field_name, body[field_name], ts, "mqtt", e["t"] + 0.03)
+            publish(e["node"], field_name, body[field_name], ts, "mqtt", rx)
     unrecorded = {k for k, (record, _times) in flaw.get("sensor", {}).items() if record == "unrecorded"}
     emissions = [e for e in emissions if (e["node"], e["seq"]) not in unrecorded]
     obs.messages.sort(key=lambda m: m.rx)
@@ -462,6 +469,15 @@ def test_rules_a_unit_error_on_one_stream_loses_that_streams_whole_share() -> No
 def test_rules_rounding_fails_values_only() -> None:
     res = verdicts(synthetic(rounding=True))
     assert set(not_passed(res)) == {"daq.values"}, not_passed(res)
+
+
+def test_rules_a_path_stall_makes_readings_late_not_wrong() -> None:
+    """Under load the whole path (collector, broker, host) held everything back 3.3 s: the readings that arrive at
+    its end hold the values the plant had then, as the forwarded sensor messages of the same moment show. Values
+    judges decoding; a stale cache that publishes old values on time (its sensor messages on time) still fails."""
+    assert judge(synthetic(stall=True), "daq.values").status == "pass"
+    stale = judge(synthetic(stale4=True), "daq.values")
+    assert stale.status in ("fail", "partial"), stale.summary
 
 
 def test_rules_the_last_slots_sample_may_come_late() -> None:

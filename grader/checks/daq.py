@@ -39,6 +39,8 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d
 # The required format (the lab's schema states the same pattern): RFC 3339, a UTC offset, milliseconds.
 TS_FORMAT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3,6}(Z|[+-][0-9]{2}:[0-9]{2})$")
 LOOKBACK_S = 3.0  # a polled value may be up to this old when it is received
+PATH_NEAR_S = 2.5  # sensor messages received this close to a reading tell how late the path ran (path_delay)
+PATH_NORMAL_S = 0.5  # a forwarded sensor message's normal age at receipt; beyond it, the path ran late
 SENSOR_LOOKBACK_S = 15.0  # a forwarded sensor reading may be this old (a sensor reports every 2-10 s)
 PUBLISH_LATENCY_S = 0.5  # read -> publish -> grader, allowed on top of the timestamp tolerance
 LATE_LAST_SLOT = 0.45  # of a period: how late the last judged slot's sample may come (see _polled_completeness)
@@ -334,9 +336,35 @@ def matches_truth(
     return False, v, t
 
 
+def path_delay(ctx: Any, rx: float) -> float:
+    """How late the path from the plant to the grader ran around `rx`, as the forwarded sensor messages show it
+    (each one's receipt minus when the node emitted it, within PATH_NEAR_S of `rx`), beyond the normal
+    PATH_NORMAL_S; 0 without such evidence. A reading received while the path (the collector, the broker, the
+    network, the host) held everything back may be that much older: late, not mis-decoded (round 9: a reading
+    3.1 s old after a 3.5 s stall under load was judged wrong). A collector that publishes stale values on time
+    forwards its sensor messages on time, and gets no such allowance."""
+    if "daq_path" not in ctx.cache:
+        delays: list[tuple[float, float]] = []
+        for s in ctx.lab.data["streams"]:
+            if s["source"] != "mqtt":
+                continue
+            ems = emissions_of(ctx, s["device"], s["tag"])
+            for m, idx, _how in sensor_assignment(ctx, s):
+                if idx is not None:
+                    delays.append((m.rx, m.rx - ems[idx]["t"]))
+        delays.sort()
+        ctx.cache["daq_path"] = delays
+    delays = ctx.cache["daq_path"]
+    lo = bisect.bisect_left(delays, (rx - PATH_NEAR_S, float("-inf")))
+    hi = bisect.bisect_right(delays, (rx + PATH_NEAR_S, float("inf")))
+    worst = max((d for _, d in delays[lo:hi]), default=0.0)
+    return max(0.0, worst - PATH_NORMAL_S)
+
+
 def value_known(ctx: Any, s: dict[str, Any], m: Message, v: float) -> tuple[bool, float | None, float | None]:
-    """The values check's own judgement of one polled reading: truth had the value shortly before its receipt."""
-    return truth_match(ctx, s, v, m.rx - LOOKBACK_S - lag(ctx), m.rx + 0.1)
+    """The values check's own judgement of one polled reading: truth had the value shortly before its receipt
+    ("shortly" widened by how late the path ran then, as the forwarded sensor messages show it)."""
+    return truth_match(ctx, s, v, m.rx - LOOKBACK_S - lag(ctx) - path_delay(ctx, m.rx), m.rx + 0.1)
 
 
 def _items_result(
