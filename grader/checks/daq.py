@@ -1295,6 +1295,14 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     }
     others = {src: n for src, n in others.items() if n > 0}
     ev["other_sources_to_plc1"] = others
+    # EM-1 too: the brief binds every Modbus connection to the workstation (round 9: an unbound EM-1 client passed)
+    to_em1 = {
+        src: counts.get("em1", 0) - ctx.status_start["fw1"]["requests_by_source"].get(src, {}).get("em1", 0)
+        for src, counts in ctx.status_end["fw1"]["requests_by_source"].items()
+        if src not in (ws, ctx.sheet["network"].get("hmi"))
+    }
+    to_em1 = {src: n for src, n in to_em1.items() if n > 0}
+    ev["other_sources_to_em1"] = to_em1
     hmi = ctx.sheet["network"].get("hmi")
     ev["hmi_requests_to_plc1"] = ctx.status_end["fw1"]["requests_by_source"].get(hmi, {}).get(
         "plc1", 0
@@ -1326,23 +1334,29 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             f"觀測期間未自 PLC-1 擷取（{why_zh}）：沒有可評估影響的擷取工作",
             ev,
         )
-    if others:
-        # Some of the acquisition came from the workstation, some from elsewhere (a connection opened again without
-        # its source address): PLC-1's load is no longer attributable, as the brief's binding rule exists to ensure.
-        seen = ", ".join(f"{src} ({n} requests)" for src, n in sorted(others.items()))
+    if others or to_em1:
+        # Some of the acquisition came from the workstation, some from elsewhere (a connection opened without its
+        # source address): the load is no longer attributable, as the brief's binding rule exists to ensure.
+        seen = "; ".join(
+            f"{dev}: " + ", ".join(f"{src} ({n} requests)" for src, n in sorted(got.items()))
+            for dev, got in (("PLC-1", others), ("EM-1", to_em1))
+            if got
+        )
+        n = sum(others.values()) + sum(to_em1.values())
         return failed(
             spec["id"],
             spec["points"],
-            f"While acquiring, {sum(others.values())} requests reached PLC-1 from addresses other than your "
-            f"workstation {ws} and the HMI ({seen}; {after - before} from {ws}): bind every Modbus connection, "
-            "reconnections included, to your workstation address",
-            f"擷取期間有 {sum(others.values())} 個請求自工作站 {ws} 與 HMI 以外的位址到達 PLC-1（{seen}；"
-            f"{after - before} 個來自 {ws}）：每一條 Modbus 連線（含重新連線）都須綁定工作站位址",
+            f"While acquiring, {n} Modbus requests came from addresses other than your workstation {ws} and the HMI "
+            f"({seen}; {after - before} to PLC-1 from {ws}): bind every Modbus connection, reconnections included, "
+            "to your workstation address",
+            f"擷取期間有 {n} 個 Modbus 請求來自工作站 {ws} 與 HMI 以外的位址（{seen}；{after - before} 個自 {ws} "
+            "送往 PLC-1）：每一條 Modbus 連線（含重新連線）都須綁定工作站位址",
             ev,
         )
     sent = after - before
     planned = _planned_requests(ctx, counted_s(ctx, w1 - w0))
-    if planned is None and acq_plan.uses_plan(ctx):
+    unplanned = planned is None and acq_plan.uses_plan(ctx)
+    if unplanned:
         ev["plan_comparison"] = "not made: no usable acquisition plan (daq.plan); PLC-1's load judged alone"
     if planned is not None:
         expected, reads = planned
@@ -1367,9 +1381,11 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             spec["id"],
             spec["points"],
             f"While acquiring ({after - before} requests from {ws}), PLC-1's load peaked at {max_load:.1f} req/s "
-            f"(budget {budget:.0f}) and its scan time at {max_scan:.0f} ms (base {base:.0f})",
+            f"(budget {budget:.0f}) and its scan time at {max_scan:.0f} ms (base {base:.0f})"
+            + ("; not compared with a plan (no usable acquisition plan, see daq.plan)" if unplanned else ""),
             f"擷取期間（{ws} 共 {after - before} 個請求）PLC-1 負載峰值 {max_load:.1f} 請求/秒（預算 {budget:.0f}），"
-            f"掃描時間最高 {max_scan:.0f} 毫秒（基準 {base:.0f}）",
+            f"掃描時間最高 {max_scan:.0f} 毫秒（基準 {base:.0f}）"
+            + ("；未與計畫比對（沒有可用的擷取計畫，見 daq.plan）" if unplanned else ""),
             ev,
         )
     if max_load is None or max_scan is None:

@@ -307,6 +307,48 @@ def broker_keyfiles(conf: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(r"^\s*keyfile\s+(.+?)\s*$", conf, re.MULTILINE)]
 
 
+KEY_SNIFF_BYTES = 65536  # a private key file is a few KB; anything larger is not read as one
+KEY_SNIFF_FILES = 200
+
+
+def is_private_key(data: bytes) -> bool:
+    """A PEM block of any private key type, or DER that parses as a private key (PKCS#8, PKCS#1, SEC1; an
+    encrypted PKCS#8 key asks for a password, which still makes it a key)."""
+    if b"PRIVATE KEY-----" in data:
+        return True
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    try:
+        load_der_private_key(data, password=None)
+        return True
+    except TypeError:  # encrypted: a password is needed, so it is a key
+        return True
+    except Exception:  # noqa: BLE001 - not a key (or not DER): anything the parser refuses
+        return False
+
+
+def keys_by_content(ws: Path, folders: set[str]) -> list[tuple[str, os.stat_result]]:
+    """Regular files (one level) of the given workspace folders whose content is a private key."""
+    out: list[tuple[str, os.stat_result]] = []
+    for folder in sorted(folders):
+        try:
+            if folder and not stat.S_ISDIR(wsr.lstat(ws, folder).st_mode):
+                continue
+        except wsr.WorkspaceError:
+            continue
+        for rel, st in list(wsr.walk(ws / folder if folder else ws))[:KEY_SNIFF_FILES]:
+            if "/" in rel or not stat.S_ISREG(st.st_mode) or st.st_size > KEY_SNIFF_BYTES:
+                continue
+            name = f"{folder}/{rel}" if folder else rel
+            try:
+                data = wsr.read_bytes(ws, name, KEY_SNIFF_BYTES)
+            except (wsr.WorkspaceError, OSError):
+                continue
+            if is_private_key(data):
+                out.append((name, st))
+    return out
+
+
 def matching(ws: Path, pattern: str) -> list[tuple[str, os.stat_result]]:
     """Workspace entries matching a pattern such as pki/*.key (one directory level, as the shell's glob)."""
     folder, name = posixpath.split(pattern)
@@ -332,6 +374,10 @@ async def private_keys(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     for pat in patterns:
         for name, st in matching(ws, pat):
             found.setdefault(os.path.realpath(ws / name), (name, ws / name, st))
+    # a private key kept under another name in the same folders is a private key all the same (round 9: a collector's
+    # key as pki/collector-key.der, 0644, passed as "every private key is owner-only")
+    for name, st in keys_by_content(ws, {posixpath.split(p)[0] for p in patterns}):
+        found.setdefault(os.path.realpath(ws / name), (f"{name} (a private key by its content)", ws / name, st))
     try:
         conf = (await control_get(ctx, "/v1/config/mosquitto.conf")).get("text", "")
     except Exception as exc:  # noqa: BLE001 - evidence; the workspace keys are still judged

@@ -208,6 +208,17 @@ async def secured_feed(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             got = feed["received"].get(node)
             period = float((status.get(node) or {}).get("report_period_s") or 0.0)
             if got is None and period > wait - 3:  # it need not have reported while the grader waited
+                # the candidate's own setting, said so at the report's top (not "inconclusive, re-grade": a re-grade
+                # waits no longer)
+                ctx.block(
+                    "sensor-period-beyond-wait",
+                    f"{node} reports every {period:g} s (your sensors.yaml), longer than the grader can wait "
+                    f"({wait:.0f} s): its secured feed cannot be judged; a re-grade changes nothing until the period "
+                    "is one the brief allows",
+                    f"{node} 每 {period:g} 秒回報一次（您的 sensors.yaml），超過評分程式能等待的時間（{wait:.0f} 秒）："
+                    "無法判定其安全資料流；在週期改為題目允許的值之前，重新評分也不會改變結果",
+                    None,
+                )
                 probes.append(
                     probe(
                         f"{node}: a data message reaches the grader's TLS subscription (collector account)",

@@ -40,6 +40,7 @@ FLAWS = (
     "sys-readable",  # the collector account may read $SYS/#
     "log-no-timestamp",  # broker log lines without timestamps
     "key-glob",  # the broker's key saved as pki/plant-broker.key, readable by every local user (0644)
+    "key-der",  # a DER backup of the CA's key, pki/ca-backup.der, readable by every local user (0644)
     "sign-endpoint",  # PLC-2 also offers Basic256Sha256 with Sign only
     "audit-after",  # the read tool prints the data, then writes the audit line
     "since-exclusive",  # the read tool returns readings with ts > --since, not >=
@@ -103,6 +104,14 @@ def make_pki(pki: Path, broker_ip: str, flaw: str | None = None) -> Path:
         builder = builder.add_extension(san, critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     write_key(pki / "ca.key", ca_key)
+    if flaw == "key-der":  # "a DER copy for the Windows tool": a private key under a name no pattern covers
+        backup = pki / "ca-backup.der"
+        backup.write_bytes(
+            ca_key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        backup.chmod(0o644)
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     broker_key = pki / ("plant-broker.key" if flaw == "key-glob" else "broker.key")
     write_key(broker_key, key)

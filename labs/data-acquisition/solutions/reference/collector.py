@@ -69,6 +69,7 @@ FLAWS = (
     "no-opcua",
     "per-tag-reads",
     "unbound-reconnect",
+    "unbound-em1",
     "uncertain-quality",
 )
 NAN_EVERY = 3  # flaw "nan": every 3rd read of PLC-2's temperature is treated as failed (a slow period is 4 s)
@@ -236,6 +237,10 @@ async def run(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     ws = sheet["network"]["workstation"]
     mb = await modbus_clients(sheet, list(MODBUS_STREAMS), ws)
+    if flaw == "unbound-em1":  # "only PLC-1's load is counted": EM-1's client forgets the source address
+        mb["em1"].close()
+        mb["em1"] = AsyncModbusTcpClient(sheet["em1"]["host"], port=sheet["em1"]["port"], timeout=2)
+        await mb["em1"].connect()
     ua = UaClient(sheet["plc2"]["endpoint"], timeout=5)
     if args.secure:
         ua.application_uri = "urn:aiotlab:collector"
