@@ -1132,11 +1132,14 @@ async def wait_for_data(server: PrometheusServer, expr: str, limit: float = 20.0
 
 
 async def exporter_scraped(ctx: Any, spec: dict[str, Any], server: PrometheusServer) -> CheckResult | None:
-    """None once the grader's Prometheus has scraped the exporter successfully; else why not, as a verdict: the
-    exporter refusing Prometheus is the candidate's (failed), no scrape at all is the grader's (not assessable)."""
+    """None once the grader's Prometheus has scraped the exporter successfully at least twice (a rate() needs two
+    samples: right after a fresh start, a panel's rate query had no data yet and failed a correct dashboard when
+    the live test before it was skipped); else why not, as a verdict: the exporter refusing Prometheus is the
+    candidate's (failed), no scrape at all is the grader's (not assessable)."""
     if cause := blocking(ctx, PROMETHEUS_REFUSED):
         return ctx.blocked(spec, cause)
-    if await wait_for_data(server, f'up{{job="{ctx.params["job"]}"}} == 1'):
+    job = ctx.params["job"]
+    if await wait_for_data(server, f'count_over_time(up{{job="{job}"}}[1m]) >= 2 and up{{job="{job}"}} == 1'):
         return None
     try:
         targets = (await server.api("targets")).get("activeTargets") or []

@@ -31,6 +31,7 @@ FLAWS = (
     "silent-env-only",
     "plan-too-late",
     "plan-rate",
+    "rules-yaml-colon",
 )
 
 
@@ -205,9 +206,15 @@ def main() -> None:
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     paths["alert_plan_file"].write_text(json.dumps(plan, indent=2, ensure_ascii=False), encoding="utf-8")
-    paths["rules_file"].write_text(
-        yaml.safe_dump(rules(p, plan, args.flaw), sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
+    text = yaml.safe_dump(rules(p, plan, args.flaw), sort_keys=False, allow_unicode=True)
+    if args.flaw == "rules-yaml-colon":  # one more alert typed by hand: its unquoted "Level: ..." is no YAML
+        text += (
+            "  - alert: TankLevelVeryHigh\n"
+            "    expr: plant_tank_level_meters > 2.9\n"
+            "    annotations:\n"
+            "      summary: Level: above 2.9 m\n"
+        )
+    paths["rules_file"].write_text(text, encoding="utf-8")
     paths["dashboard_file"].write_text(json.dumps(dashboard(p, plan, args.flaw), indent=2, ensure_ascii=False))
 
 
