@@ -117,7 +117,7 @@ def oee(s: dict[str, Any], flaw: str | None) -> dict[str, float]:
 
 async def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(args.labs_dir) / "data-acquisition" / "solutions" / "reference"))
-    from collector import modbus_clients, poll_modbus  # the acquisition lab's Modbus reading, reused
+    from collector import block_plan, modbus_clients, poll_modbus  # the acquisition lab's Modbus reading, reused
 
     sheet = json.loads(Path(os.environ["AIOTLAB_DATASHEET"]).read_text())
     params = json.loads(Path(os.environ["AIOTLAB_LAB_PARAMS"]).read_text())
@@ -134,6 +134,7 @@ async def run(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     mb = await modbus_clients(sheet, MODBUS_DEVICES, ws)
+    blocks = {r["device"]: r for r in block_plan(sheet, args.period)["modbus_reads"]}  # one block read per device
     ua = UaClient(sheet["plc2"]["endpoint"], timeout=5)
     await ua.connect()
     ns = await ua.get_namespace_index(sheet["plc2"]["namespace_uri"])
@@ -144,7 +145,7 @@ async def run(args: argparse.Namespace) -> None:
             started = time.monotonic()
             snap: dict[str, Any] = {}
             for device, client in mb.items():
-                readings = await poll_modbus(sheet, device, client, None, {})
+                readings = await poll_modbus(sheet, blocks[device], client, None)
                 if not readings:
                     raise RuntimeError(f"{device}: Modbus read failed")
                 snap.update({name: value for name, value, _ in readings})
@@ -175,7 +176,7 @@ async def run(args: argparse.Namespace) -> None:
         extra = await modbus_clients(sheet, ["plc1"], ws)
         while True:
             started = time.monotonic()
-            await poll_modbus(sheet, "plc1", extra["plc1"], None, {})
+            await poll_modbus(sheet, blocks["plc1"], extra["plc1"], None)
             await asyncio.sleep(max(0.0, 1 / 30 - (time.monotonic() - started)))
 
     tasks = [asyncio.create_task(poll()), asyncio.create_task(sensors())]

@@ -70,12 +70,17 @@ FLAWS = (
     "per-tag-reads",
     "unbound-reconnect",
     "unbound-em1",
+    "ts-mislabelled",
     "uncertain-quality",
 )
 NAN_EVERY = 3  # flaw "nan": every 3rd read of PLC-2's temperature is treated as failed (a slow period is 4 s)
 
 
 def rfc3339(t: dt.datetime, flaw: str | None) -> str:
+    if (
+        flaw == "ts-mislabelled"
+    ):  # UTC digits labelled +08:00: every instant 8 h early (secure-pipeline: not its matter)
+        return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "+08:00")
     if flaw == "no-milliseconds":  # valid RFC 3339, but whole seconds: the brief asks for milliseconds
         return t.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
