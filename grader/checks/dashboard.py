@@ -826,7 +826,7 @@ async def rules_valid(ctx: Any, spec: dict[str, Any]) -> CheckResult:
             out = [ln.strip() for ln in evidence["promtool"]["output"].splitlines() if ln.strip()]
             out = [ln for ln in out if ln.rstrip(":") not in ("FAILED", "SUCCESS")]  # promtool's own headings
             # the file as the candidate knows it, not where the grader read it
-            said = " / ".join(re.sub(r"\S*/" + re.escape(rel), rel, ln) for ln in out[-2:])[:300]
+            said = " / ".join(dict.fromkeys(re.sub(r"\S*/" + re.escape(rel), rel, ln) for ln in out[-2:]))[:300]
             said = said or f"exit {evidence['promtool']['exit']}"
             why_en, why_zh = (
                 f"{rel} is rejected by promtool check rules: {said}",
