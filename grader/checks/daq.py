@@ -471,8 +471,8 @@ def coverage(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     else:
         parts_en, parts_zh = [], []
         if missing:
-            parts_en.append(f"not published: {_names(missing)}")
-            parts_zh.append(f"未發布：{_names(missing)}")
+            parts_en.append(f"none received during the observation: {_names(missing)}")
+            parts_zh.append(f"觀測期間未收到：{_names(missing)}")
         if misplaced:
             used = "; ".join(f"{k} on {per[k]['wrong_topics'][0]}, not {per[k]['topic']}" for k in misplaced[:3])
             parts_en.append(f"on a wrong topic: {used}")
