@@ -184,9 +184,9 @@ async def source_allowlist(ctx: Any, spec: dict[str, Any]) -> CheckResult:
                 r.said,
                 refusal(r),
                 expected="refused (exception or connection closed)",
-                why=f"{src}, next to an allowed source, read {device} with FC{fc}: answered {r.detail} (an allow-list "
-                "wider than the allowed hosts)",
-                why_zh=f"緊鄰允許來源的位址 {src} 以 FC{fc} 讀取 {device}：獲得回應（{r.detail}）（允許清單寬於允許的主機）",
+                why=f"attacker {src}, next to an allowed source, read {device} with FC{fc}: answered {r.detail} (an "
+                "allow-list wider than the allowed hosts)",
+                why_zh=f"攻擊者位址 {src}（緊鄰允許來源）以 FC{fc} 讀取 {device}：獲得回應（{r.detail}）（允許清單寬於允許的主機）",
                 cause="probe-inconclusive",
                 unsure=f"{what}: FW-1 answered with a gateway exception ({r.detail}): the device did not answer",
                 unsure_zh=f"{what}：FW-1 回應閘道例外（{r.detail}）：裝置未回應",
