@@ -144,15 +144,19 @@ async def run(args: argparse.Namespace) -> None:
         while True:
             started = time.monotonic()
             snap: dict[str, Any] = {}
-            for device, client in mb.items():
-                readings = await poll_modbus(sheet, blocks[device], client, None)
-                if not readings:
-                    raise RuntimeError(f"{device}: Modbus read failed")
-                snap.update({name: value for name, value, _ in readings})
-            for tag, dv in zip(UA_TAGS, await ua.read_attributes(nodes), strict=True):
-                snap[tag] = float(dv.Value.Value)
-            snap["_poll_ms"] = (time.monotonic() - started) * 1000.0
-            collector.snapshot = snap
+            try:
+                for device, client in mb.items():
+                    readings = await poll_modbus(sheet, blocks[device], client, None)
+                    if not readings:
+                        raise RuntimeError(f"{device}: Modbus read failed")
+                    snap.update({name: value for name, value, _ in readings})
+                for tag, dv in zip(UA_TAGS, await ua.read_attributes(nodes), strict=True):
+                    snap[tag] = float(dv.Value.Value)
+            except Exception as exc:  # noqa: BLE001 - a failed poll keeps the last page (its values age); the next runs
+                print(f"poll failed ({type(exc).__name__}: {exc}); page unchanged", file=sys.stderr, flush=True)
+            else:
+                snap["_poll_ms"] = (time.monotonic() - started) * 1000.0
+                collector.snapshot = snap
             await asyncio.sleep(args.period)
 
     async def sensors() -> None:

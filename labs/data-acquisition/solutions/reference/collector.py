@@ -22,6 +22,7 @@ import signal
 import sqlite3
 import ssl
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +355,10 @@ async def run(args: argparse.Namespace) -> None:
                 # flaw "two-missed": two polls skipped, about 15 s and 25 s after the start (inside the window):
                 # 2 of 30 slots at 1 s (6.7 %), 2 of 15 at 2 s
                 skip = skip or (flaw == "two-missed" and cycle in {round(15 / period), round(25 / period)})
-                await action(cycle, skip)
+                try:
+                    await action(cycle, skip)
+                except Exception as exc:  # noqa: BLE001 - a failed read is not published (the brief); the next one runs
+                    print(f"read failed ({type(exc).__name__}: {exc}); not published", file=sys.stderr, flush=True)
                 sink.commit()
                 next_at += period / 2 if flaw == "fast-period" else period
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
