@@ -9,14 +9,11 @@ requests (one defect, one check)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from jsonschema import Draft202012Validator
 
 from ..results import CheckResult, failed, passed
 from . import check
-from .artefacts import artefact, file_problem
+from .artefacts import json_artefact
 
 PLAN_UNUSABLE = "acquisition-plan-unusable"
 SCHEMA = "acquisition-plan.schema.json"
@@ -30,37 +27,10 @@ def uses_plan(ctx: Any) -> bool:
 
 def load_plan(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]:
     """(the plan or None, evidence, why it is unusable (en, zh-TW)), read and validated once per grading."""
-    if "daq.plan" in ctx.cache:
-        return ctx.cache["daq.plan"]
-    path, text, evidence = artefact(ctx, "plan_file")
-    out: tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]
-    if text is None:
-        out = (None, evidence, file_problem(evidence))
-    else:
-        try:
-            doc = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any plan (hostile)
-            what = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
-            out = (
-                None,
-                evidence,
-                (f"{path.name} is not usable JSON ({what})", f"{path.name} 不是可用的 JSON（{what}）"),
-            )
-        else:
-            errors = [
-                f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}"
-                for e in Draft202012Validator(ctx.lab.schema(SCHEMA)).iter_errors(doc)
-            ]
-            if errors:
-                out = (
-                    None,
-                    {**evidence, "schema_errors": errors[:20]},
-                    (f"{path.name} does not follow {SCHEMA}: {errors[0]}", f"{path.name} 不符合 {SCHEMA}：{errors[0]}"),
-                )
-            else:
-                out = (doc, {**evidence, "plan": doc}, None)
-    ctx.cache["daq.plan"] = out
-    return out
+    if "daq.plan" not in ctx.cache:
+        doc, evidence, why = json_artefact(ctx, "plan_file", SCHEMA)
+        ctx.cache["daq.plan"] = (doc, evidence if doc is None else {**evidence, "plan": doc}, why)
+    return ctx.cache["daq.plan"]
 
 
 def plan_cause(ctx: Any) -> str | None:

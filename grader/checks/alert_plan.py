@@ -8,15 +8,13 @@ rule tests, the live test and the dashboard then hold the candidate's rules to t
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
-
-from jsonschema import Draft202012Validator
 
 from ...labs import derive
 from ..results import CheckResult, failed
 from . import check
+from .artefacts import json_artefact
 from .common import all_ok
 
 PLAN_UNUSABLE = "alert-plan-unusable"
@@ -30,43 +28,11 @@ def tank_facts(ctx: Any) -> dict[str, float]:
 
 def load_plan(ctx: Any) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]:
     """(TankLevelHigh's plan or None, evidence, why it is unusable (en, zh-TW)), read and validated once."""
-    if "dash.plan" in ctx.cache:
-        return ctx.cache["dash.plan"]
-    from .artefacts import artefact, file_problem
-
-    path, text, evidence = artefact(ctx, "alert_plan_file")
-    out: tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]
-    if text is None:
-        out = (None, evidence, file_problem(evidence))
-    else:
-        try:
-            doc = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any plan (hostile)
-            what = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
-            out = (
-                None,
-                evidence,
-                (f"{path.name} is not usable JSON ({what})", f"{path.name} 不是可用的 JSON（{what}）"),
-            )
-        else:
-            errors = [
-                f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}"
-                for e in Draft202012Validator(ctx.lab.schema(SCHEMA)).iter_errors(doc)
-            ]
-            if errors:
-                evidence = {**evidence, "schema_errors": errors[:20]}
-                out = (
-                    None,
-                    evidence,
-                    (
-                        f"{path.name} does not follow {SCHEMA}: {errors[0]}",
-                        f"{path.name} 不符合 {SCHEMA}：{errors[0]}",
-                    ),
-                )
-            else:
-                out = (doc["TankLevelHigh"], {**evidence, "plan": doc["TankLevelHigh"]}, None)
-    ctx.cache["dash.plan"] = out
-    return out
+    if "dash.plan" not in ctx.cache:
+        doc, evidence, why = json_artefact(ctx, "alert_plan_file", SCHEMA)
+        plan = None if doc is None else doc["TankLevelHigh"]
+        ctx.cache["dash.plan"] = (plan, evidence if plan is None else {**evidence, "plan": plan}, why)
+    return ctx.cache["dash.plan"]
 
 
 def plan_values(ctx: Any) -> dict[str, float] | None:

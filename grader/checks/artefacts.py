@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,32 @@ def file_problem(evidence: dict[str, Any]) -> tuple[str, str]:
     if not holds:
         return f"{en} ({folder}/ is empty)", f"{zh}（{folder}/ 是空的）"
     return f"{en} ({folder}/ holds {', '.join(holds)})", f"{zh}（{folder}/ 內有 {'、'.join(holds)}）"
+
+
+def json_artefact(
+    ctx: Any, key: str, schema: str
+) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[str, str] | None]:
+    """(the document or None, evidence, why it is unusable (en, zh-TW)) of a candidate's JSON file named by a lab
+    parameter: strict JSON (NaN refused; nesting deeper than any plan refused, a hostile file), valid against the
+    lab's schema `schema`."""
+    from jsonschema import Draft202012Validator
+
+    path, text, evidence = artefact(ctx, key)
+    if text is None:
+        return None, evidence, file_problem(evidence)
+    try:
+        doc = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
+    except (ValueError, RecursionError) as exc:
+        what = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        return None, evidence, (f"{path.name} is not usable JSON ({what})", f"{path.name} 不是可用的 JSON（{what}）")
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}"
+        for e in Draft202012Validator(ctx.lab.schema(schema)).iter_errors(doc)
+    ]
+    if errors:
+        return (
+            None,
+            {**evidence, "schema_errors": errors[:20]},
+            (f"{path.name} does not follow {schema}: {errors[0]}", f"{path.name} 不符合 {schema}：{errors[0]}"),
+        )
+    return doc, evidence, None

@@ -1244,6 +1244,13 @@ def _planned_requests(ctx: Any, seconds: float) -> tuple[float, list[dict[str, A
     return expected, reads
 
 
+def requests_from_others(ctx: Any, target: str, allowed: tuple[str | None, ...]) -> dict[str, int]:
+    """Requests FW-1 forwarded to `target` during grading from each source not in `allowed` (those with any)."""
+    start, end = ctx.status_start["fw1"]["requests_by_source"], ctx.status_end["fw1"]["requests_by_source"]
+    counts = {src: c.get(target, 0) - start.get(src, {}).get(target, 0) for src, c in end.items() if src not in allowed}
+    return {src: n for src, n in counts.items() if n > 0}
+
+
 @check("daq.production_impact")
 def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
     """PLC-1's total load stayed within its budget and its scan time unaffected, while the collector really acquired
@@ -1288,20 +1295,10 @@ def production_impact(ctx: Any, spec: dict[str, Any]) -> CheckResult:
         "peak_at": round(peak[0], 3) if peak else None,
         "excluded_before_start": sum(1 for t in t_load if t < since),
     }
-    others = {
-        src: counts.get("plc1", 0) - ctx.status_start["fw1"]["requests_by_source"].get(src, {}).get("plc1", 0)
-        for src, counts in ctx.status_end["fw1"]["requests_by_source"].items()
-        if src not in (ws, ctx.sheet["network"].get("hmi"))
-    }
-    others = {src: n for src, n in others.items() if n > 0}
+    others = requests_from_others(ctx, "plc1", (ws, ctx.sheet["network"].get("hmi")))
     ev["other_sources_to_plc1"] = others
     # EM-1 too: the brief binds every Modbus connection to the workstation (round 9: an unbound EM-1 client passed)
-    to_em1 = {
-        src: counts.get("em1", 0) - ctx.status_start["fw1"]["requests_by_source"].get(src, {}).get("em1", 0)
-        for src, counts in ctx.status_end["fw1"]["requests_by_source"].items()
-        if src not in (ws, ctx.sheet["network"].get("hmi"))
-    }
-    to_em1 = {src: n for src, n in to_em1.items() if n > 0}
+    to_em1 = requests_from_others(ctx, "em1", (ws, ctx.sheet["network"].get("hmi")))
     ev["other_sources_to_em1"] = to_em1
     hmi = ctx.sheet["network"].get("hmi")
     ev["hmi_requests_to_plc1"] = ctx.status_end["fw1"]["requests_by_source"].get(hmi, {}).get(
